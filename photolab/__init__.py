@@ -1,0 +1,25 @@
+"""photolab: tag, review, de-duplicate and organize a personal photo library, locally.
+
+The public API is small; each pipeline stage is one module and passes plain
+data (DataFrames keyed by photo id) to the next::
+
+    import photolab
+    lib = photolab.init_library("~/Photos")
+    photolab.gather(["/media/card/DCIM"], into=lib)
+    photolab.index_library(lib)
+    df = photolab.photos(lib)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .catalog import Catalog, CatalogError
+from .gather import GatherError, gather
+from .index import index_library, inspect_file, photos
+from .library import Library, LibraryError, init_library, open_library
+
+__all__ = [
+    "Catalog", "CatalogError", "GatherError", "Library", "LibraryError", "__version__", "gather",
+    "index_library", "init_library", "inspect_file", "open_library", "photos",
+]

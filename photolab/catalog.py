@@ -1,0 +1,249 @@
+"""The library catalog: one SQLite file under ``LIBRARY/.photolab/``.
+
+The catalog is versioned (``PRAGMA user_version``) and migrated forward on
+open, runs in WAL mode so readers never block the writer, and lets one writer
+at a time change it: every write transaction holds an inter-process file lock
+(``catalog.lock``), so a watcher and a notebook working on the same library
+cannot interleave half-done changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+import filelock
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".photolab"
+CATALOG_FILE = "catalog.sqlite"
+LOCK_FILE = "catalog.lock"
+
+# Each entry migrates the schema from version i to i + 1. Never edit an entry
+# that has shipped: append a new one.
+MIGRATIONS: list[str] = [
+    # 0 -> 1: library, sources, files, gather log, runs, journal
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE sources (
+        id          INTEGER PRIMARY KEY,
+        label       TEXT NOT NULL UNIQUE,
+        path        TEXT NOT NULL,
+        removable   INTEGER NOT NULL DEFAULT 0,
+        read_only   INTEGER NOT NULL DEFAULT 0,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL
+    );
+    CREATE TABLE photos (
+        id              INTEGER PRIMARY KEY,
+        path            TEXT NOT NULL UNIQUE,      -- relative to the library, '/'-separated
+        kind            TEXT NOT NULL,             -- photo | raw | sidecar | video | other
+        size            INTEGER NOT NULL,
+        mtime_ns        INTEGER NOT NULL,
+        sha256          TEXT,
+        format          TEXT,                      -- by content: JPEG, PNG, HEIF, CR2, ...
+        width           INTEGER,
+        height          INTEGER,
+        orientation     INTEGER,
+        captured_at     TEXT,                      -- ISO 8601, with offset when known
+        captured_source TEXT,                      -- which fallback gave captured_at
+        camera_make     TEXT,
+        camera_model    TEXT,
+        lens            TEXT,
+        gps_lat         REAL,
+        gps_lon         REAL,
+        gps_alt         REAL,
+        status          TEXT NOT NULL,             -- ok | warning | empty | corrupt | unsupported | too_large | unreadable | missing
+        error           TEXT,
+        source_id       INTEGER REFERENCES sources(id),
+        indexed_at      TEXT NOT NULL
+    );
+    CREATE INDEX photos_sha ON photos(sha256);
+    CREATE INDEX photos_status ON photos(status);
+    CREATE TABLE gather_log (
+        id          INTEGER PRIMARY KEY,
+        source_id   INTEGER NOT NULL REFERENCES sources(id),
+        source_rel  TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        dest        TEXT NOT NULL,
+        copied_at   TEXT NOT NULL,
+        UNIQUE (source_id, source_rel, sha256)
+    );
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        stage       TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        finished_at TEXT,
+        report      TEXT                            -- JSON
+    );
+    CREATE TABLE journal (
+        id          INTEGER PRIMARY KEY,
+        batch       TEXT NOT NULL,
+        op          TEXT NOT NULL,                  -- move | copy | quarantine | rewrite | ...
+        src         TEXT,
+        dst         TEXT,
+        sha256      TEXT,
+        state       TEXT NOT NULL,                  -- planned | done | undone | rolled_back
+        created_at  TEXT NOT NULL,
+        detail      TEXT
+    );
+    CREATE INDEX journal_batch ON journal(batch);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class CatalogError(RuntimeError):
+    """The catalog cannot be opened or written; the message says why and what to do."""
+
+
+def utcnow() -> str:
+    """Current UTC time as ISO 8601 with offset, second resolution."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Catalog:
+    """Connection to one library's catalog.
+
+    Reads go straight to SQLite (WAL lets them run beside a writer). Writes go
+    through :meth:`write`, which takes the library's inter-process lock and an
+    immediate transaction, and commits or rolls back as a whole.
+
+    Args:
+        path: the ``catalog.sqlite`` file.
+        lock_timeout: seconds to wait for another writer before giving up.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, lock_timeout: float = 60.0):
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self._lock = filelock.FileLock(str(self.path.with_name(LOCK_FILE)), timeout=lock_timeout)
+        self._depth = 0
+        try:
+            self.conn = sqlite3.connect(
+                str(self.path), timeout=lock_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise CatalogError(f"{self.path}: cannot open the catalog ({exc})") from exc
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
+        self.migrate()
+
+    # -- schema -----------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        """Bring the schema up to :data:`SCHEMA_VERSION`, one migration at a time."""
+        current = self.version
+        if current > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path}: catalog schema version {current} is newer than this photolab "
+                f"understands ({SCHEMA_VERSION}); upgrade photolab to open it"
+            )
+        if current == SCHEMA_VERSION:
+            return
+        with self.write():
+            current = self.version  # another process may have migrated meanwhile
+            for target in range(current + 1, SCHEMA_VERSION + 1):
+                log.info("migrating catalog %s to schema version %d", self.path, target)
+                for statement in _split_sql(MIGRATIONS[target - 1]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={target}")
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_migrated_at', ?)", (utcnow(),)
+            )
+
+    # -- transactions -----------------------------------------------------
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the library's writer lock (re-entrant)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._lock.acquire()
+        except filelock.Timeout as exc:
+            raise CatalogError(
+                f"{self.path}: another photolab process has been writing to this library for more "
+                f"than {self.lock_timeout:.0f} s (lock {self._lock.lock_file}); wait for it to finish "
+                "or stop it"
+            ) from exc
+        self._depth = 1
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+            self._lock.release()
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def dataframe(self, sql: str, params: Any = (), *, index_col: str | None = None):
+        """Run a query and return a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.read_sql_query(sql, self.conn, params=params, index_col=index_col)
+
+    # -- small helpers ----------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def start_run(self, stage: str) -> int:
+        with self.write() as db:
+            cur = db.execute("INSERT INTO runs(stage, started_at) VALUES (?, ?)", (stage, utcnow()))
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, report: dict) -> None:
+        with self.write() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, report = ? WHERE id = ?",
+                (utcnow(), json.dumps(report, default=str, sort_keys=True), run_id),
+            )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (no semicolons inside literals here)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,102 @@
+"""The ``photolab`` command line: the same functions the Python API offers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _cmd_init(args) -> int:
+    from .library import init_library
+
+    lib = init_library(args.library)
+    print(f"library ready at {lib.root} (catalog {lib.catalog.path}, schema v{lib.catalog.version})")
+    return 0
+
+
+def _cmd_gather(args) -> int:
+    from .gather import gather
+    from .library import init_library
+
+    lib = init_library(args.into)
+    report = gather(args.sources, lib, progress=not args.quiet)
+    for src, label in report.sources.items():
+        print(f"{src} -> {lib.root / label}")
+    print(f"gather: {report.summary()}")
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}")
+    return 1 if report.failed else 0
+
+
+def _cmd_index(args) -> int:
+    from .index import index_library
+
+    report = index_library(args.library, workers=args.workers, progress=not args.quiet, force=args.force)
+    print(f"index: {report.summary()}")
+    shown = report.problems if args.verbose else report.problems[:20]
+    for path, status, error in shown:
+        print(f"  {status:11s} {path}: {error}")
+    if len(report.problems) > len(shown):
+        print(f"  ... {len(report.problems) - len(shown)} more (use -v to list all)")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.library, sample=args.sample, fresh=not args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="photolab", description="Tag, review, de-duplicate and organize a photo library, locally.")
+    p.add_argument("--version", action="version", version=f"photolab {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more, list every problem")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="create a library (LIBRARY/.photolab with its catalog)")
+    s.add_argument("library")
+    s.set_defaults(func=_cmd_init)
+
+    s = sub.add_parser("gather", help="copy photos from sources into the library (sources are only read)")
+    s.add_argument("sources", nargs="+", metavar="SRC")
+    s.add_argument("--into", required=True, metavar="LIBRARY")
+    s.set_defaults(func=_cmd_gather)
+
+    s = sub.add_parser("index", help="catalog every file: hash, format, size, EXIF, status")
+    s.add_argument("library")
+    s.add_argument("--workers", type=int, default=None, help="reader processes (default: all cores)")
+    s.add_argument("--force", action="store_true", help="re-read unchanged files too")
+    s.set_defaults(func=_cmd_index)
+
+    s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
+    s.add_argument("--library", default="demo-library", help="where to build the demo library")
+    s.add_argument("--sample", default=None, help="folder of photos to use (default: sample_data/)")
+    s.add_argument("--keep", action="store_true", help="keep an existing demo library instead of starting fresh")
+    s.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .catalog import CatalogError
+    from .gather import GatherError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CatalogError, GatherError, OSError) as exc:
+        print(f"photolab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("photolab: interrupted; finished work is saved, run the command again to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""Index: one catalog row per file in the library.
+
+Every file gets a row with its size, modification time, SHA-256, format (by
+content), pixel size, EXIF facts and a status with a one-line reason. Bad
+files never stop a run. Re-indexing is incremental: a file whose size and
+modification time are unchanged is not opened again; changed files are read
+again and files that disappeared are marked ``missing``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import logging
+import os
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .catalog import STATE_DIR, utcnow
+from .exif import PhotoInfo, finish_capture_time, open_image, read_pillow_info, read_raw_info
+from .library import Library, open_library
+from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, sniff_other, sniff_raw
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "warning", "empty", "corrupt", "unsupported", "too_large", "unreadable", "missing")
+USABLE = ("ok", "warning")  # statuses later stages process
+
+#: Pillow formats that photolab treats as photos, with the extensions they normally carry.
+PHOTO_FORMATS = {
+    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
+    "MPO": {".jpg", ".jpeg", ".mpo"},
+    "PNG": {".png"},
+    "HEIF": {".heic", ".heif", ".hif"},
+    "AVIF": {".avif", ".heic", ".heif"},
+    "WEBP": {".webp"},
+    "TIFF": {".tif", ".tiff"},
+    "GIF": {".gif"},
+    "BMP": {".bmp", ".dib"},
+}
+DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own decompression-bomb limit; above any single-shot camera
+_IN_MEMORY_LIMIT = 512 * 1024 * 1024
+_COLUMNS = (
+    "path", "kind", "size", "mtime_ns", "sha256", "format", "width", "height", "orientation",
+    "captured_at", "captured_source", "camera_make", "camera_model", "lens", "gps_lat", "gps_lon",
+    "gps_alt", "status", "error",
+)
+
+
+@dataclass
+class IndexReport:
+    """What an index run did: counts, and every file that is not ``ok`` with its reason."""
+
+    scanned: int = 0
+    read: int = 0
+    unchanged: int = 0
+    missing: int = 0
+    by_status: Counter = field(default_factory=Counter)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items()))
+        return (f"{self.scanned} files scanned: {self.read} read, {self.unchanged} unchanged, "
+                f"{self.missing} missing; by status: {counts or 'none'}")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["by_status"] = dict(self.by_status)
+        return d
+
+
+def walk_library(root: Path) -> list[tuple[str, int, int]]:
+    """All files under ``root`` except photolab's own state: (relative path, size, mtime_ns)."""
+    out: list[tuple[str, int, int]] = []
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            log.warning("%s: folder cannot be listed (%s); its files are not indexed", folder, exc)
+            continue
+        for entry in entries:
+            name = entry.name
+            if not prefix and name == STATE_DIR:
+                continue
+            if name.startswith(".photolab-tmp-"):
+                continue
+            rel = prefix + name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), rel + "/"))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    out.append((rel, st.st_size, st.st_mtime_ns))
+            except OSError as exc:
+                log.warning("%s: cannot stat (%s)", entry.path, exc)
+    out.sort()
+    return out
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    tail = data[-4096:].rstrip(b"\x00\r\n ")
+    return tail.endswith(b"\xff\xd9")
+
+
+def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int | None = None,
+                 mtime_ns: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+    """Read one file and return its catalog row (without ``path``); never raises for bad input.
+
+    Args:
+        path: the file.
+        name: name used for file-name date patterns and extension checks (default: the file's).
+        size, mtime_ns: the stat values already known (read from disk if not given).
+        max_pixels: images with more pixels are refused as ``too_large``.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    name = name or path.name
+    ext = Path(name).suffix.lower()
+    row: dict = {"kind": "other", "sha256": None, "format": None, "status": "ok", "error": None}
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return {**row, "size": size or 0, "mtime_ns": mtime_ns or 0, "status": "missing",
+                "error": f"cannot stat: {exc.strerror or exc}"}
+    row["size"] = st.st_size if size is None else size
+    row["mtime_ns"] = st.st_mtime_ns if mtime_ns is None else mtime_ns
+    row["kind"] = kind_by_extension(name)
+    if row["kind"] == "sidecar":
+        row["format"] = ext[1:].upper()
+    if row["size"] == 0:
+        return {**row, "status": "empty", "error": "zero-byte file (an interrupted copy?)"}
+
+    data: bytes | None = None
+    try:
+        if row["size"] <= _IN_MEMORY_LIMIT:
+            data = path.read_bytes()
+            row["sha256"] = hashlib.sha256(data).hexdigest()
+        else:
+            row["sha256"] = _sha256_file(path)
+    except PermissionError as exc:
+        return {**row, "status": "unreadable", "error": f"permission denied ({exc.strerror}); fix its permissions"}
+    except OSError as exc:
+        return {**row, "status": "unreadable", "error": f"read error: {exc.strerror or exc}"}
+    if row["kind"] == "sidecar":
+        return row
+    if data is None:
+        with path.open("rb") as fh:
+            head = fh.read(64)
+    else:
+        head = data[:64]
+
+    info = PhotoInfo()
+    moment = None
+    raw_format = sniff_raw(head, ext)
+    if raw_format:
+        row["kind"], row["format"] = "raw", raw_format
+        if data is None:
+            data = path.read_bytes()
+        moment = read_raw_info(data, raw_format, info)
+        if info.width is None:
+            row["status"], row["error"] = "corrupt", "; ".join(info.warnings) or "RAW data unreadable"
+    else:
+        try:
+            im = open_image(data, path)
+        except Image.DecompressionBombError as exc:
+            return {**row, "kind": "photo", "status": "too_large", "error": f"decompression-bomb sized image: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - any decoder error is this file's problem
+            return _not_an_image(row, head, ext, exc)
+        with im:
+            fmt = im.format or "unknown"
+            row["format"] = fmt
+            if fmt not in PHOTO_FORMATS:
+                return {**row, "status": "unsupported", "width": im.size[0], "height": im.size[1],
+                        "error": f"{fmt} image: not a photo format photolab handles"}
+            row["kind"] = "photo"
+            w, h = im.size
+            if w * h > max_pixels:
+                return {**row, "width": w, "height": h, "status": "too_large",
+                        "error": f"{w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit "
+                                 "(decompression-bomb guard); raise max_pixels if it is a real photo"}
+            moment = read_pillow_info(im, info)
+            problem = _integrity_problem(im, fmt, data)
+        if problem:
+            row["status"], row["error"] = "corrupt", problem
+        elif ext and ext not in PHOTO_FORMATS[fmt] and ext not in RAW_EXTS:
+            row["status"] = "warning"
+            info.warnings.insert(0, f"content is {fmt} but the name ends in {ext}")
+        elif ext and ext in RAW_EXTS:
+            row["status"] = "warning"
+            info.warnings.insert(0, f"named as RAW ({ext}) but the content is {fmt}")
+
+    finish_capture_time(info, moment, name, row["mtime_ns"])
+    for key in ("width", "height", "orientation", "captured_at", "captured_source", "camera_make",
+                "camera_model", "lens", "gps_lat", "gps_lon", "gps_alt"):
+        row[key] = getattr(info, key)
+    if info.warnings and row["status"] == "ok":
+        row["status"] = "warning"
+    if info.warnings and not row["error"]:
+        row["error"] = "; ".join(info.warnings)
+    return row
+
+
+def _integrity_problem(im, fmt: str, data: bytes | None) -> str | None:
+    """Cheap checks that catch truncated files without a full decode."""
+    try:
+        if fmt in ("JPEG", "MPO") and data is not None and not _jpeg_complete(data):
+            # No end marker at the end: a truncated file, or data appended after
+            # the image (motion photos). A reduced-scale decode tells which.
+            im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+            im.load()
+        elif fmt == "PNG" and data is not None:
+            from PIL import Image
+            import io
+
+            with Image.open(io.BytesIO(data)) as fresh:
+                fresh.verify()
+    except Exception as exc:  # noqa: BLE001
+        return f"damaged or truncated {fmt} data ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _not_an_image(row: dict, head: bytes, ext: str, exc: Exception) -> dict:
+    mime = sniff_other(head)
+    if row["kind"] == "video":
+        if mime and mime.startswith("video/"):
+            return {**row, "format": mime.split("/")[1].upper()}
+        return {**row, "status": "corrupt", "error": f"named as video ({ext}) but content is {mime or 'unrecognised'}"}
+    if ext in PHOTO_EXTS or ext in RAW_EXTS:
+        expected = mime and mime.split("/")[1].replace("jpeg", "jpg") in ext
+        if mime and not expected:
+            what = f"content is {mime}"
+        else:
+            what = f"image data unreadable ({type(exc).__name__}: {str(exc)[:200]})"
+        return {**row, "kind": "photo", "status": "corrupt", "error": f"not a readable {ext[1:].upper()}: {what}"}
+    return {**row, "status": "unsupported", "format": mime,
+            "error": f"not an image ({mime or 'unrecognised content'})"}
+
+
+def _inspect_task(args: tuple) -> tuple[str, dict]:
+    abs_path, rel, size, mtime_ns, max_pixels = args
+    try:
+        return rel, inspect_file(abs_path, name=Path(rel).name, size=size, mtime_ns=mtime_ns,
+                                 max_pixels=max_pixels)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: record, never stop the batch
+        log.exception("%s: unexpected error while indexing", abs_path)
+        return rel, {"kind": "other", "size": size, "mtime_ns": mtime_ns, "status": "corrupt",
+                     "error": f"unexpected error while reading: {type(exc).__name__}: {exc}"}
+
+
+def index_library(library, *, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  progress: bool = True, force: bool = False) -> IndexReport:
+    """Index (or re-index) every file of a library.
+
+    Args:
+        library: a :class:`~photolab.library.Library` or its folder.
+        workers: threads reading files (default: cores, at most 4; 0 or 1 reads in this thread).
+        max_pixels: larger images are refused as ``too_large``.
+        progress: show a progress bar.
+        force: read every file again, even unchanged ones.
+
+    Returns:
+        An :class:`IndexReport`; the same report is stored in the catalog's ``runs`` table.
+    """
+    from tqdm.auto import tqdm
+
+    lib = open_library(library)
+    cat = lib.catalog
+    run_id = cat.start_run("index")
+    report = IndexReport()
+    on_disk = walk_library(lib.root)
+    report.scanned = len(on_disk)
+    known = {r["path"]: (r["size"], r["mtime_ns"], r["status"])
+             for r in cat.query("SELECT path, size, mtime_ns, status FROM photos")}
+
+    todo = []
+    for rel, size, mtime_ns in on_disk:
+        prev = known.get(rel)
+        if not force and prev and prev[0] == size and prev[1] == mtime_ns and prev[2] != "missing":
+            report.unchanged += 1
+            continue
+        todo.append((str(lib.abs(rel)), rel, size, mtime_ns, max_pixels))
+    disk_paths = {rel for rel, _, _ in on_disk}
+    gone = [p for p, v in known.items() if p not in disk_paths and v[2] != "missing"]
+
+    now = utcnow()
+    if gone:
+        with cat.write() as db:
+            db.executemany("UPDATE photos SET status = 'missing', error = 'file no longer on disk', "
+                           "indexed_at = ? WHERE path = ?", [(now, p) for p in gone])
+    report.missing = len(gone)
+
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    # Threads, not processes: hashing and decoding release the GIL, and worker
+    # processes would re-import a user's unguarded __main__ script.
+    pool = cf.ThreadPoolExecutor(max_workers=workers) if workers > 1 and len(todo) > 16 else None
+    results = pool.map(_inspect_task, todo) if pool else map(_inspect_task, todo)
+
+    batch: list[tuple] = []
+    sql = (f"INSERT INTO photos ({', '.join(_COLUMNS)}, indexed_at) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))}) "
+           f"ON CONFLICT(path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}, "
+           "indexed_at = excluded.indexed_at")
+
+    def flush():
+        if batch:
+            with cat.write() as db:
+                db.executemany(sql, batch)
+            batch.clear()
+
+    with tqdm(total=len(todo), desc="index", unit="file", disable=not progress or not todo) as bar, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # decoder complaints become each file's status instead
+        for rel, row in results:
+            row["path"] = rel
+            batch.append(tuple(row.get(c) for c in _COLUMNS) + (now,))
+            report.read += 1
+            if len(batch) >= 500:
+                flush()
+            bar.update(1)
+    flush()
+    if pool:
+        pool.shutdown()
+
+    for r in cat.query("SELECT path, status, error FROM photos"):
+        report.by_status[r["status"]] += 1
+        if r["status"] != "ok":
+            report.problems.append((r["path"], r["status"], r["error"] or ""))
+    cat.finish_run(run_id, report.as_dict())
+    log.info("index %s: %s", lib.root, report.summary())
+    return report
+
+
+def photos(library, *, usable_only: bool = True, kinds: tuple[str, ...] = ("photo", "raw")):
+    """The catalog's photos as a DataFrame indexed by photo id."""
+    lib = open_library(library)
+    where = f"kind IN ({', '.join('?' * len(kinds))})"
+    params: list = list(kinds)
+    if usable_only:
+        where += f" AND status IN ({', '.join('?' * len(USABLE))})"
+        params += list(USABLE)
+    return lib.catalog.dataframe(f"SELECT * FROM photos WHERE {where} ORDER BY path", params, index_col="id")

@@ -1,0 +1,47 @@
+"""Shared fixtures: real photos copied into tmp_path, never the originals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "sample_data"
+SHARED = Path(os.environ.get("PHOTOLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def copy_tree(src: Path, dest: Path) -> Path:
+    """Copy a folder and make the copy writable (the shared originals are read-only)."""
+    shutil.copytree(src, dest)
+    for folder, dirs, files in os.walk(dest):
+        for name in dirs + files:
+            p = Path(folder) / name
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    return dest
+
+
+@pytest.fixture
+def sample_copy(tmp_path) -> Path:
+    """A writable copy of sample_data/ (the bundled photos)."""
+    return copy_tree(SAMPLE, tmp_path / "sample")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or a skip that says why."""
+    if not (SHARED / "README.md").is_file():
+        pytest.skip(f"shared evaluation data not found at {SHARED} (set PHOTOLAB_SHARED_DATA)")
+    return SHARED
+
+
+@pytest.fixture
+def library(tmp_path):
+    import photolab
+
+    lib = photolab.init_library(tmp_path / "library")
+    yield lib
+    lib.close()
