@@ -18,8 +18,11 @@ from .catalog import Catalog, CatalogError
 from .gather import GatherError, gather
 from .index import index_library, inspect_file, photos
 from .library import Library, LibraryError, init_library, open_library
+from .tagging import decisions, export_csv, tag_library
+from .taxonomy import TaxonomyError, load_taxonomy
 
 __all__ = [
-    "Catalog", "CatalogError", "GatherError", "Library", "LibraryError", "__version__", "gather",
-    "index_library", "init_library", "inspect_file", "open_library", "photos",
+    "Catalog", "CatalogError", "GatherError", "Library", "LibraryError", "TaxonomyError", "__version__",
+    "decisions", "export_csv", "gather", "index_library", "init_library", "inspect_file", "load_taxonomy",
+    "open_library", "photos", "tag_library",
 ]

@@ -100,6 +100,53 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX journal_batch ON journal(batch);
     """,
+    # 1 -> 2: labeling pass (features, scores), thresholds, labeled examples, tag history
+    """
+    CREATE TABLE features (
+        photo_id    INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        model       TEXT NOT NULL,                  -- backbone version that made the embedding
+        sha256      TEXT,                           -- content the features were computed from
+        embedding   BLOB NOT NULL,                  -- float16 x num_features
+        top5        TEXT NOT NULL,                  -- JSON [[wnid, probability], ...]
+        phash       TEXT,
+        dhash       TEXT,
+        sharpness   REAL,                           -- 90th percentile of tile Laplacian variance
+        brightness  REAL,                           -- mean luminance 0..1
+        dark_frac   REAL,                           -- share of pixels below 0.1
+        clipped_frac REAL,                          -- share of pixels above 0.97
+        thumb       TEXT,                           -- relative to .photolab/features/
+        computed_at TEXT NOT NULL
+    );
+    CREATE TABLE scores (
+        photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        tag         TEXT NOT NULL,
+        score       REAL,                           -- NULL: nothing scores this tag yet
+        source      TEXT NOT NULL,                  -- prior | measure | head | none
+        model       TEXT NOT NULL,
+        PRIMARY KEY (photo_id, tag)
+    );
+    CREATE INDEX scores_tag ON scores(tag, score);
+    CREATE TABLE thresholds (
+        tag         TEXT PRIMARY KEY,
+        threshold   REAL NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE TABLE labels (
+        photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        tag         TEXT NOT NULL,
+        value       INTEGER NOT NULL,               -- 1 has the tag, 0 does not
+        who         TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        PRIMARY KEY (photo_id, tag)
+    );
+    CREATE TABLE tag_history (
+        id          INTEGER PRIMARY KEY,
+        old         TEXT NOT NULL,
+        new         TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        at          TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

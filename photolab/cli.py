@@ -45,6 +45,33 @@ def _cmd_index(args) -> int:
     return 0
 
 
+def _cmd_tag(args) -> int:
+    from .backbone import load_backbone
+    from .library import open_library
+    from .tagging import tag_library
+
+    lib = open_library(args.library)
+    model = None
+    if args.model or args.checkpoint or args.hub_cache:
+        model = load_backbone(name=args.model or "tf_efficientnet_lite0", checkpoint=args.checkpoint,
+                              hub_cache=args.hub_cache, cache_dir=lib.state / "models" / "backbone")
+    report = tag_library(lib, model=model, batch_size=args.batch_size, progress=not args.quiet, force=args.force)
+    print(f"tag: {report.summary()}")
+    counts = ", ".join(f"{t} {n}" for t, n in report.tag_counts.items() if n)
+    print(f"  photos per tag: {counts or 'none'}")
+    for path, reason in report.failed:
+        print(f"  failed: {path}: {reason}")
+    return 0
+
+
+def _cmd_export_csv(args) -> int:
+    from .tagging import export_csv
+
+    out = export_csv(args.library, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -73,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="re-read unchanged files too")
     s.set_defaults(func=_cmd_index)
 
+    s = sub.add_parser("tag", help="labeling pass: embeddings, hashes, quality, thumbnails and tag scores")
+    s.add_argument("library")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--force", action="store_true", help="redo photos already tagged with this model")
+    s.add_argument("--model", help="timm architecture name (default tf_efficientnet_lite0)")
+    s.add_argument("--checkpoint", help="a checkpoint file of your own for --model")
+    s.add_argument("--hub-cache", action="store_true", help="load --model from the local hub cache (offline)")
+    s.set_defaults(func=_cmd_tag)
+
+    s = sub.add_parser("export-csv", help="one row per photo: path, captured_at, tags, score:<tag>, confidence:<tag>")
+    s.add_argument("library")
+    s.add_argument("out", metavar="OUT.csv")
+    s.set_defaults(func=_cmd_export_csv)
+
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")
     s.add_argument("--sample", default=None, help="folder of photos to use (default: sample_data/)")
@@ -85,12 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .backbone import BackboneError
     from .catalog import CatalogError
     from .gather import GatherError
+    from .taxonomy import TaxonomyError
 
     try:
         return int(args.func(args) or 0)
-    except (CatalogError, GatherError, OSError) as exc:
+    except (CatalogError, GatherError, BackboneError, TaxonomyError, OSError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

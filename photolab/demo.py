@@ -36,6 +36,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     from .gather import gather
     from .index import index_library
     from .library import init_library
+    from .tagging import export_csv, tag_library
 
     library = Path(library).resolve()
     sample = Path(sample) if sample else default_sample()
@@ -52,17 +53,23 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     print(f"  gather : {g.summary()}")
     ix = index_library(lib, progress=False)
     print(f"  index  : {ix.summary()}")
+    tg = tag_library(lib, progress=False)
+    print(f"  tag    : {tg.summary()}")
+    (lib.state / "exports").mkdir(exist_ok=True)
+    csv_path = export_csv(lib, lib.state / "exports" / "tags.csv")
+    print(f"  csv    : {csv_path}")
 
     rows = lib.catalog.query(
         "SELECT kind, status, captured_source, gps_lat FROM photos WHERE status != 'missing'")
     n_photos = sum(1 for r in rows if r["kind"] in ("photo", "raw") and r["status"] in ("ok", "warning"))
     with_gps = sum(1 for r in rows if r["gps_lat"] is not None)
     exif_time = sum(1 for r in rows if r["captured_source"] == "DateTimeOriginal")
-    errors = [p for p in ix.problems if p[1] not in ("ok", "warning")]
+    errors = [p for p in ix.problems if p[1] not in ("ok", "warning")] + [(p, "corrupt", e) for p, e in tg.failed]
     print()
     print("summary")
     print(f"  photos          : {n_photos} usable ({exif_time} with EXIF capture time, {with_gps} with GPS)")
-    print("  tags            : (tagging stage not installed yet)")
+    counts = ", ".join(f"{t} {n}" for t, n in sorted(tg.tag_counts.items(), key=lambda kv: -kv[1]) if n)
+    print(f"  tags            : {counts or 'none'}")
     print("  duplicates      : (dedupe stage not installed yet)")
     print("  planned moves   : (organize stage not installed yet)")
     print(f"  errors          : {len(errors)}")

