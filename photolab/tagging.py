@@ -456,3 +456,21 @@ def embeddings(library) -> tuple[np.ndarray, np.ndarray]:
     if not rows:
         return ids, np.zeros((0, 0), dtype=np.float32)
     return ids, np.stack([np.frombuffer(r[1], dtype=np.float16) for r in rows]).astype(np.float32)
+
+
+def thumbnails_by_tag(library, *, per_tag: int = 12) -> tuple[list[str], list[str]]:
+    """(thumbnail paths, tag labels) of the highest-scoring photos per accepted tag, for a grid.
+
+    Bounded by ``per_tag``, so it stays small on a library of any size.
+    """
+    lib = open_library(library)
+    thr = thresholds(lib)
+    images, labels = [], []
+    for tag, t in thr.items():
+        rows = lib.catalog.query(
+            "SELECT f.thumb FROM scores s JOIN features f ON f.photo_id = s.photo_id "
+            "WHERE s.tag = ? AND s.score >= ? ORDER BY s.score DESC LIMIT ?", (tag, t, per_tag))
+        for r in rows:
+            images.append(str(lib.state / "features" / r["thumb"]))
+            labels.append(tag)
+    return images, labels

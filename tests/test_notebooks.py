@@ -1,0 +1,32 @@
+"""Notebooks: committed without outputs, and executed on a copy of sample_data/."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import SAMPLE
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+    assert "parameters" in nb["cells"][1]["metadata"].get("tags", []), f"{path.name}: the first code cell must be the parameters cell"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_on_sample_data(path, tmp_path):
+    nb = nbformat.read(path, as_version=4)
+    params = nb.cells[1]
+    params.source = f"LIBRARY = {str(tmp_path / 'library')!r}\nGATHER_FROM = {str(SAMPLE)!r}"
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert (tmp_path / "library" / ".photolab" / "exports" / "tags.csv").is_file()
