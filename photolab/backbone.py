@@ -153,11 +153,5 @@ def imagenet_classes() -> list[str]:
     return [line.strip() for line in info.read_text().splitlines() if line.strip()]
 
 
-def _torch_threads() -> None:
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
-
-
 __all__ = ["Backbone", "BackboneError", "DEFAULT_MODEL", "force_offline", "imagenet_classes", "load_backbone",
            "remap_by_order"]

@@ -290,7 +290,6 @@ class _Model:
 
         self.bb = backbone
         self.torch = torch
-        self._fn = None
 
     def __call__(self, x: np.ndarray):
         torch = self.torch
