@@ -81,6 +81,7 @@ def main() -> int:
     t = time.perf_counter()
     again = photolab.index_library(lib, progress=False)
     t_again = time.perf_counter() - t
+    assert again.unchanged == args.n, again.summary()
     index_mod.inspect_file = real
 
     print(f"first index : {args.n / t_first:8.0f} files/s  ({t_first:.2f} s, {first.summary()})")

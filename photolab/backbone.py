@@ -113,7 +113,6 @@ def load_backbone(*, name: str = DEFAULT_MODEL, checkpoint: str | os.PathLike | 
     """
     force_offline()
     import timm
-    import torch
 
     if checkpoint is not None:
         ckpt = Path(checkpoint)

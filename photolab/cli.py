@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-
 from . import __version__
 
 
@@ -46,14 +44,14 @@ def _cmd_index(args) -> int:
 
 
 def _cmd_tag(args) -> int:
-    from .backbone import load_backbone
+    from .backbone import DEFAULT_MODEL, load_backbone
     from .library import open_library
     from .tagging import tag_library
 
     lib = open_library(args.library)
     model = None
     if args.model or args.checkpoint or args.hub_cache:
-        model = load_backbone(name=args.model or "tf_efficientnet_lite0", checkpoint=args.checkpoint,
+        model = load_backbone(name=args.model or DEFAULT_MODEL, checkpoint=args.checkpoint,
                               hub_cache=args.hub_cache, cache_dir=lib.state / "models" / "backbone")
     report = tag_library(lib, model=model, batch_size=args.batch_size, progress=not args.quiet, force=args.force)
     print(f"tag: {report.summary()}")

@@ -34,7 +34,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
         0 when every stage ran (bad files are reported, not fatal).
     """
     from .gather import gather
-    from .index import index_library
+    from .index import USABLE, index_library
     from .library import init_library
     from .tagging import export_csv, tag_library
 
@@ -61,10 +61,10 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
 
     rows = lib.catalog.query(
         "SELECT kind, status, captured_source, gps_lat FROM photos WHERE status != 'missing'")
-    n_photos = sum(1 for r in rows if r["kind"] in ("photo", "raw") and r["status"] in ("ok", "warning"))
+    n_photos = sum(1 for r in rows if r["kind"] in ("photo", "raw") and r["status"] in USABLE)
     with_gps = sum(1 for r in rows if r["gps_lat"] is not None)
     exif_time = sum(1 for r in rows if r["captured_source"] == "DateTimeOriginal")
-    errors = [p for p in ix.problems if p[1] not in ("ok", "warning")] + [(p, "corrupt", e) for p, e in tg.failed]
+    errors = [p for p in ix.problems if p[1] not in USABLE] + [(p, "corrupt", e) for p, e in tg.failed]
     print()
     print("summary")
     print(f"  photos          : {n_photos} usable ({exif_time} with EXIF capture time, {with_gps} with GPS)")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .catalog import STATE_DIR, utcnow
 from .exif import PhotoInfo, finish_capture_time, open_image, read_pillow_info, read_raw_info
-from .library import Library, open_library
+from .library import open_library
 from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, sniff_other, sniff_raw
 
 log = logging.getLogger(__name__)

@@ -164,14 +164,14 @@ def decode(path: Path, kind: str, target: int = DECODE_TARGET):
     im = ImageOps.exif_transpose(im)
     if im.mode != "RGB":
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            bg = Image.new("RGB", im.size, (255, 255, 255))
-            bg.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
-            im = bg
+            rgba = im.convert("RGBA")
+            im = Image.new("RGB", im.size, (255, 255, 255))
+            im.paste(rgba, mask=rgba.getchannel("A"))
         else:
             im = im.convert("RGB")
-    if min(im.size) > target * 1.5:
-        ratio = min(im.size) / target
-        im = im.reduce(max(1, int(ratio))) if ratio >= 2 else im
+    factor = int(min(im.size) / target)  # formats without DCT scaling (HEIC, PNG...)
+    if factor >= 2:
+        im = im.reduce(factor)
     im.load()
     return im
 
@@ -248,7 +248,7 @@ def decisions(library):
     thr = thresholds(lib, tax)
     photos = lib.catalog.dataframe(
         "SELECT p.id, p.path, p.captured_at FROM photos p JOIN features f ON f.photo_id = p.id "
-        "WHERE p.status IN ('ok', 'warning') ORDER BY p.path", index_col="id")
+        f"WHERE p.status IN ({', '.join('?' * len(USABLE))}) ORDER BY p.path", USABLE, index_col="id")
     long = lib.catalog.dataframe("SELECT photo_id, tag, score FROM scores")
     wide = long.pivot(index="photo_id", columns="tag", values="score") if len(long) else pd.DataFrame()
     out = photos.copy()
@@ -282,29 +282,19 @@ def export_csv(library, out: str | os.PathLike) -> Path:
 
 
 # -- the pass -----------------------------------------------------------------
-class _Model:
-    """Backbone wrapper: one forward gives the embedding and the ImageNet probabilities."""
+def forward(backbone, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass: (embeddings, ImageNet probabilities) for a batch of prepared inputs."""
+    import torch
 
-    def __init__(self, backbone):
-        import torch
-
-        self.bb = backbone
-        self.torch = torch
-
-    def __call__(self, x: np.ndarray):
-        torch = self.torch
-        model = self.bb.model
-        with torch.inference_mode():
-            t = torch.from_numpy(x)
-            feats = model.forward_features(t)
-            emb = model.forward_head(feats, pre_logits=True)
-            logits = model.get_classifier()(emb)
-            probs = logits.softmax(-1)
-        return emb.numpy(), probs.numpy()
+    model = backbone.model
+    with torch.inference_mode():
+        emb = model.forward_head(model.forward_features(torch.from_numpy(x)), pre_logits=True)
+        probs = model.get_classifier()(emb).softmax(-1)
+    return emb.numpy(), probs.numpy()
 
 
 def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
-                workers: int | None = None, force: bool = False, limit: int | None = None) -> TagReport:
+                workers: int | None = None, force: bool = False) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -314,7 +304,6 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         progress: show a progress bar with images/s.
         workers: decoding threads (default: number of cores).
         force: redo photos already done with this model.
-        limit: stop after this many photos (for sampling and tests).
     """
     import torch
     from tqdm.auto import tqdm
@@ -329,7 +318,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     run_id = cat.start_run("tag")
     prior_tags = tax.by_source("prior")
     weights = prior_matrix(prior_tags)
-    quality_tags = [t for t in tax.by_source("measure")]
+    quality_tags = tax.by_source("measure")
     head_tags = tax.by_source("head")
     from .backbone import imagenet_classes
 
@@ -343,11 +332,8 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     total_usable = cat.query(
         f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
         tuple(USABLE))[0][0]
-    if limit is not None:
-        todo = todo[:limit]
     report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags))
     thumbs_dir = lib.state / "features" / "thumbs"
-    runner = _Model(bb)
     start = time.perf_counter()
 
     def prep(row):
@@ -373,21 +359,20 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
                 continue
             batch.append((row, prepared))
             if len(batch) >= batch_size:
-                _flush(lib, batch, runner, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir, bb.version)
+                _flush(lib, batch, bb, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir)
                 report.tagged += len(batch)
                 bar.update(len(batch))
                 bar.set_postfix(img_s=f"{report.tagged / (time.perf_counter() - start):.1f}")
                 batch = []
         if batch:
-            _flush(lib, batch, runner, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir, bb.version)
+            _flush(lib, batch, bb, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir)
             report.tagged += len(batch)
             bar.update(len(batch))
         bar.close()
     finally:
         pool.shutdown(cancel_futures=True)
     report.seconds = time.perf_counter() - start
-    df = decisions(lib)
-    report.tag_counts = {t: int((df[f"score:{t}"] >= thr).sum()) for t, thr in thresholds(lib, tax).items()}
+    report.tag_counts = tag_counts(lib, tax)
     cat.finish_run(run_id, {"tagged": report.tagged, "skipped": report.skipped, "failed": report.failed,
                             "seconds": report.seconds, "model": bb.version})
     log.info("tag %s: %s", lib.root, report.summary())
@@ -411,16 +396,17 @@ def _ordered_prefetch(pool, fn, items, ahead: int):
             pending.append(pool.submit(fn, nxt))
 
 
-def _flush(lib, batch, runner, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir, version):
+def _flush(lib, batch, bb, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir):
+    version = bb.version
     x = np.stack([p[0] for _, p in batch])
-    emb, probs = runner(x)
+    emb, probs = forward(bb, x)
     pri = prior_scores(probs, weights)
     now = utcnow()
     feature_rows, score_rows = [], []
     for i, (row, (_, hashes, q, thumb)) in enumerate(batch):
         pid = row["id"]
         rel_thumb = f"thumbs/{pid // 1000:04d}/{pid}.jpg"
-        tpath = thumbs_dir / f"{pid // 1000:04d}" / f"{pid}.jpg"
+        tpath = thumbs_dir.parent / rel_thumb
         tpath.parent.mkdir(parents=True, exist_ok=True)
         tmp = tpath.with_suffix(".tmp")
         tmp.write_bytes(thumb)
@@ -447,14 +433,15 @@ def _flush(lib, batch, runner, weights, prior_tags, quality_tags, head_tags, cla
                        score_rows)
 
 
-def embeddings(library) -> tuple[np.ndarray, np.ndarray]:
-    """(photo ids, float32 embeddings) of every photo with features."""
+def tag_counts(library, taxonomy: Taxonomy | None = None) -> dict[str, int]:
+    """Usable photos per tag at the current thresholds (an indexed count, not a full table)."""
     lib = open_library(library)
-    rows = lib.catalog.query("SELECT photo_id, embedding FROM features ORDER BY photo_id")
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    if not rows:
-        return ids, np.zeros((0, 0), dtype=np.float32)
-    return ids, np.stack([np.frombuffer(r[1], dtype=np.float16) for r in rows]).astype(np.float32)
+    tax = taxonomy or load_taxonomy(lib)
+    usable = ", ".join("?" * len(USABLE))
+    return {tag: lib.catalog.query(
+        "SELECT count(*) FROM scores s JOIN photos p ON p.id = s.photo_id "
+        f"WHERE s.tag = ? AND s.score >= ? AND p.status IN ({usable})", (tag, t, *USABLE))[0][0]
+        for tag, t in thresholds(lib, tax).items()}
 
 
 def thumbnails_by_tag(library, *, per_tag: int = 12) -> tuple[list[str], list[str]]:

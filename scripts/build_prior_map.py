@@ -46,14 +46,13 @@ ANCHORS: dict[str, tuple[list[str], dict[str, float]]] = {
 
 
 def main(out: Path) -> None:
-    import timm.data
+    from photolab.backbone import imagenet_classes
 
     hypernyms, lemmas = load_nouns()
     senses = load_index()
     resolved = {tag: ({synset(a, senses) for a in anchors}, {synset(a, senses): w for a, w in context.items()})
                 for tag, (anchors, context) in ANCHORS.items()}
-    info = Path(timm.data.__file__).parent / "_info" / "imagenet_synsets.txt"
-    synsets = [line.strip() for line in info.read_text().splitlines() if line.strip()]
+    synsets = imagenet_classes()
     assert len(synsets) == 1000, len(synsets)
     rows = []
     for index, wnid in enumerate(synsets):

@@ -61,6 +61,9 @@ def test_sample_photos_get_the_right_tags(tagged):
     # tags nothing scores yet are reported, not invented
     assert set(report.untrained) == {"portrait", "group", "birthday", "wedding", "party"}
     assert df["score:birthday"].isna().all()
+    # the report's counts are the accepted tags of the decisions table
+    from_table = {t: int(df.tags.str.split(";").map(lambda ts, t=t: t in ts).sum()) for t in report.tag_counts}
+    assert report.tag_counts == from_table and report.tag_counts["dog"] >= 1
 
 
 def test_features_are_stored_once_for_later_stages(tagged):
