@@ -30,6 +30,8 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_index.py
+	$(PY) benchmarks/bench_tagging.py
+	$(PY) benchmarks/bench_organize.py
 
 clean:
 	rm -rf $(VENV) demo-library

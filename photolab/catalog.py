@@ -147,6 +147,34 @@ MIGRATIONS: list[str] = [
         at          TEXT NOT NULL
     );
     """,
+    # 2 -> 3: events and a person's edits to them (kept by photo id, so they survive re-runs)
+    """
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        anchor      INTEGER NOT NULL UNIQUE,        -- the event's earliest photo
+        name        TEXT NOT NULL,
+        auto_name   TEXT NOT NULL,
+        start       TEXT NOT NULL,
+        end         TEXT NOT NULL,
+        photos      INTEGER NOT NULL,
+        lat         REAL,
+        lon         REAL,
+        dominant    TEXT
+    );
+    CREATE TABLE photo_events (
+        photo_id    INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        event_id    INTEGER NOT NULL
+    );
+    CREATE INDEX photo_events_event ON photo_events(event_id);
+    CREATE TABLE event_edits (
+        id          INTEGER PRIMARY KEY,
+        action      TEXT NOT NULL,                  -- rename | merge | split
+        photo_id    INTEGER NOT NULL,
+        other_id    INTEGER,
+        value       TEXT,
+        at          TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

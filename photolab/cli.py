@@ -70,6 +70,57 @@ def _cmd_export_csv(args) -> int:
     return 0
 
 
+def _cmd_events(args) -> int:
+    from .events import detect_events
+    from .organize import load_rules
+
+    df = detect_events(args.library, options=load_rules(args.library).events)
+    for eid, r in df.iterrows():
+        print(f"{eid:6d}  {r['name']:40s} {r['photos']:5d} photos  {r['start'][:16]} .. {r['end'][:16]}")
+    print(f"events: {len(df)}")
+    return 0
+
+
+def _cmd_organize(args) -> int:
+    from .organize import apply, parse_rules, plan, preview_tree, write_plan_csv
+    from .taxonomy import load_taxonomy
+
+    rules = None
+    if args.rules:
+        rules = parse_rules(open(args.rules, encoding="utf-8").read(), path=args.rules,
+                            taxonomy=load_taxonomy(args.library))
+    df = plan(args.library, rules=rules)
+    if args.plan_csv:
+        print(f"wrote {write_plan_csv(df, args.plan_csv)}")
+    photos = int((df["role"] == "photo").sum())
+    print(f"organize: {photos} photos ({len(df)} files with companions) to move; "
+          f"{len(df.attrs['kept'])} left where they are")
+    if photos:
+        print(preview_tree(df))
+    if args.verbose:
+        for path, why in df.attrs["kept"]:
+            print(f"  kept {path}: {why}")
+    if not args.apply:
+        if photos:
+            print("dry run: nothing moved; add --apply to move, `photolab undo` reverses it")
+        return 0
+    report = apply(args.library, df, progress=not args.quiet)
+    print(f"organize: {report.summary()}; undo with `photolab undo {args.library} {report.batch}`")
+    for path, why in report.skipped:
+        print(f"  skipped {path}: {why}")
+    return 0
+
+
+def _cmd_undo(args) -> int:
+    from .fileops import undo
+
+    report = undo(args.library, args.batch)
+    print(f"undo: {report.summary()}")
+    for path, why in report.skipped:
+        print(f"  skipped {path}: {why}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -100,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tag", help="labeling pass: embeddings, hashes, quality, thumbnails and tag scores")
     s.add_argument("library")
-    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--force", action="store_true", help="redo photos already tagged with this model")
     s.add_argument("--model", help="timm architecture name (default tf_efficientnet_lite0)")
     s.add_argument("--checkpoint", help="a checkpoint file of your own for --model")
@@ -111,6 +162,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("library")
     s.add_argument("out", metavar="OUT.csv")
     s.set_defaults(func=_cmd_export_csv)
+
+    s = sub.add_parser("events", help="group photos into events by time and place, and list them")
+    s.add_argument("library")
+    s.set_defaults(func=_cmd_events)
+
+    s = sub.add_parser("organize", help="plan (dry run) or --apply moves into folders by the rules file")
+    s.add_argument("library")
+    s.add_argument("--apply", action="store_true", help="carry the plan out (journaled, undoable)")
+    s.add_argument("--plan-csv", metavar="OUT.csv", help="write the plan: source, target, rule, reason")
+    s.add_argument("--rules", metavar="FILE", help="a rules file (default: LIBRARY/.photolab/rules.txt)")
+    s.set_defaults(func=_cmd_organize)
+
+    s = sub.add_parser("undo", help="reverse a batch of moves (default: the latest)")
+    s.add_argument("library")
+    s.add_argument("batch", nargs="?", default=None)
+    s.set_defaults(func=_cmd_undo)
 
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")
@@ -126,12 +193,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from .backbone import BackboneError
     from .catalog import CatalogError
+    from .fileops import FileOpError
     from .gather import GatherError
+    from .organize import RulesError
     from .taxonomy import TaxonomyError
 
     try:
         return int(args.func(args) or 0)
-    except (CatalogError, GatherError, BackboneError, TaxonomyError, OSError) as exc:
+    except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

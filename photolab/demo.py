@@ -36,6 +36,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     from .gather import gather
     from .index import USABLE, index_library
     from .library import init_library
+    from .organize import apply, plan, preview_tree
     from .tagging import export_csv, tag_library
 
     library = Path(library).resolve()
@@ -58,6 +59,9 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     (lib.state / "exports").mkdir(exist_ok=True)
     csv_path = export_csv(lib, lib.state / "exports" / "tags.csv")
     print(f"  csv    : {csv_path}")
+    moves = plan(lib)
+    organized = apply(lib, moves, progress=False)
+    print(f"  organize: {organized.summary()} (undo: photolab undo {lib.root} {organized.batch})")
 
     rows = lib.catalog.query(
         "SELECT kind, status, captured_source, gps_lat FROM photos WHERE status != 'missing'")
@@ -71,7 +75,11 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     counts = ", ".join(f"{t} {n}" for t, n in sorted(tg.tag_counts.items(), key=lambda kv: -kv[1]) if n)
     print(f"  tags            : {counts or 'none'}")
     print("  duplicates      : (dedupe stage not installed yet)")
-    print("  planned moves   : (organize stage not installed yet)")
+    n_moves = int((moves["role"] == "photo").sum())
+    print(f"  organized       : {n_moves} photos moved into year/month/event folders "
+          f"({len(moves) - n_moves} companions with them):")
+    for line in preview_tree(moves).splitlines():
+        print(f"                    {line}")
     print(f"  errors          : {len(errors)}")
     for path, status, error in errors:
         print(f"    {status}: {path}: {error}")

@@ -12,6 +12,27 @@ from conftest import SAMPLE
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
+def _tags_exported(lib_dir: Path) -> None:
+    assert (lib_dir / ".photolab" / "exports" / "tags.csv").is_file()
+
+
+def _organized_and_undone(lib_dir: Path) -> None:
+    import photolab
+    from photolab.fileops import batches
+
+    with photolab.open_library(lib_dir) as lib:
+        done = batches(lib)
+        assert (done["op"] == "organize").any() and (done["op"] == "undo").any()
+        paths = {r["path"] for r in lib.catalog.query("SELECT path FROM photos")}
+    on_disk = {p.relative_to(lib_dir).as_posix() for p in lib_dir.rglob("*")
+               if p.is_file() and ".photolab" not in p.parts}
+    assert paths == on_disk
+
+
+# what each notebook must leave behind, beyond running without an error
+AFTER = {"01_tag_library.ipynb": _tags_exported, "07_organize.ipynb": _organized_and_undone}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_without_outputs(path):
     nb = json.loads(path.read_text())
@@ -29,4 +50,4 @@ def test_notebook_runs_on_sample_data(path, tmp_path):
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    assert (tmp_path / "library" / ".photolab" / "exports" / "tags.csv").is_file()
+    AFTER[path.name](tmp_path / "library")

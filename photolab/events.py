@@ -1,0 +1,231 @@
+"""Events: photos grouped by when (and where) they were taken.
+
+Photos are sorted by capture time; a new event starts where the gap to the
+previous photo exceeds ``gap_hours`` (default 6: a day out stays one event, the
+next morning starts another), or where two consecutive photos that both have
+GPS lie more than ``max_km`` apart (default 50) with at least ``min_travel_hours``
+(default 1) between them. Only real capture dates count (EXIF, GPS time or a
+date in the file name; a file's modification time is not a capture date unless
+``use_file_dates=True``); photos without one belong to no event.
+
+An event's name is its date (``2025-06-14`` for one day, ``2024-08`` for
+several) followed by its dominant tag — the most common accepted events or
+places tag, if at least a third of its photos carry it — e.g.
+``2025-06-14 Birthday``, ``2024-08 Beach``.
+
+A person's edits are kept by photo id in ``event_edits`` and re-applied on
+every run: :func:`rename_event`, :func:`merge_events` and :func:`split_event`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from .catalog import utcnow
+from .index import USABLE
+from .library import open_library
+
+REAL_DATE_SOURCES = ("DateTimeOriginal", "CreateDate", "GPSDateTime", "FileName")
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    """How photos are grouped into events (see the module text)."""
+
+    gap_hours: float = 6.0
+    max_km: float = 50.0
+    min_travel_hours: float = 1.0
+    use_file_dates: bool = False
+    dominant_share: float = 1 / 3
+
+
+def parse_time(value: str | None) -> _dt.datetime | None:
+    """The wall-clock time of an ISO 8601 capture time (its offset dropped: local time is what groups)."""
+    if not value:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=None)
+
+
+def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 6371.0 * 2 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _title(tag: str) -> str:
+    return tag.replace("_", " ").title()
+
+
+def detect_events(library, *, options: EventOptions | None = None):
+    """Group the library's photos into events and store them; returns the events as a DataFrame.
+
+    Returns:
+        A DataFrame indexed by event id with columns ``name``, ``auto_name``,
+        ``start``, ``end``, ``photos``, ``lat``, ``lon``, ``dominant``.
+    """
+    from .taxonomy import load_taxonomy
+    from .tagging import accepted_tags
+
+    opts = options or EventOptions()
+    lib = open_library(library)
+    cat = lib.catalog
+    sources = REAL_DATE_SOURCES + (("FileModifyDate",) if opts.use_file_dates else ())
+    rows = cat.query(
+        "SELECT id, captured_at, captured_source, gps_lat, gps_lon FROM photos "
+        f"WHERE kind IN ('photo', 'raw') AND status IN ({', '.join('?' * len(USABLE))}) "
+        f"AND captured_at IS NOT NULL AND captured_source IN ({', '.join('?' * len(sources))})",
+        (*USABLE, *sources))
+    items = [(t, r["id"], (r["gps_lat"], r["gps_lon"]) if r["gps_lat"] is not None else None)
+             for r in rows if (t := parse_time(r["captured_at"])) is not None]
+    items.sort(key=lambda x: (x[0], x[1]))
+    edits = cat.query("SELECT action, photo_id, other_id, value FROM event_edits ORDER BY id")
+    splits = {e["photo_id"] for e in edits if e["action"] == "split"}
+
+    groups: list[list] = []
+    for i, item in enumerate(items):
+        if i == 0:
+            groups.append([item])
+            continue
+        prev = items[i - 1]
+        gap_h = (item[0] - prev[0]).total_seconds() / 3600
+        far = (item[2] is not None and prev[2] is not None and gap_h >= opts.min_travel_hours
+               and _km(item[2], prev[2]) > opts.max_km)
+        if gap_h > opts.gap_hours or far or item[1] in splits:
+            groups.append([item])
+        else:
+            groups[-1].append(item)
+
+    # a person's merges: union the events that hold the two photos
+    where = {pid: gi for gi, g in enumerate(groups) for _, pid, _ in g}
+    parent = list(range(len(groups)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for e in edits:
+        if e["action"] == "merge" and e["photo_id"] in where and e["other_id"] in where:
+            a, b = find(where[e["photo_id"]]), find(where[e["other_id"]])
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    merged: dict[int, list] = {}
+    for gi, g in enumerate(groups):
+        merged.setdefault(find(gi), []).extend(g)
+    groups = [sorted(g, key=lambda x: (x[0], x[1])) for _, g in sorted(merged.items())]
+
+    tags = accepted_tags(lib)
+    tax = load_taxonomy(lib)
+    named_categories = set(tax.by_category("events")) | set(tax.by_category("places"))
+    renames = {}
+    for e in edits:
+        if e["action"] == "rename":
+            renames[e["photo_id"]] = e["value"]
+
+    now_rows, member_rows = [], []
+    for g in groups:
+        start, end = g[0][0], g[-1][0]
+        date = start.strftime("%Y-%m-%d") if start.date() == end.date() else start.strftime("%Y-%m")
+        counts = Counter(t for _, pid, _ in g for t in tags.get(pid, ()) if t in named_categories)
+        dominant = None
+        if counts:
+            tag, n = max(counts.items(), key=lambda kv: (tax[kv[0]].category == "events", kv[1], kv[0]))
+            if n >= opts.dominant_share * len(g):
+                dominant = tag
+        auto = f"{date} {_title(dominant)}" if dominant else date
+        name = auto
+        for _, pid, _ in g:  # the latest rename of any photo in the event wins
+            if pid in renames:
+                name = renames[pid]
+        gps = [p for _, _, p in g if p is not None]
+        lat = sum(p[0] for p in gps) / len(gps) if gps else None
+        lon = sum(p[1] for p in gps) / len(gps) if gps else None
+        anchor = g[0][1]
+        now_rows.append((anchor, name, auto, start.isoformat(), end.isoformat(), len(g), lat, lon, dominant))
+        member_rows.extend((pid, anchor) for _, pid, _ in g)
+
+    with cat.write() as db:
+        db.execute("DELETE FROM photo_events")
+        db.execute("DELETE FROM events")
+        db.executemany("INSERT INTO events(id, anchor, name, auto_name, start, end, photos, lat, lon, dominant) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?)", [(r[0],) + r for r in now_rows])
+        db.executemany("INSERT INTO photo_events(photo_id, event_id) VALUES (?,?)", member_rows)
+    return events(lib)
+
+
+def events(library):
+    """The stored events (from the last :func:`detect_events`) as a DataFrame indexed by event id."""
+    lib = open_library(library)
+    return lib.catalog.dataframe(
+        "SELECT id, name, auto_name, start, end, photos, lat, lon, dominant FROM events ORDER BY start",
+        index_col="id")
+
+
+def event_photos(library, event_id: int):
+    """The photos of one event: id, path, captured_at."""
+    lib = open_library(library)
+    return lib.catalog.dataframe(
+        "SELECT p.id, p.path, p.captured_at FROM photo_events e JOIN photos p ON p.id = e.photo_id "
+        "WHERE e.event_id = ? ORDER BY p.captured_at, p.id", (int(event_id),), index_col="id")
+
+
+def _edit(lib, action: str, photo_id: int, other_id: int | None = None, value: str | None = None) -> None:
+    with lib.catalog.write() as db:
+        db.execute("INSERT INTO event_edits(action, photo_id, other_id, value, at) VALUES (?,?,?,?,?)",
+                   (action, int(photo_id), other_id, value, utcnow()))
+
+
+def _require_event(lib, event_id: int) -> None:
+    if not lib.catalog.query("SELECT 1 FROM events WHERE id = ?", (int(event_id),)):
+        raise KeyError(f"no event {event_id}; run detect_events first")
+
+
+def rename_event(library, event_id: int, name: str) -> None:
+    """Give an event a name of the user's; kept across re-runs."""
+    lib = open_library(library)
+    _require_event(lib, event_id)
+    name = " ".join(str(name).split())
+    if not name:
+        raise ValueError("an event name cannot be empty")
+    _edit(lib, "rename", event_id, value=name)
+    with lib.catalog.write() as db:
+        db.execute("UPDATE events SET name = ? WHERE id = ?", (name, int(event_id)))
+
+
+def merge_events(library, event_id: int, other_id: int):
+    """Make two events one; kept across re-runs. Returns the events afterwards."""
+    lib = open_library(library)
+    _require_event(lib, event_id)
+    _require_event(lib, other_id)
+    _edit(lib, "merge", event_id, other_id=int(other_id))
+    return detect_events(lib)
+
+
+def split_event(library, photo_id: int):
+    """Start a new event at ``photo_id`` (it and the later photos of its event); kept across re-runs."""
+    lib = open_library(library)
+    row = lib.catalog.query("SELECT event_id FROM photo_events WHERE photo_id = ?", (int(photo_id),))
+    if not row:
+        raise KeyError(f"photo {photo_id} is in no event")
+    ids = list(event_photos(lib, row[0][0]).index)
+    cut = ids.index(int(photo_id))
+    before, after = set(ids[:cut]), set(ids[cut:])
+    with lib.catalog.write() as db:  # earlier merges across the cut no longer hold
+        for e in db.execute("SELECT id, photo_id, other_id FROM event_edits WHERE action = 'merge'").fetchall():
+            a, b = e["photo_id"], e["other_id"]
+            if (a in before and b in after) or (a in after and b in before):
+                db.execute("DELETE FROM event_edits WHERE id = ?", (e["id"],))
+    _edit(lib, "split", photo_id)
+    return detect_events(lib)
+
+
+__all__ = ["EventOptions", "detect_events", "event_photos", "events", "merge_events", "parse_time", "rename_event",
+           "split_event"]

@@ -1,0 +1,442 @@
+"""Organize: move photos into year/month/event folders by tag-based rules.
+
+``plan`` reads the rules (``.photolab/rules.txt``, created from the shipped,
+documented default), finds each photo's folder and returns the moves as a
+DataFrame; it changes nothing. ``apply`` carries a plan out through
+:mod:`photolab.fileops` (journaled, never overwriting, crash-safe, catalog
+updated with each move); ``undo`` reverses a batch.
+
+A photo travels with its companions: sidecars (``IMG_1.jpg.xmp``,
+``IMG_1.xmp``), iOS edits (``.aae``), live-photo videos and the other half of
+a RAW+JPEG pair keep their folder and their shared stem.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import re
+import string
+import unicodedata
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+from .catalog import STATE_DIR
+from .events import REAL_DATE_SOURCES, EventOptions, detect_events, parse_time
+from .fileops import BatchReport, Move, execute, new_batch, recover, undo
+from .index import USABLE
+from .library import open_library
+from .media import companions
+
+log = logging.getLogger(__name__)
+
+RULES_FILE = "rules.txt"
+PLAN_COLUMNS = ["source", "target", "rule", "reason"]
+FIELDS = {"year", "month", "day", "event", "tag", "camera", "make", "model", "place", "kind"}
+KEYS = {"tag", "category", "event", "camera", "date", "place", "gps", "kind"}
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+ILLEGAL = set('<>:"/\\|?*')
+MAX_COMPONENT = 80       # characters per folder name
+MAX_FOLDER = 200         # characters for the whole target folder
+
+
+class RulesError(ValueError):
+    """The rules file is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Term:
+    key: str
+    value: str
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    terms: tuple[Term, ...]          # empty: matches every photo
+    target: str
+    line: int
+    text: str
+
+
+@dataclass
+class Rules:
+    rules: list[Rule]
+    unsorted: str = "Unsorted"
+    use_file_dates: bool = False
+    events: EventOptions = field(default_factory=EventOptions)
+    path: str | None = None
+
+
+# -- the rules file -----------------------------------------------------------
+def default_rules_text() -> str:
+    return resources.files("photolab").joinpath("data", RULES_FILE).read_text(encoding="utf-8")
+
+
+def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=None) -> Rules:
+    """Parse rules text; raise :class:`RulesError` naming the line on any problem."""
+    from .taxonomy import CATEGORIES, load_taxonomy
+
+    where = str(path) if path else "<rules>"
+    tax = taxonomy or load_taxonomy()
+    rules: list[Rule] = []
+    settings: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+
+        def fail(msg: str):
+            raise RulesError(f"{where}:{lineno}: {msg}: {raw.strip()!r}")
+
+        if line.lower().startswith("set "):
+            key, eq, value = line[4:].partition("=")
+            key = key.strip().lower()
+            if not eq or key not in ("unsorted", "use_file_dates", "gap_hours", "max_km"):
+                fail("a setting is 'set NAME = VALUE' with NAME one of unsorted, use_file_dates, gap_hours, max_km")
+            settings[key] = value.strip()
+            if key == "unsorted":
+                _check_target(settings[key], fail)
+            elif key in ("gap_hours", "max_km"):
+                try:
+                    if float(settings[key]) <= 0:
+                        raise ValueError
+                except ValueError:
+                    fail(f"{key} must be a positive number")
+            elif settings[key].lower() not in ("yes", "no", "true", "false"):
+                fail("use_file_dates is yes or no")
+            continue
+        if "->" not in line:
+            fail("a rule is 'CONDITION -> TARGET'")
+        cond, _, target = (part.strip() for part in line.partition("->"))
+        if not cond or not target:
+            fail("a rule needs a condition and a target")
+        terms: list[Term] = []
+        if cond != "*":
+            for part in re.split(r"\s+and\s+", cond, flags=re.IGNORECASE):
+                part = part.strip()
+                negate = part.lower().startswith("not ")
+                if negate:
+                    part = part[4:].strip()
+                key, colon, value = part.partition(":")
+                key, value = key.strip().lower(), value.strip()
+                if not colon or key not in KEYS or not value:
+                    fail(f"a condition term is KEY:VALUE with KEY one of {', '.join(sorted(KEYS))}")
+                if key == "tag":
+                    name = tax.resolve(value)
+                    if name is None:
+                        fail(f"unknown tag {value!r}")
+                    value = name
+                elif key == "category" and value.lower() not in CATEGORIES:
+                    fail(f"unknown category {value!r}; use one of {', '.join(CATEGORIES)}")
+                elif key == "gps" and value.lower() not in ("yes", "no"):
+                    fail("gps is yes or no")
+                elif key == "date" and not _DATE_RE.fullmatch(value):
+                    fail("a date is YYYY, YYYY-MM, YYYY-MM-DD or a range FROM..TO")
+                terms.append(Term(key, value.lower() if key != "tag" else value, negate))
+        _check_target(target, fail)
+        rules.append(Rule(tuple(terms), target, lineno, " ".join(line.split())))
+    if not rules:
+        raise RulesError(f"{where}: no rules; the last rule is usually '* -> {{year}}/{{month:02}}'")
+    yes = settings.get("use_file_dates", "no").lower() in ("yes", "true")
+    ev = EventOptions(gap_hours=float(settings.get("gap_hours", EventOptions.gap_hours)),
+                      max_km=float(settings.get("max_km", EventOptions.max_km)), use_file_dates=yes)
+    return Rules(rules, unsorted=settings.get("unsorted", "Unsorted").strip("/"), use_file_dates=yes, events=ev,
+                 path=str(path) if path else None)
+
+
+_DATE = r"\d{4}(-\d{2}(-\d{2})?)?"
+_DATE_RE = re.compile(rf"{_DATE}(\.\.{_DATE})?")
+
+
+def _check_target(target: str, fail) -> None:
+    if target.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", target):
+        fail("a target is a folder inside the library, not an absolute path")
+    literal = re.sub(r"\{[^{}]*\}", "x", target)
+    if any(part in ("..", ".") for part in re.split(r"[/\\]", literal)):
+        fail("a target may not contain '..' or '.' folders")
+    if "\\" in literal:
+        fail("use '/' between folders")
+    try:
+        parsed = list(string.Formatter().parse(target))
+    except ValueError as exc:
+        fail(f"bad braces in the target ({exc})")
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if name not in FIELDS:
+            fail(f"unknown field {{{name}}}; use {', '.join('{' + f + '}' for f in sorted(FIELDS))}")
+        if conv:
+            fail("conversions like !r are not allowed")
+        if spec and not re.fullmatch(r"0?\d{1,2}d?", spec):
+            fail(f"unsupported format {{{name}:{spec}}}; only widths such as {{month:02}}")
+
+
+def load_rules(library, *, taxonomy=None) -> Rules:
+    """The library's rules (``.photolab/rules.txt``, created from the shipped default on first use)."""
+    from .taxonomy import load_taxonomy
+
+    lib = open_library(library)
+    path = lib.state / RULES_FILE
+    if not path.exists():
+        path.write_text(default_rules_text(), encoding="utf-8")
+    return parse_rules(path.read_text(encoding="utf-8"), path=path, taxonomy=taxonomy or load_taxonomy(lib))
+
+
+# -- safe names ---------------------------------------------------------------
+def clean_component(text: str) -> str:
+    """One folder name that every common filesystem accepts and that cannot leave its parent."""
+    text = unicodedata.normalize("NFC", str(text))
+    out = "".join("_" if (c in ILLEGAL or ord(c) < 32 or ord(c) == 127) else c for c in text)
+    out = " ".join(out.split()).rstrip(". ")
+    if len(out) > MAX_COMPONENT:
+        out = out[:MAX_COMPONENT].rstrip(". ")
+    while len(out.encode("utf-8")) > 240:
+        out = out[:-1]
+    if out in ("", ".", ".."):
+        out = "_"
+    if out.split(".")[0].strip().upper() in WINDOWS_RESERVED:
+        out = "_" + out
+    if out.lower() == STATE_DIR:
+        out = "_" + out
+    return out
+
+
+def render_target(pattern: str, values: dict) -> str:
+    """Fill a target pattern with cleaned values; the result is always a relative folder inside the library."""
+    safe = {}
+    for k, v in values.items():
+        safe[k] = v if isinstance(v, int) else clean_component(v if v is not None else "Unknown")
+    text = pattern.format(**safe)
+    parts = [clean_component(p) for p in text.split("/") if p.strip()]
+    folder = "/".join(parts) or "_"
+    while len(folder) > MAX_FOLDER and len(parts) > 1:
+        parts[-1] = parts[-1][: max(8, len(parts[-1]) - (len(folder) - MAX_FOLDER))].rstrip(". ") or "_"
+        folder = "/".join(parts)
+        if len(folder) > MAX_FOLDER:
+            parts = parts[:-1]
+            folder = "/".join(parts)
+    return folder[:MAX_FOLDER].rstrip("/. ") or "_"
+
+
+# -- matching -----------------------------------------------------------------
+def _date_match(value: str, when) -> bool:
+    if when is None:
+        return False
+    day = when.strftime("%Y-%m-%d")
+    lo, _, hi = value.partition("..")
+    if not hi:
+        return day.startswith(lo)
+    return day[:len(lo)] >= lo and day[:len(hi)] <= hi
+
+
+def _term_match(term: Term, p: dict) -> tuple[bool, str | None]:
+    """(matches, the tag it matched if any)."""
+    v = term.value
+    if term.key == "tag":
+        ok, tag = v in p["tags"], v
+    elif term.key == "category":
+        hits = sorted(t for t in p["tags"] if p["categories"].get(t) == v)
+        ok, tag = bool(hits), (hits[0] if hits else None)
+    elif term.key == "event":
+        ok, tag = bool(p["event"]) and fnmatch.fnmatch(p["event"].lower(), v), None
+    elif term.key == "camera":
+        ok, tag = fnmatch.fnmatch(p["camera"].lower(), v), None
+    elif term.key == "place":
+        ok, tag = bool(p["place"]) and fnmatch.fnmatch(p["place"].lower(), v), None
+    elif term.key == "gps":
+        ok, tag = (p["gps"] == (v == "yes")), None
+    elif term.key == "kind":
+        ok, tag = p["kind"] == v, None
+    else:  # date
+        ok, tag = _date_match(v, p["when"]), None
+    if term.negate:
+        return (not ok), None
+    return ok, tag
+
+
+def match(rules: Rules, p: dict) -> tuple[Rule | None, str | None]:
+    """The first rule that matches photo facts ``p``, and the tag it matched."""
+    for rule in rules.rules:
+        matched_tag = None
+        for term in rule.terms:
+            ok, tag = _term_match(term, p)
+            if not ok:
+                break
+            matched_tag = matched_tag or tag
+        else:
+            return rule, matched_tag
+    return None, None
+
+
+# -- plan ---------------------------------------------------------------------
+def plan(library, *, rules: Rules | None = None):
+    """What organizing would move, and why; changes no file.
+
+    Returns:
+        A DataFrame with one row per file to move: ``source`` and ``target``
+        (relative to the library), ``rule`` (the rules file line that decided),
+        ``reason`` (in words), plus ``photo_id`` and ``role`` (``photo`` or the
+        companion's relation). Photos already in place are not listed; photos
+        left where they are for a reason are listed in ``plan.attrs["kept"]``.
+    """
+    import pandas as pd
+
+    from .tagging import accepted_tags
+    from .taxonomy import load_taxonomy
+
+    lib = open_library(library)
+    recover(lib)
+    tax = load_taxonomy(lib)
+    rules = rules or load_rules(lib, taxonomy=tax)
+    detect_events(lib, options=rules.events)
+    cat = lib.catalog
+    cats = {t.name: t.category for t in tax.tags}
+    tags = accepted_tags(lib)
+    dated = set(REAL_DATE_SOURCES) | ({"FileModifyDate"} if rules.use_file_dates else set())
+    all_rows = cat.query("SELECT p.id, p.path, p.kind, p.status, p.sha256, p.captured_at, p.captured_source, "
+                         "p.camera_make, p.camera_model, p.gps_lat, e.name AS event, ev.dominant "
+                         "FROM photos p LEFT JOIN photo_events pe ON pe.photo_id = p.id "
+                         "LEFT JOIN events e ON e.id = pe.event_id LEFT JOIN events ev ON ev.id = pe.event_id "
+                         "ORDER BY p.path")
+    by_folder: dict[str, dict[str, dict]] = {}
+    for r in all_rows:
+        folder, _, name = r["path"].rpartition("/")
+        by_folder.setdefault(folder, {})[name] = dict(r)
+    sha_at = {r["path"].lower(): r["sha256"] for r in all_rows}
+    reserved: dict[str, str | None] = {}  # planned target (lower case) -> its sha256
+    moves, kept = [], []
+
+    for folder, files in sorted(by_folder.items()):
+        if folder.split("/", 1)[0] == STATE_DIR:
+            continue
+        names = set(files)
+        claimed: set[str] = set()
+        # primaries: JPEG/HEIC first, so a RAW+JPEG pair follows the photo that carries the tags
+        primaries = sorted((n for n, r in files.items() if r["kind"] in ("photo", "raw")),
+                           key=lambda n: (files[n]["kind"] != "photo", n))
+        for name in primaries:
+            if name in claimed:
+                continue
+            r = files[name]
+            stem = name.rsplit(".", 1)[0]
+            members = [name]
+            members += [n for n in names - claimed - {name}
+                        if files[n]["kind"] in ("photo", "raw") and n.rsplit(".", 1)[0].lower() == stem.lower()]
+            for m in list(members):
+                members += [c for c in companions(Path(m), names) if c not in members and c not in claimed
+                            and files[c]["kind"] not in ("photo", "raw")]
+            claimed.update(members)
+            if r["status"] not in USABLE:
+                kept.append((r["path"], f"not organized: status {r['status']}"))
+                continue
+            when = parse_time(r["captured_at"]) if r["captured_source"] in dated else None
+            camera = " ".join(x for x in (r["camera_make"], r["camera_model"]) if x)
+            facts = {"tags": tags.get(r["id"], set()), "categories": cats, "event": r["event"] or "",
+                     "camera": camera, "place": "", "gps": r["gps_lat"] is not None, "kind": r["kind"], "when": when}
+            rule, matched = match(rules, facts)
+            if rule is None:
+                kept.append((r["path"], "no rule matches"))
+                continue
+            uses_date = any(f in rule.target for f in ("{year", "{month", "{day", "{event"))
+            if when is None and uses_date:
+                target_folder = render_target(rules.unsorted, {})
+                why = "no capture date"
+            else:
+                values = {"year": when.year if when else 0, "month": when.month if when else 0,
+                          "day": when.day if when else 0, "event": r["event"] or "No event",
+                          "tag": (matched or r["dominant"] or "untagged").replace("_", " ").title(),
+                          "camera": camera or "Unknown camera", "make": r["camera_make"] or "Unknown",
+                          "model": r["camera_model"] or "Unknown", "place": "Unknown place", "kind": r["kind"]}
+                target_folder = render_target(rule.target, values)
+                why = ", ".join(x for x in (
+                    f"tag {matched}" if matched else None,
+                    f"captured {when:%Y-%m-%d} ({r['captured_source']})" if when else None,
+                    f"event {r['event']}" if r["event"] and "{event" in rule.target else None) if x) or "every photo"
+            if target_folder == folder:
+                continue
+            # one free stem for the whole unit, so the pair and its sidecars stay together
+            n = 0
+            while True:
+                new_stem = stem if n == 0 else f"{stem} ({n})"
+                targets = {m: f"{target_folder}/{new_stem}{m[len(stem):]}" if m.lower().startswith(stem.lower())
+                           else f"{target_folder}/{m if n == 0 else _suffixed(m, n)}" for m in members}
+                clash = [t for t in targets.values()
+                         if t.lower() in sha_at or t.lower() in reserved or lib.abs(t).exists()]
+                if not clash:
+                    break
+                if n == 0 and all(files[m]["sha256"] and files[m]["sha256"] in
+                                  (sha_at.get(t.lower()), reserved.get(t.lower())) for m, t in targets.items()):
+                    break
+                n += 1
+            if clash:  # identical files already there: leave this copy for dedupe to decide
+                kept.append((r["path"], f"identical file already at {targets[name]}; left for dedupe"))
+                continue
+            for m in sorted(members, key=lambda x: x != name):
+                reserved[targets[m].lower()] = files[m]["sha256"]
+                role = "photo" if m == name else ("pair" if files[m]["kind"] in ("photo", "raw") else "companion")
+                moves.append({"source": files[m]["path"], "target": targets[m],
+                              "rule": f"line {rule.line}: {rule.text}",
+                              "reason": why if m == name else f"{role} of {name}",
+                              "photo_id": files[m]["id"], "role": role, "sha256": files[m]["sha256"]})
+    df = pd.DataFrame(moves, columns=PLAN_COLUMNS + ["photo_id", "role", "sha256"])
+    df.attrs["kept"] = kept
+    return df
+
+
+def _suffixed(name: str, n: int) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+
+
+
+
+def write_plan_csv(plan_df, out: str | os.PathLike) -> Path:
+    """Write a plan's ``source, target, rule, reason`` columns as CSV (UTF-8, atomically)."""
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    plan_df[PLAN_COLUMNS].to_csv(tmp, index=False, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def preview_tree(plan_df, *, max_lines: int = 60) -> str:
+    """The target folders of a plan as an indented tree with photo counts."""
+    counts: dict[str, int] = {}
+    for t, role in zip(plan_df["target"], plan_df["role"]):
+        if role != "photo":
+            continue
+        parts = PurePosixPath(t).parent.parts
+        for i in range(1, len(parts) + 1):
+            key = "/".join(parts[:i])
+            counts[key] = counts.get(key, 0) + 1
+    lines = [f"{'  ' * (k.count('/'))}{k.rsplit('/', 1)[-1]}/  ({n})" for k, n in sorted(counts.items())]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"... {len(lines) - max_lines} more folders"]
+    return "\n".join(lines)
+
+
+def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
+    """Carry out a plan from :func:`plan` as one journaled batch (see :mod:`photolab.fileops`)."""
+    from tqdm.auto import tqdm
+
+    lib = open_library(library)
+    moves = [Move(src=r.source, dst=r.target, sha256=r.sha256 if isinstance(r.sha256, str) else None,
+                  detail={"rule": r.rule}) for r in plan_df.itertuples()]
+    bar = tqdm(total=len(moves), desc="organize", unit="file", disable=not progress or not moves)
+    report = execute(lib, moves, batch=new_batch("organize"), op="organize", on_progress=bar.update)
+    bar.close()
+    return report
+
+
+def organize(library, *, do_apply: bool = False, rules: Rules | None = None, progress: bool = True):
+    """Plan (and with ``do_apply=True`` apply) the organization of the library; returns (plan, report)."""
+    df = plan(library, rules=rules)
+    report = apply(library, df, progress=progress) if do_apply else None
+    return df, report
+
+
+__all__ = ["PLAN_COLUMNS", "Rules", "RulesError", "apply", "clean_component", "default_rules_text", "load_rules",
+           "organize", "parse_rules", "plan", "preview_tree", "render_target", "undo", "write_plan_csv"]
