@@ -175,6 +175,12 @@ MIGRATIONS: list[str] = [
         at          TEXT NOT NULL
     );
     """,
+    # 3 -> 4: perceptual hashes of the 8 rotations/mirrorings, for duplicates turned or flipped
+    """
+    ALTER TABLE features ADD COLUMN phash8 TEXT;    -- 8 pHashes (hex, ',') of the dihedral transforms
+    ALTER TABLE features ADD COLUMN dhash8 TEXT;    -- 8 dHashes, same order
+    CREATE INDEX photos_size ON photos(size);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

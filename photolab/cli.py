@@ -121,6 +121,48 @@ def _cmd_undo(args) -> int:
     return 0
 
 
+def _cmd_dedupe(args) -> int:
+    from . import dedupe
+
+    df = dedupe.plan(args.library, options=dedupe.DedupeOptions(per_event=args.per_event))
+    if args.plan_csv:
+        print(f"wrote {dedupe.write_plan_csv(df, args.plan_csv)}")
+    print(f"dedupe: {dedupe.summary(df)}")
+    if df.attrs.get("unchecked"):
+        print(f"  {df.attrs['unchecked']} photos have no features yet: run `photolab tag` for near duplicates")
+    if not args.apply:
+        if (~df["keep"]).any():
+            print("dry run: nothing moved; add --apply to set the copies aside in quarantine")
+        return 0
+    report = dedupe.apply(args.library, df, progress=not args.quiet)
+    print(f"dedupe: {report.summary()} into .photolab/quarantine/{report.batch}/; "
+          f"restore with `photolab restore-duplicates {args.library} {report.batch}`")
+    return 0
+
+
+def _cmd_restore_duplicates(args) -> int:
+    from .dedupe import restore
+
+    report = restore(args.library, args.what)
+    print(f"restore: {report.summary()}")
+    for path, why in report.skipped:
+        print(f"  skipped {path}: {why}")
+    return 0
+
+
+def _cmd_purge(args) -> int:
+    from .dedupe import purge, quarantine_batches, retention_days, set_retention
+
+    if args.retention_days is not None:
+        set_retention(args.library, args.retention_days)
+        print(f"retention set to {args.retention_days:g} days")
+    n = purge(args.library, batch=args.batch)
+    left = quarantine_batches(args.library)
+    print(f"purge: {n} quarantined files deleted; {len(left)} batches kept "
+          f"(retention {retention_days(args.library):g} days)")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -178,6 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("library")
     s.add_argument("batch", nargs="?", default=None)
     s.set_defaults(func=_cmd_undo)
+
+    s = sub.add_parser("dedupe", help="find exact/near duplicates and similar scenes; --apply quarantines copies")
+    s.add_argument("library")
+    s.add_argument("--apply", action="store_true", help="move the copies into .photolab/quarantine (undoable)")
+    s.add_argument("--plan-csv", metavar="OUT.csv", help="write the plan: group, tier, path, keep, reason")
+    s.add_argument("--per-event", action="store_true", help="keep one copy per event")
+    s.set_defaults(func=_cmd_dedupe)
+
+    s = sub.add_parser("restore-duplicates", help="put a quarantine batch or one quarantined file back")
+    s.add_argument("library")
+    s.add_argument("what", metavar="BATCH|FILE")
+    s.set_defaults(func=_cmd_restore_duplicates)
+
+    s = sub.add_parser("purge", help="delete quarantined files older than the retention (default 7 days)")
+    s.add_argument("library")
+    s.add_argument("--batch", help="only this batch (refused while younger than the retention)")
+    s.add_argument("--retention-days", type=float, help="change the retention first")
+    s.set_defaults(func=_cmd_purge)
 
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")

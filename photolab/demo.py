@@ -26,6 +26,25 @@ def _fresh(library: Path) -> None:
     shutil.rmtree(library)
 
 
+def _made_duplicates(sample: Path, folder: Path) -> int:
+    """A few duplicates for the demo to find: an exact copy, a smaller re-encode, a PNG, a mirrored copy."""
+    from PIL import Image, ImageOps
+
+    src = sorted(sample.glob("kde_*.jpg"))[:2]
+    if len(src) < 2:
+        return 0
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src[0], folder / f"copy of {src[0].name}")
+    with Image.open(src[0]) as im:
+        exif = im.getexif()
+        im.convert("RGB").resize((im.width // 2, im.height // 2)).save(folder / "shared-small.jpg", quality=80,
+                                                                        exif=exif)
+    with Image.open(src[1]) as im:
+        ImageOps.mirror(im.convert("RGB")).save(folder / "mirrored.jpg", quality=90)
+        im.convert("RGB").save(folder / "exported.png")
+    return 4
+
+
 def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None = None,
              fresh: bool = True) -> int:
     """Build a library from a copy of the sample photos, run every stage, print a summary.
@@ -36,6 +55,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     from .gather import gather
     from .index import USABLE, index_library
     from .library import init_library
+    from . import dedupe
     from .organize import apply, plan, preview_tree
     from .tagging import export_csv, tag_library
 
@@ -48,6 +68,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     t0 = time.perf_counter()
     lib = init_library(library)
     (lib.state / DEMO_MARKER).write_text("built by `photolab demo`; safe to delete\n")
+    made = _made_duplicates(sample, lib.root / "made-duplicates")
 
     print(f"photolab demo: library {lib.root}")
     g = gather([sample], lib, progress=False)
@@ -59,6 +80,9 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     (lib.state / "exports").mkdir(exist_ok=True)
     csv_path = export_csv(lib, lib.state / "exports" / "tags.csv")
     print(f"  csv    : {csv_path}")
+    dups = dedupe.plan(lib)
+    quarantined = dedupe.apply(lib, dups, progress=False)
+    print(f"  dedupe : {dedupe.summary(dups)}; {quarantined.summary()} into quarantine")
     moves = plan(lib)
     organized = apply(lib, moves, progress=False)
     print(f"  organize: {organized.summary()} (undo: photolab undo {lib.root} {organized.batch})")
@@ -74,7 +98,9 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     print(f"  photos          : {n_photos} usable ({exif_time} with EXIF capture time, {with_gps} with GPS)")
     counts = ", ".join(f"{t} {n}" for t, n in sorted(tg.tag_counts.items(), key=lambda kv: -kv[1]) if n)
     print(f"  tags            : {counts or 'none'}")
-    print("  duplicates      : (dedupe stage not installed yet)")
+    print(f"  duplicates      : {dedupe.summary(dups)} (among them {made} copies the demo made)")
+    for r in dups.itertuples():
+        print(f"    group {r.group} {r.tier:7s} {'keep ' if r.keep else 'aside'} {r.path}")
     n_moves = int((moves["role"] == "photo").sum())
     print(f"  organized       : {n_moves} photos moved into year/month/event folders "
           f"({len(moves) - n_moves} companions with them):")

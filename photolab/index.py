@@ -25,7 +25,7 @@ from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, sniff_other, sniff_r
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "warning", "empty", "corrupt", "unsupported", "too_large", "unreadable", "missing")
+STATUSES = ("ok", "warning", "empty", "corrupt", "unsupported", "too_large", "unreadable", "missing", "quarantined")
 USABLE = ("ok", "warning")  # statuses later stages process
 
 #: Pillow formats that photolab treats as photos, with the extensions they normally carry.
@@ -86,7 +86,7 @@ def walk_library(root: Path) -> list[tuple[str, int, int]]:
             name = entry.name
             if not prefix and name == STATE_DIR:
                 continue
-            if name.startswith(".photolab-tmp-"):
+            if name.startswith(".photolab-tmp-") or name.endswith(".photolab-tmp"):
                 continue
             rel = prefix + name
             try:
@@ -293,7 +293,8 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
             continue
         todo.append((str(lib.abs(rel)), rel, size, mtime_ns, max_pixels))
     disk_paths = {rel for rel, _, _ in on_disk}
-    gone = [p for p, v in known.items() if p not in disk_paths and v[2] != "missing"]
+    gone = [p for p, v in known.items() if p not in disk_paths and v[2] not in ("missing", "quarantined")
+            and not p.startswith(STATE_DIR + "/")]
 
     now = utcnow()
     if gone:

@@ -29,8 +29,19 @@ def _organized_and_undone(lib_dir: Path) -> None:
     assert paths == on_disk
 
 
+def _deduped_and_restored(lib_dir: Path) -> None:
+    import photolab
+    from photolab.fileops import batches
+
+    with photolab.open_library(lib_dir) as lib:
+        done = batches(lib)
+        assert (done["op"] == "quarantine").any() and (done["op"] == "undo").any()
+        assert not lib.catalog.query("SELECT 1 FROM photos WHERE status = 'quarantined'")
+
+
 # what each notebook must leave behind, beyond running without an error
-AFTER = {"01_tag_library.ipynb": _tags_exported, "07_organize.ipynb": _organized_and_undone}
+AFTER = {"01_tag_library.ipynb": _tags_exported, "06_dedupe.ipynb": _deduped_and_restored,
+         "07_organize.ipynb": _organized_and_undone}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,0 +1,168 @@
+"""Dedupe: tiers, keeper, plan CSV, quarantine, restore and purge — on real photos and made copies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageOps
+
+import photolab
+from photolab import dedupe
+
+from conftest import SAMPLE
+from test_organize import catalog_matches_disk, tree
+
+
+@pytest.fixture(scope="module")
+def tagged_template(tmp_path_factory):
+    """A tagged library: the sample photos plus copies made the way people make them."""
+    root = tmp_path_factory.mktemp("dedupe") / "Photos"
+    shutil.copytree(SAMPLE, root / "camera")
+    (root / "camera" / "ATTRIBUTION.md").unlink()
+    made = root / "exports"
+    made.mkdir()
+    shutil.copy2(SAMPLE / "kde_Kite.jpg", made / "kite copy.jpg")                      # same bytes
+    with Image.open(SAMPLE / "kde_Path.jpg") as im:
+        im = im.convert("RGB")
+        im.resize((im.width // 3, im.height // 3)).save(made / "path-small.jpg", quality=75)   # resized
+        im.save(made / "path.png")                                                      # same pixels as decoded
+        im.transpose(Image.Transpose.ROTATE_90).save(made / "path-turned.jpg", quality=90)
+        ImageOps.mirror(im).save(made / "path-mirror.webp", quality=85)
+        ImageOps.grayscale(im).save(made / "path-gray.jpg", quality=90)
+    lib = photolab.init_library(root)
+    photolab.index_library(lib, progress=False)
+    photolab.tag_library(lib, progress=False)
+    lib.close()
+    return root
+
+
+@pytest.fixture
+def lib(tagged_template, tmp_path):
+    root = tmp_path / "Photos"
+    shutil.copytree(tagged_template, root)
+    with photolab.open_library(root) as library:
+        yield library
+
+
+def test_plan_groups_tiers_and_keeper(lib):
+    before = tree(lib.root)
+    plan = dedupe.plan(lib)
+    assert tree(lib.root) == before                                  # a plan moves nothing
+    groups = {g: set(sub["path"]) for g, sub in plan.groupby("group")}
+    kite = {"camera/kde_Kite.jpg", "exports/kite copy.jpg"}
+    path = {"camera/kde_Path.jpg", "exports/path-small.jpg", "exports/path.png", "exports/path-turned.jpg",
+            "exports/path-mirror.webp", "exports/path-gray.jpg"}
+    assert kite in groups.values() and path in groups.values()
+    rows = plan.set_index("path")
+    assert rows.loc["exports/kite copy.jpg", "tier"] == "exact"
+    assert rows.loc["exports/path-small.jpg", "tier"] == "near"
+    assert rows.loc["exports/path-turned.jpg", "tier"] == "near"      # turned 90 degrees
+    # the PNG holds the decoded pixels of the JPEG: exact, though another container
+    assert rows.loc["exports/path.png", "tier"] == "exact"
+    # keeper: highest resolution, then JPEG over PNG/WebP, then the one with camera metadata
+    assert rows.loc["camera/kde_Path.jpg", "keep"]
+    assert rows["keep"].sum() == 2
+    assert not (plan["tier"] == "similar").any() or plan[plan["tier"] == "similar"]["keep"].all()
+    # nothing else in the sample is a duplicate of anything
+    assert set(plan["path"]) == kite | path
+
+
+def test_plan_csv_interface(lib, tmp_path):
+    out = dedupe.write_plan_csv(dedupe.plan(lib), tmp_path / "dups.csv")
+    df = pd.read_csv(out, keep_default_na=False)
+    assert list(df.columns) == ["group", "tier", "path", "keep", "reason"]
+    assert set(df["keep"].astype(str).str.lower()) == {"true", "false"}
+    assert set(df["tier"]) <= {"exact", "near", "similar"}
+
+
+def test_apply_restore_round_trip_is_byte_identical(lib):
+    (lib.root / "exports" / "path-small.jpg.xmp").write_text('<x:xmpmeta xmlns:x="adobe:ns:meta/"/>\n')
+    photolab.index_library(lib, progress=False)
+    before = tree(lib.root)
+    plan = dedupe.plan(lib)
+    report = dedupe.apply(lib, plan, progress=False)
+    aside = set(plan.loc[~plan["keep"], "path"])
+    assert report.done == len(aside) + 1                             # with the sidecar
+    after = tree(lib.root)
+    assert not aside & set(after)
+    qdir = lib.state / "quarantine" / report.batch
+    assert (qdir / "exports" / "path-small.jpg.xmp").is_file()       # companions travel along
+    assert (qdir / "manifest.json").is_file()
+    statuses = {r["status"] for r in lib.catalog.query("SELECT status FROM photos WHERE path LIKE '.photolab/%'")}
+    assert statuses == {"quarantined"}
+    assert len(dedupe.plan(lib)) == 0                                # set-aside copies are out of the library
+    photolab.index_library(lib, progress=False)                      # and index does not call them missing
+    assert not lib.catalog.query("SELECT 1 FROM photos WHERE status = 'missing'")
+
+    dedupe.restore(lib, report.batch)
+    assert tree(lib.root) == before
+    assert not (lib.state / "quarantine" / report.batch).exists()
+    catalog_matches_disk(lib)
+    assert not lib.catalog.query("SELECT 1 FROM photos WHERE status = 'quarantined'")
+
+
+def test_restore_one_file(lib):
+    plan = dedupe.plan(lib)
+    report = dedupe.apply(lib, plan, progress=False)
+    dedupe.restore(lib, "exports/path-gray.jpg")
+    assert (lib.root / "exports" / "path-gray.jpg").is_file()
+    assert not (lib.root / "exports" / "path-small.jpg").exists()
+    assert lib.catalog.query("SELECT status FROM photos WHERE path = 'exports/path-gray.jpg'")[0][0] == "ok"
+    assert dedupe.quarantine_batches(lib).iloc[0]["batch"] == report.batch
+
+
+def test_purge_respects_the_retention(lib):
+    plan = dedupe.plan(lib)
+    report = dedupe.apply(lib, plan, progress=False)
+    with pytest.raises(photolab.fileops.FileOpError, match="retention is 7 days"):
+        dedupe.purge(lib, batch=report.batch)                        # refused even when named
+    assert dedupe.purge(lib) == 0                                   # nothing old enough
+    assert (lib.state / "quarantine" / report.batch).is_dir()
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)).replace(microsecond=0).isoformat()
+    with lib.catalog.write() as db:                                  # the batch ages past the retention
+        db.execute("UPDATE journal SET created_at = ? WHERE batch = ?", (old, report.batch))
+    deleted = dedupe.purge(lib)
+    assert deleted == report.done
+    assert not (lib.state / "quarantine" / report.batch).exists()
+    catalog_matches_disk(lib)
+
+
+def test_cli_dedupe_apply_restore(lib, tmp_path):
+    def cli(*args, ok=True):
+        proc = subprocess.run([sys.executable, "-m", "photolab.cli", "-q", *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+        if ok:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    before = tree(lib.root)
+    out = cli("dedupe", lib.root, "--plan-csv", tmp_path / "p.csv").stdout
+    assert "dry run" in out and tree(lib.root) == before
+    out = cli("dedupe", lib.root, "--apply").stdout
+    batch = out.split("restore-duplicates ")[1].split()[1].rstrip("`")
+    assert tree(lib.root) != before
+    proc = cli("purge", lib.root, "--batch", batch, ok=False)
+    assert proc.returncode == 2 and "retention" in proc.stderr
+    cli("restore-duplicates", lib.root, batch)
+    assert tree(lib.root) == before
+
+
+@pytest.mark.shared
+def test_natural_duplicates_and_similar_scenes(shared_data):
+    """The evaluation script on real duplicate ground truth: the tiers hold their targets."""
+    proc = subprocess.run([sys.executable, "benchmarks/eval_dedupe.py", str(shared_data / "neardup" / "natural")],
+                          capture_output=True, text=True, timeout=600, cwd=SAMPLE.parent)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "exact tier        : precision 1.000  recall 1.000" in out
+    near = out.split("exact + near tiers: precision ")[1]
+    precision = float(near.split()[0])
+    readable_recall = float(near.split("readable files: ")[1].split(";")[0])
+    assert precision >= 0.99 and readable_recall >= 0.95, out
+    assert "similar scenes in exact/near: 0" in out
+    assert "kept ['ukb09268__ukbench09268.jpg']" in out or "kept all (not grouped)" in out
