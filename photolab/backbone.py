@@ -63,17 +63,17 @@ class Backbone:
         import torch
 
         with torch.inference_mode():
-            emb, probs = _Heads(self.model)(torch.from_numpy(x))
+            emb, probs = _heads(self.model)(torch.from_numpy(x))
         return emb.numpy(), probs.numpy()
 
 
 @functools.cache
 def _heads_class():
+    """A module returning embedding and class probabilities from one forward pass (made on first use, so
+    importing photolab does not import torch)."""
     import torch
 
     class Heads(torch.nn.Module):
-        """Embedding and class probabilities from one forward pass (what the labeling pass needs)."""
-
         def __init__(self, model):
             super().__init__()
             self.model = model
@@ -85,7 +85,7 @@ def _heads_class():
     return Heads
 
 
-def _Heads(model):  # noqa: N802 - the class is made on first use, so torch is imported only when needed
+def _heads(model):
     return _heads_class()(model).eval()
 
 
@@ -144,7 +144,7 @@ def _onnx_engine(bb: Backbone, threads: int) -> Engine:
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-            torch.onnx.export(_Heads(bb.model), torch.from_numpy(probe), str(tmp), input_names=["x"],
+            torch.onnx.export(_heads(bb.model), torch.from_numpy(probe), str(tmp), input_names=["x"],
                               output_names=["embedding", "probs"], opset_version=17, dynamo=False,
                               dynamic_axes={"x": {0: "n"}, "embedding": {0: "n"}, "probs": {0: "n"}})
         session = ort.InferenceSession(str(tmp), opts, providers=["CPUExecutionProvider"])

@@ -150,8 +150,7 @@ MIGRATIONS: list[str] = [
     # 2 -> 3: events and a person's edits to them (kept by photo id, so they survive re-runs)
     """
     CREATE TABLE events (
-        id          INTEGER PRIMARY KEY,
-        anchor      INTEGER NOT NULL UNIQUE,        -- the event's earliest photo
+        id          INTEGER PRIMARY KEY,            -- the id of the event's earliest photo
         name        TEXT NOT NULL,
         auto_name   TEXT NOT NULL,
         start       TEXT NOT NULL,

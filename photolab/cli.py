@@ -82,14 +82,9 @@ def _cmd_events(args) -> int:
 
 
 def _cmd_organize(args) -> int:
-    from .organize import apply, parse_rules, plan, preview_tree, write_plan_csv
-    from .taxonomy import load_taxonomy
+    from .organize import apply, load_rules, plan, preview_tree, write_plan_csv
 
-    rules = None
-    if args.rules:
-        rules = parse_rules(open(args.rules, encoding="utf-8").read(), path=args.rules,
-                            taxonomy=load_taxonomy(args.library))
-    df = plan(args.library, rules=rules)
+    df = plan(args.library, rules=load_rules(args.library, path=args.rules))
     if args.plan_csv:
         print(f"wrote {write_plan_csv(df, args.plan_csv)}")
     photos = int((df["role"] == "photo").sum())
@@ -105,19 +100,21 @@ def _cmd_organize(args) -> int:
             print("dry run: nothing moved; add --apply to move, `photolab undo` reverses it")
         return 0
     report = apply(args.library, df, progress=not args.quiet)
-    print(f"organize: {report.summary()}; undo with `photolab undo {args.library} {report.batch}`")
+    _print_report("organize", report, f"; undo with `photolab undo {args.library} {report.batch}`")
+    return 0
+
+
+def _print_report(stage: str, report, extra: str = "") -> None:
+    """A journaled batch's one-line summary, then each skipped file with its reason."""
+    print(f"{stage}: {report.summary()}{extra}")
     for path, why in report.skipped:
         print(f"  skipped {path}: {why}")
-    return 0
 
 
 def _cmd_undo(args) -> int:
     from .fileops import undo
 
-    report = undo(args.library, args.batch)
-    print(f"undo: {report.summary()}")
-    for path, why in report.skipped:
-        print(f"  skipped {path}: {why}")
+    _print_report("undo", undo(args.library, args.batch))
     return 0
 
 
@@ -135,18 +132,15 @@ def _cmd_dedupe(args) -> int:
             print("dry run: nothing moved; add --apply to set the copies aside in quarantine")
         return 0
     report = dedupe.apply(args.library, df, progress=not args.quiet)
-    print(f"dedupe: {report.summary()} into .photolab/quarantine/{report.batch}/; "
-          f"restore with `photolab restore-duplicates {args.library} {report.batch}`")
+    _print_report("dedupe", report, f" into .photolab/quarantine/{report.batch}/; "
+                  f"restore with `photolab restore-duplicates {args.library} {report.batch}`")
     return 0
 
 
 def _cmd_restore_duplicates(args) -> int:
     from .dedupe import restore
 
-    report = restore(args.library, args.what)
-    print(f"restore: {report.summary()}")
-    for path, why in report.skipped:
-        print(f"  skipped {path}: {why}")
+    _print_report("restore", restore(args.library, args.what))
     return 0
 
 
@@ -260,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError) as exc:
+    except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError,
+            ValueError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -38,13 +38,13 @@ import datetime as _dt
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .catalog import STATE_DIR, utcnow
-from .fileops import BatchReport, FileOpError, Move, execute, new_batch, recover, undo
+from .fileops import BatchReport, FileOpError, Move, execute, new_batch, recover, undo, undo_one
 from .index import USABLE
 from .library import open_library
 from .media import companions
@@ -56,10 +56,6 @@ DEFAULT_RETENTION_DAYS = 7
 FORMAT_PREFERENCE = ("RAW", "HEIF", "JPEG", "PNG", "WEBP")
 ORIENTATIONS = ("as is", "turned 90°", "turned 180°", "turned 270°", "mirrored", "flipped", "transposed",
                 "transversed")
-
-
-class DedupeError(RuntimeError):
-    """Dedupe cannot go ahead; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -230,20 +226,55 @@ class _Union:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _rank(row: dict, opts: DedupeOptions) -> tuple:
+def _keeper_order(row: dict, opts: DedupeOptions) -> tuple:
+    """Sort key, best copy first: resolution, format preference, intact, more metadata, earliest capture, path."""
     fmt = "RAW" if row["kind"] == "raw" else (row["format"] or "").upper()
     pref = opts.format_preference
-    fmt_rank = len(pref) - pref.index(fmt) if fmt in pref else 0
     meta = sum(x is not None for x in (row["captured_at"], row["camera_make"], row["gps_lat"])) + (
         row["captured_source"] == "DateTimeOriginal")
-    t = row["captured_at"] or "9999"
-    return ((row["width"] or 0) * (row["height"] or 0), fmt_rank, row["status"] == "ok", meta,
-            tuple(-ord(c) for c in t[:19]), tuple(-ord(c) for c in row["path"]))
+    return (-(row["width"] or 0) * (row["height"] or 0), pref.index(fmt) if fmt in pref else len(pref),
+            row["status"] != "ok", -meta, (row["captured_at"] or "9999")[:19], row["path"])
 
 
 def _describe(row: dict) -> str:
     fmt = "RAW" if row["kind"] == "raw" else (row["format"] or "?")
     return f"{row['width']}x{row['height']} {fmt}"
+
+
+def _group_rows(part: list[int], edges: dict, rows_by_id: dict, opts: DedupeOptions,
+               group_no: int) -> list[dict]:
+    """Plan rows of one duplicate group, the keeper first; each copy says which file it duplicates and how."""
+    ranked = sorted(part, key=lambda pid: _keeper_order(rows_by_id[pid], opts))
+    keeper = rows_by_id[ranked[0]]
+    # exact clusters inside the group: same bytes or same pixels, linked through edges
+    cl = _Union(len(ranked))
+    at = {pid: k for k, pid in enumerate(ranked)}
+    for x in range(len(ranked)):
+        for y in range(x + 1, len(ranked)):
+            e = edges.get((min(ranked[x], ranked[y]), max(ranked[x], ranked[y])))
+            if e and e[0] == "exact":
+                cl.union(x, y)
+    rows_out = []
+    for pid in ranked[1:]:
+        r = rows_by_id[pid]
+        root = cl.find(at[pid])
+        mates = [q for q in ranked if q != pid and cl.find(at[q]) == root]
+        if mates:   # ranked order: the keeper itself when it is one of them
+            copy_of = rows_by_id[mates[0]]
+            e = edges.get((min(pid, mates[0]), max(pid, mates[0])))
+            tier, how = "exact", (e[1] if e and e[0] == "exact" else "same pixels, through the group")
+        else:
+            copy_of = keeper
+            e = edges.get((min(pid, ranked[0]), max(pid, ranked[0])))
+            tier, how = "near", (e[1] if e else "through the group")
+        why = (f"{tier} duplicate ({how}) of {copy_of['path']}; keeper {keeper['path']}: "
+               f"{_describe(r)} vs {_describe(keeper)}")
+        rows_out.append({"group": group_no, "tier": tier, "path": r["path"], "keep": False,
+                         "reason": why, "photo_id": pid, "copy_of": copy_of["path"]})
+    tier = "exact" if all(x["tier"] == "exact" and x["copy_of"] == keeper["path"] for x in rows_out) else "near"
+    return [{"group": group_no, "tier": tier, "path": keeper["path"], "keep": True,
+             "reason": f"kept: {_describe(keeper)}, the best of {len(part)}", "photo_id": ranked[0],
+             "copy_of": None}] + rows_out
 
 
 def plan(library, *, options: DedupeOptions | None = None, only=None):
@@ -269,7 +300,6 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
     P, all_rows = _load(lib)
     n = len(P.rows)
     untagged = len(all_rows) - n
-    idx_of = {int(pid): i for i, pid in enumerate(P.ids)}
 
     # exact bytes, over every usable photo (with or without features)
     by_sha: dict[str, list[dict]] = {}
@@ -334,72 +364,36 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
     for pid in ids:
         comps.setdefault(dup.find(pos[pid]), []).append(pid)
 
-    out = []
-    group_no = 0
-    keeper_of: dict[int, int] = {}
+    parts: list[list[int]] = []
     for members in sorted(comps.values(), key=lambda m: rows_by_id[m[0]]["path"]):
-        if len(members) < 2:
-            keeper_of[members[0]] = members[0]
+        if not opts.per_event:
+            parts.append(members)
             continue
-        if opts.per_event:
-            parts = {}
-            for pid in members:
-                parts.setdefault(rows_by_id[pid]["event_id"], []).append(pid)
-        else:
-            parts = {None: members}
-        for part in parts.values():
-            if len(part) < 2:
-                keeper_of[part[0]] = part[0]
-                continue
-            group_no += 1
-            ranked = sorted(part, key=lambda pid: _rank(rows_by_id[pid], opts), reverse=True)
-            keeper = rows_by_id[ranked[0]]
-            # exact clusters inside the group: same bytes or same pixels, linked through edges
-            cl = _Union(len(ranked))
-            at = {pid: k for k, pid in enumerate(ranked)}
-            for x in range(len(ranked)):
-                for y in range(x + 1, len(ranked)):
-                    e = edges.get((min(ranked[x], ranked[y]), max(ranked[x], ranked[y])))
-                    if e and e[0] == "exact":
-                        cl.union(x, y)
-            rows_out = []
-            for pid in ranked[1:]:
-                keeper_of[pid] = ranked[0]
-                r = rows_by_id[pid]
-                root = cl.find(at[pid])
-                mates = [q for q in ranked if q != pid and cl.find(at[q]) == root]
-                if mates:   # ranked order: the keeper itself when it is one of them
-                    copy_of = rows_by_id[mates[0]]
-                    e = edges.get((min(pid, mates[0]), max(pid, mates[0])))
-                    tier, how = "exact", (e[1] if e and e[0] == "exact" else "same pixels, through the group")
-                else:
-                    copy_of = keeper
-                    e = edges.get((min(pid, ranked[0]), max(pid, ranked[0])))
-                    tier, how = "near", (e[1] if e else "through the group")
-                why = (f"{tier} duplicate ({how}) of {copy_of['path']}; keeper {keeper['path']}: "
-                       f"{_describe(r)} vs {_describe(keeper)}")
-                rows_out.append({"group": group_no, "tier": tier, "path": r["path"], "keep": False,
-                                 "reason": why, "photo_id": pid, "copy_of": copy_of["path"]})
-            keeper_of[ranked[0]] = ranked[0]
-            tier = "exact" if all(x["tier"] == "exact" and x["copy_of"] == keeper["path"] for x in rows_out) else "near"
-            out.append({"group": group_no, "tier": tier, "path": keeper["path"], "keep": True,
-                        "reason": f"kept: {_describe(keeper)}, the best of {len(part)}", "photo_id": ranked[0],
-                        "copy_of": None})
-            out.extend(rows_out)
+        by_event: dict = {}
+        for pid in members:
+            by_event.setdefault(rows_by_id[pid]["event_id"], []).append(pid)
+        parts.extend(by_event.values())
+    out: list[dict] = []
+    keeper_of: dict[int, int] = {}
+    group_no = 0
+    for part in parts:
+        if len(part) < 2:
+            keeper_of[part[0]] = part[0]
+            continue
+        group_no += 1
+        rows = _group_rows(part, edges, rows_by_id, opts, group_no)
+        keeper_of.update((r["photo_id"], rows[0]["photo_id"]) for r in rows)
+        out.extend(rows)
 
     # similar: groups of keepers joined by similar edges, for a person to look at
+    pairs = [(keeper_of.get(a, a), keeper_of.get(b, b)) for (a, b), (tier, _) in edges.items() if tier == "similar"]
+    pairs = [(a, b) for a, b in pairs if a != b]
     sim = _Union(len(ids))
-    for (a, b), (tier, _) in edges.items():
-        if tier == "similar":
-            ka, kb = keeper_of.get(a, a), keeper_of.get(b, b)
-            if ka != kb:
-                sim.union(pos[ka], pos[kb])
+    for a, b in pairs:
+        sim.union(pos[a], pos[b])
     scomps: dict[int, set[int]] = {}
-    for (a, b), (tier, how) in edges.items():
-        if tier == "similar":
-            ka, kb = keeper_of.get(a, a), keeper_of.get(b, b)
-            if ka != kb:
-                scomps.setdefault(sim.find(pos[ka]), set()).update((ka, kb))
+    for a, b in pairs:
+        scomps.setdefault(sim.find(pos[a]), set()).update((a, b))
     for members in sorted(scomps.values(), key=lambda m: min(rows_by_id[p]["path"] for p in m)):
         group_no += 1
         for pid in sorted(members, key=lambda p: rows_by_id[p]["path"]):
@@ -486,30 +480,27 @@ def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
     batch = new_batch("dedupe")
     qdir = f"{STATE_DIR}/quarantine/{batch}"
     todo = plan_df[(~plan_df["keep"].astype(bool)) & (plan_df["tier"] != "similar")]
-    rows = {r["path"]: dict(r) for r in lib.catalog.query("SELECT id, path, sha256, status FROM photos")}
+    rows = {r["path"]: r["sha256"] for r in lib.catalog.query("SELECT path, sha256 FROM photos")}
+    names_in: dict[str, set[str]] = {}
+    for p in rows:
+        folder, _, name = p.rpartition("/")
+        names_in.setdefault(folder, set()).add(name)
     keepers = plan_df[plan_df["keep"].astype(bool)].set_index("group")["path"].to_dict()
     moves: list[Move] = []
     for r in todo.itertuples():
         if r.path not in rows:
             continue
         folder, _, name = r.path.rpartition("/")
-        siblings = {p.rpartition("/")[2] for p in rows if p.rpartition("/")[0] == folder}
-        for member in [name] + companions(Path(name), siblings):
+        for member in [name] + companions(Path(name), names_in[folder]):
             src = f"{folder}/{member}" if folder else member
-            if src not in rows:
-                continue
-            moves.append(Move(src=src, dst=f"{qdir}/{src}", sha256=rows[src]["sha256"],
-                              detail={"status": rows[src]["status"], "group": int(r.group),
-                                      "keeper": keepers.get(r.group), "tier": r.tier}))
+            moves.append(Move(src=src, dst=f"{qdir}/{src}", sha256=rows[src], status="quarantined",
+                              note=f"duplicate of {keepers.get(r.group)} (batch {batch})",
+                              detail={"group": int(r.group), "keeper": keepers.get(r.group), "tier": r.tier}))
     bar = tqdm(total=len(moves), desc="quarantine", unit="file", disable=not progress or not moves)
     report = execute(lib, moves, batch=batch, op="quarantine", on_progress=bar.update)
     bar.close()
     with lib.catalog.write() as db:
         done = db.execute("SELECT dst, detail FROM journal WHERE batch = ? AND state = 'done'", (batch,)).fetchall()
-        for d in done:
-            info = json.loads(d["detail"])
-            db.execute("UPDATE photos SET status = 'quarantined', error = ? WHERE path = ?",
-                       (f"duplicate of {info.get('keeper')} (batch {batch})", d["dst"]))
         _merge_labels(db, plan_df)
     if done:
         manifest = {"batch": batch, "created_at": utcnow(), "retention_days": retention_days(lib),
@@ -534,50 +525,36 @@ def _merge_labels(db, plan_df) -> None:
                        "SELECT ?, tag, value, who, at FROM labels WHERE photo_id = ? AND value = 1", (kid, int(pid)))
 
 
-def _restore_status(lib, batch: str) -> None:
-    with lib.catalog.write() as db:
-        for r in db.execute("SELECT src, detail FROM journal WHERE batch = ? AND state = 'undone'",
-                            (batch,)).fetchall():
-            status = json.loads(r["detail"] or "{}").get("status", "ok")
-            db.execute("UPDATE photos SET status = ?, error = NULL WHERE path = ? AND status = 'quarantined'",
-                       (status, r["src"]))
-
-
 def restore(library, what: str) -> BatchReport:
     """Put a quarantine batch (its id) or one quarantined file (its original or quarantine path) back."""
     lib = open_library(library)
-    recover(lib)
     cat = lib.catalog
     if cat.query("SELECT 1 FROM journal WHERE batch = ? AND op = 'quarantine' LIMIT 1", (what,)):
         report = undo(lib, what)
-        _restore_status(lib, what)
-        _drop_empty_batch(lib, what)
+        _remove_batch_folder(lib, what, only_if_empty=True)
         return report
-    rel = what
-    if os.path.isabs(what):
-        rel = lib.rel(what)
-    row = cat.query("SELECT id, batch, src, dst, sha256, detail FROM journal WHERE op = 'quarantine' "
-                    "AND state = 'done' AND (src = ? OR dst = ?) ORDER BY id DESC LIMIT 1", (rel, rel))
+    rel = lib.rel(what) if os.path.isabs(what) else what
+    row = cat.query("SELECT id, batch FROM journal WHERE op = 'quarantine' AND state = 'done' "
+                    "AND (src = ? OR dst = ?) ORDER BY id DESC LIMIT 1", (rel, rel))
     if not row:
-        raise FileOpError(f"{what}: not a quarantine batch nor a quarantined file")
-    r = row[0]
-    report = execute(lib, [Move(src=r["dst"], dst=r["src"], sha256=r["sha256"], detail={"undoes": r["id"]})],
-                     batch=f"undo-{r['batch']}", op="undo")
-    if report.done:
-        with cat.write() as db:
-            db.execute("UPDATE journal SET state = 'undone' WHERE id = ?", (r["id"],))
-        _restore_status(lib, r["batch"])
-    _drop_empty_batch(lib, r["batch"])
+        raise FileOpError(f"{what}: neither a quarantine batch nor a quarantined file of {lib.root}; give a "
+                          "batch id (a folder of .photolab/quarantine/) or the file's original path")
+    report = undo_one(lib, row[0]["id"])
+    _remove_batch_folder(lib, row[0]["batch"], only_if_empty=True)
     return report
 
 
-def _drop_empty_batch(lib, batch: str) -> None:
+def _remove_batch_folder(lib, batch: str, *, only_if_empty: bool) -> None:
+    """Remove a batch's quarantine folder with its manifest (with ``only_if_empty``: only once no file is left)."""
     folder = lib.state / "quarantine" / batch
-    if folder.is_dir() and not any(p.is_file() and p.name != "manifest.json" for p in folder.rglob("*")):
-        (folder / "manifest.json").unlink(missing_ok=True)
-        for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            d.rmdir()
-        folder.rmdir()
+    if not folder.is_dir():
+        return
+    if only_if_empty and any(p.is_file() and p.name != "manifest.json" for p in folder.rglob("*")):
+        return
+    (folder / "manifest.json").unlink(missing_ok=True)
+    for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        d.rmdir()
+    folder.rmdir()
 
 
 def retention_days(library) -> float:
@@ -588,7 +565,7 @@ def retention_days(library) -> float:
 def set_retention(library, days: float) -> None:
     """Change how long quarantined files are kept before :func:`purge` may delete them."""
     if days < 0:
-        raise ValueError("the retention cannot be negative")
+        raise ValueError(f"retention of {days:g} days: it cannot be negative (0 lets purge delete every batch)")
     open_library(library).catalog.set_meta("quarantine_retention_days", str(float(days)))
 
 
@@ -630,20 +607,14 @@ def purge(library, *, batch: str | None = None) -> int:
         entries = lib.catalog.query("SELECT id, dst FROM journal WHERE batch = ? AND op = 'quarantine' "
                                     "AND state = 'done'", (b,))
         for e in entries:
-            p = lib.abs(e["dst"])
             with lib.catalog.write() as db:
                 db.execute("INSERT INTO journal(batch, op, src, dst, sha256, state, created_at) "
-                           "VALUES (?, 'purge', ?, NULL, NULL, 'done', ?)", (b, e["dst"], utcnow()))
+                           "VALUES (?, 'purge', ?, NULL, NULL, 'deleted', ?)", (b, e["dst"], utcnow()))
                 db.execute("UPDATE journal SET state = 'purged' WHERE id = ?", (e["id"],))
                 db.execute("DELETE FROM photos WHERE path = ?", (e["dst"],))
-                p.unlink(missing_ok=True)
+                lib.abs(e["dst"]).unlink(missing_ok=True)
             deleted += 1
-        folder = lib.state / "quarantine" / b
-        (folder / "manifest.json").unlink(missing_ok=True)
-        for d in sorted((x for x in folder.rglob("*") if x.is_dir()), key=lambda x: -len(x.parts)):
-            d.rmdir()
-        if folder.is_dir():
-            folder.rmdir()
+        _remove_batch_folder(lib, b, only_if_empty=False)
     return deleted
 
 
@@ -653,6 +624,6 @@ def dedupe(library, *, do_apply: bool = False, options: DedupeOptions | None = N
     return df, (apply(library, df, progress=progress) if do_apply else None)
 
 
-__all__ = ["DedupeError", "DedupeOptions", "PLAN_COLUMNS", "apply", "dedupe", "dismiss_group", "plan", "purge",
+__all__ = ["DedupeOptions", "PLAN_COLUMNS", "apply", "dedupe", "dismiss_group", "plan", "purge",
            "quarantine_batches", "restore", "retention_days", "review_table", "set_keeper", "set_retention", "summary",
            "write_plan_csv"]

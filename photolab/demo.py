@@ -26,10 +26,15 @@ def _fresh(library: Path) -> None:
     shutil.rmtree(library)
 
 
-def _made_duplicates(sample: Path, folder: Path) -> int:
-    """A few duplicates for the demo to find: an exact copy, a smaller re-encode, a PNG, a mirrored copy."""
+def make_duplicates(sample: str | Path, folder: str | Path) -> int:
+    """A few duplicates for the demo to find: an exact copy, a smaller re-encode, a PNG, a mirrored copy.
+
+    Returns:
+        How many files were made in ``folder``.
+    """
     from PIL import Image, ImageOps
 
+    sample, folder = Path(sample), Path(folder)
     src = sorted(sample.glob("kde_*.jpg"))[:2]
     if len(src) < 2:
         return 0
@@ -68,7 +73,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     t0 = time.perf_counter()
     lib = init_library(library)
     (lib.state / DEMO_MARKER).write_text("built by `photolab demo`; safe to delete\n")
-    made = _made_duplicates(sample, lib.root / "made-duplicates")
+    made = make_duplicates(sample, lib.root / "made-duplicates")
 
     print(f"photolab demo: library {lib.root}")
     g = gather([sample], lib, progress=False)

@@ -42,6 +42,16 @@ class EventOptions:
     dominant_share: float = 1 / 3
 
 
+def date_sources(options: EventOptions) -> tuple[str, ...]:
+    """The capture-time sources that count as a real date under ``options``."""
+    return REAL_DATE_SOURCES + (("FileModifyDate",) if options.use_file_dates else ())
+
+
+def capture_time(row, options: EventOptions) -> _dt.datetime | None:
+    """A photo row's capture time (wall clock) if it comes from a real date source, else None."""
+    return parse_time(row["captured_at"]) if row["captured_source"] in date_sources(options) else None
+
+
 def parse_time(value: str | None) -> _dt.datetime | None:
     """The wall-clock time of an ISO 8601 capture time (its offset dropped: local time is what groups)."""
     if not value:
@@ -76,7 +86,7 @@ def detect_events(library, *, options: EventOptions | None = None):
     opts = options or EventOptions()
     lib = open_library(library)
     cat = lib.catalog
-    sources = REAL_DATE_SOURCES + (("FileModifyDate",) if opts.use_file_dates else ())
+    sources = date_sources(opts)
     rows = cat.query(
         "SELECT id, captured_at, captured_source, gps_lat, gps_lon FROM photos "
         f"WHERE kind IN ('photo', 'raw') AND status IN ({', '.join('?' * len(USABLE))}) "
@@ -148,15 +158,15 @@ def detect_events(library, *, options: EventOptions | None = None):
         gps = [p for _, _, p in g if p is not None]
         lat = sum(p[0] for p in gps) / len(gps) if gps else None
         lon = sum(p[1] for p in gps) / len(gps) if gps else None
-        anchor = g[0][1]
-        now_rows.append((anchor, name, auto, start.isoformat(), end.isoformat(), len(g), lat, lon, dominant))
-        member_rows.extend((pid, anchor) for _, pid, _ in g)
+        event_id = g[0][1]   # the event's earliest photo: stable across re-runs, what edits refer to
+        now_rows.append((event_id, name, auto, start.isoformat(), end.isoformat(), len(g), lat, lon, dominant))
+        member_rows.extend((pid, event_id) for _, pid, _ in g)
 
     with cat.write() as db:
         db.execute("DELETE FROM photo_events")
         db.execute("DELETE FROM events")
-        db.executemany("INSERT INTO events(id, anchor, name, auto_name, start, end, photos, lat, lon, dominant) "
-                       "VALUES (?,?,?,?,?,?,?,?,?,?)", [(r[0],) + r for r in now_rows])
+        db.executemany("INSERT INTO events(id, name, auto_name, start, end, photos, lat, lon, dominant) "
+                       "VALUES (?,?,?,?,?,?,?,?,?)", now_rows)
         db.executemany("INSERT INTO photo_events(photo_id, event_id) VALUES (?,?)", member_rows)
     return events(lib)
 
@@ -227,5 +237,5 @@ def split_event(library, photo_id: int):
     return detect_events(lib)
 
 
-__all__ = ["EventOptions", "detect_events", "event_photos", "events", "merge_events", "parse_time", "rename_event",
+__all__ = ["EventOptions", "capture_time", "date_sources", "detect_events", "event_photos", "events", "merge_events", "parse_time", "rename_event",
            "split_event"]

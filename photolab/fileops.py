@@ -7,9 +7,12 @@ Every move photolab makes (organize, quarantine, restore) goes through here:
 2. the file gets its new name without ever overwriting anything: a hard link to
    the new name (which fails if the name is taken), then the old name is removed.
    Across filesystems, or where hard links are not supported, the bytes are
-   copied to a temporary file next to the target, synced, read back and compared
-   by SHA-256, and only then given the target name;
-3. the catalog path and the journal state (``done``) change in one transaction.
+   copied with :func:`verified_copy` (the same copy gather makes): a temporary
+   file next to the target, synced, read back and compared by SHA-256, and only
+   then given the target name;
+3. the catalog path (and, where the move says so, the file's status) and the
+   journal state (``done``) change in one transaction; the previous status is
+   kept in the journal, so :func:`undo` puts it back.
 
 A process killed at any moment leaves a ``planned`` entry behind. :func:`recover`
 (called before any journaled operation starts, and by every photolab command
@@ -26,18 +29,23 @@ import json
 import logging
 import os
 import secrets
-import shutil
+import stat
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import utcnow
+from .catalog import STATE_DIR, utcnow
 from .library import open_library
 
 log = logging.getLogger(__name__)
 
-TMP_SUFFIX = ".photolab-tmp"
+TMP_PREFIX = ".photolab-tmp-"   # temporary copies: .photolab-tmp-<pid>-<name>, skipped by index
 CHUNK = 256  # moves journaled per transaction
+_BLOCK = 1 << 20
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+ILLEGAL = set('<>:"/\\|?*')
+MAX_COMPONENT = 80       # characters per file or folder name made from user text
 
 
 class FileOpError(RuntimeError):
@@ -52,6 +60,8 @@ class Move:
     dst: str
     sha256: str | None = None
     detail: dict = field(default_factory=dict)
+    status: str | None = None        # the file's catalog status once moved (e.g. quarantined); None: unchanged
+    note: str | None = None          # the catalog's error/reason text that goes with that status
 
 
 @dataclass
@@ -75,15 +85,35 @@ def new_batch(kind: str) -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{kind}-{secrets.token_hex(2)}"
 
 
+def clean_component(text: str) -> str:
+    """One folder name that every common filesystem accepts and that cannot leave its parent."""
+    text = unicodedata.normalize("NFC", str(text))
+    out = "".join("_" if (c in ILLEGAL or ord(c) < 32 or ord(c) == 127) else c for c in text)
+    out = " ".join(out.split()).rstrip(". ")
+    if len(out) > MAX_COMPONENT:
+        out = out[:MAX_COMPONENT].rstrip(". ")
+    while len(out.encode("utf-8")) > 240:
+        out = out[:-1]
+    if out in ("", ".", ".."):
+        out = "_"
+    if out.split(".")[0].strip().upper() in WINDOWS_RESERVED:
+        out = "_" + out
+    if out.lower() == STATE_DIR:
+        out = "_" + out
+    return out
+
+
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's content, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+        while block := f.read(_BLOCK):
+            h.update(block)
     return h.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries to disk (where the platform allows it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -96,11 +126,61 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _tmp_name(dst: Path) -> Path:
-    return dst.with_name(f".{dst.name}{TMP_SUFFIX}")
+def verified_copy(src: Path, dest: Path) -> str:
+    """Copy ``src`` to a new file ``dest`` (never overwriting), verified by SHA-256.
+
+    The bytes go to a temporary file beside ``dest``, are flushed to disk and
+    read back; only a copy whose hash matches the source's takes the final name
+    (a hard link, which fails if the name is taken; where the filesystem has no
+    hard links, a rename once the name is checked free). Times and permissions
+    are kept.
+
+    Returns:
+        The SHA-256 of the content.
+
+    Raises:
+        FileExistsError: ``dest`` exists.
+        OSError: the source cannot be read or the copy does not verify.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{TMP_PREFIX}{os.getpid()}-{dest.name}")
+    h = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            while block := fin.read(_BLOCK):
+                h.update(block)
+                fout.write(block)
+            fout.flush()
+            os.fsync(fout.fileno())
+        expected = h.hexdigest()
+        if sha256_file(tmp) != expected:
+            raise OSError(f"{src}: copy did not verify (checksum mismatch); the source or disk may be failing")
+        st = os.stat(src)
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.chmod(tmp, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IRUSR)
+        try:
+            os.link(tmp, dest)  # fails if dest exists: the atomic, never-overwriting rename
+        except FileExistsError:
+            raise
+        except OSError:
+            if dest.exists():
+                raise FileExistsError(errno.EEXIST, "exists", str(dest)) from None
+            os.rename(tmp, dest)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+    fsync_dir(dest.parent)
+    return expected
 
 
-def move_file(src: Path, dst: Path, sha256: str | None = None) -> None:
+def _partial_copies(dst: Path) -> list[Path]:
+    """Temporary copies towards ``dst`` that a killed process left behind."""
+    return list(dst.parent.glob(f"{TMP_PREFIX}*-{dst.name}")) if dst.parent.is_dir() else []
+
+
+def move_file(src: Path, dst: Path) -> None:
     """Give ``src`` the name ``dst``, never overwriting; ``FileExistsError`` if ``dst`` is taken."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -110,46 +190,10 @@ def move_file(src: Path, dst: Path, sha256: str | None = None) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
-        _copy_verified(src, dst, sha256)
-    _fsync_dir(dst.parent)
+        verified_copy(src, dst)
+    fsync_dir(dst.parent)
     os.unlink(src)
-    _fsync_dir(src.parent)
-
-
-def _copy_verified(src: Path, dst: Path, sha256: str | None) -> None:
-    """Copy across filesystems: temp file, fsync, compare checksums, then take the name."""
-    tmp = _tmp_name(dst)
-    expected = sha256 or sha256_file(src)
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
-        fout.flush()
-        os.fsync(fout.fileno())
-    shutil.copystat(src, tmp)
-    if sha256_file(tmp) != expected:
-        tmp.unlink()
-        raise FileOpError(f"{src}: the copy at {dst} does not match the original; nothing moved")
-    try:
-        os.link(tmp, dst)
-        tmp.unlink()
-    except FileExistsError:
-        tmp.unlink()
-        raise
-    except OSError:
-        if dst.exists():  # no hard links at all here: take the name only if it is still free
-            tmp.unlink()
-            raise FileExistsError(errno.EEXIST, "exists", str(dst)) from None
-        os.rename(tmp, dst)
-
-
-def free_name(path: Path, taken: set[str] | None = None) -> Path:
-    """``path`` or ``name (1).ext``, ``name (2).ext``... whichever is not on disk nor in ``taken``."""
-    taken = taken or set()
-    stem, suffix = path.stem, path.suffix
-    candidate, n = path, 0
-    while candidate.exists() or str(candidate) in taken:
-        n += 1
-        candidate = path.with_name(f"{stem} ({n}){suffix}")
-    return candidate
+    fsync_dir(src.parent)
 
 
 def _remove_empty_dirs(lib, folder: Path) -> None:
@@ -177,6 +221,11 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
     start = time.perf_counter()
     for i in range(0, len(moves), CHUNK):
         chunk = moves[i:i + CHUNK]
+        for m in chunk:
+            if m.status is not None:  # what undo puts back
+                row = cat.conn.execute("SELECT status, error FROM photos WHERE path = ?", (m.src,)).fetchone()
+                m.detail = {**m.detail, "status": m.status, "note": m.note,
+                            "prior_status": row["status"] if row else None, "prior_note": row["error"] if row else None}
         ids = []
         now = utcnow()
         cat.conn.execute("PRAGMA synchronous=FULL")  # the plan is on disk before any file moves
@@ -197,11 +246,11 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
                 results.append((jid, m, "rolled_back", f"{m.src}: no longer there"))
                 continue
             try:
-                move_file(src, dst, m.sha256)
+                move_file(src, dst)
             except FileExistsError:
                 results.append((jid, m, "rolled_back", f"{m.dst}: name taken meanwhile; not overwritten"))
                 continue
-            except (OSError, FileOpError) as exc:
+            except OSError as exc:
                 results.append((jid, m, "rolled_back", f"{m.src}: {exc}"))
                 continue
             results.append((jid, m, "done", None))
@@ -210,8 +259,7 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
         with cat.write() as db:
             for jid, m, state, why in results:
                 if state == "done":
-                    db.execute("DELETE FROM photos WHERE path = ? AND status = 'missing'", (m.dst,))
-                    db.execute("UPDATE photos SET path = ? WHERE path = ?", (m.dst, m.src))
+                    _record_move(db, m.src, m.dst, m.detail)
                     report.done += 1
                 else:
                     report.skipped.append((m.src, why))
@@ -221,6 +269,14 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
     report.seconds = time.perf_counter() - start
     log.info("%s", report.summary())
     return report
+
+
+def _record_move(db, src: str, dst: str, detail: dict) -> None:
+    """The catalog side of a finished move: the new path, and the new status if the move sets one."""
+    db.execute("DELETE FROM photos WHERE path = ? AND status = 'missing'", (dst,))
+    db.execute("UPDATE photos SET path = ? WHERE path = ?", (dst, src))
+    if detail.get("status") is not None:
+        db.execute("UPDATE photos SET status = ?, error = ? WHERE path = ?", (detail["status"], detail["note"], dst))
 
 
 def recover(library) -> dict[str, int]:
@@ -238,11 +294,13 @@ def recover(library) -> dict[str, int]:
     if not cat.query("SELECT 1 FROM journal WHERE state = 'planned' LIMIT 1"):
         return counts
     with cat.write() as db:
-        rows = db.execute("SELECT id, batch, src, dst, sha256 FROM journal WHERE state = 'planned' "
+        rows = db.execute("SELECT id, batch, src, dst, sha256, detail FROM journal WHERE state = 'planned' "
                           "ORDER BY id").fetchall()
         for r in rows:
             src, dst = lib.abs(r["src"]), lib.abs(r["dst"])
-            tmp = _tmp_name(dst)
+            detail = json.loads(r["detail"] or "{}")
+            for partial in _partial_copies(dst):   # an interrupted cross-filesystem copy: never verified
+                partial.unlink(missing_ok=True)
             s_ok, d_ok = src.exists(), dst.exists()
             if d_ok and s_ok:
                 same = os.path.samefile(src, dst) or (
@@ -250,29 +308,21 @@ def recover(library) -> dict[str, int]:
                     and sha256_file(dst) == r["sha256"])  # a verified cross-filesystem copy
                 if not same:
                     # the target name belongs to some other file: this move never happened
-                    tmp.unlink(missing_ok=True)
                     db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
                     counts["rolled_back"] += 1
                     continue
                 os.unlink(src)
                 d_ok, s_ok = True, False
             if d_ok and not s_ok:
-                db.execute("UPDATE photos SET path = ? WHERE path = ?", (r["dst"], r["src"]))
+                _record_move(db, r["src"], r["dst"], detail)
                 db.execute("UPDATE journal SET state = 'done' WHERE id = ?", (r["id"],))
                 counts["finished"] += 1
                 _remove_empty_dirs(lib, src.parent)
             elif s_ok:
-                tmp.unlink(missing_ok=True)
                 db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
                 counts["rolled_back"] += 1
                 _remove_empty_dirs(lib, dst.parent)
             else:
-                if tmp.exists() and r["sha256"] and sha256_file(tmp) == r["sha256"]:
-                    os.rename(tmp, dst)  # cannot happen by the protocol, but never lose a verified copy
-                    db.execute("UPDATE photos SET path = ? WHERE path = ?", (r["dst"], r["src"]))
-                    db.execute("UPDATE journal SET state = 'done' WHERE id = ?", (r["id"],))
-                    counts["finished"] += 1
-                    continue
                 db.execute("UPDATE journal SET state = 'conflict', detail = ? WHERE id = ?",
                            (json.dumps({"error": "neither the old nor the new name exists"}), r["id"]))
                 counts["conflict"] += 1
@@ -308,19 +358,41 @@ def undo(library, batch: str | None = None, *, on_progress=None) -> BatchReport:
         if not row:
             raise FileOpError(f"{lib.root}: nothing to undo")
         batch = row[0]["batch"]
-    rows = cat.query("SELECT id, src, dst, sha256 FROM journal WHERE batch = ? AND state = 'done' "
+    rows = cat.query("SELECT id, src, dst, sha256, detail FROM journal WHERE batch = ? AND state = 'done' "
                      "ORDER BY id DESC", (batch,))
     if not rows:
         known = cat.query("SELECT 1 FROM journal WHERE batch = ? LIMIT 1", (batch,))
         raise FileOpError(f"batch {batch}: " + ("already undone" if known else "no such batch"))
-    moves = [Move(src=r["dst"], dst=r["src"], sha256=r["sha256"], detail={"undoes": r["id"]}) for r in rows]
+    return _reverse(lib, batch, rows, on_progress=on_progress)
+
+
+def undo_one(library, journal_id: int) -> BatchReport:
+    """Reverse one completed move of a batch (e.g. one file out of quarantine)."""
+    lib = open_library(library)
+    recover(lib)
+    rows = lib.catalog.query("SELECT id, batch, src, dst, sha256, detail FROM journal WHERE id = ? AND state = 'done'",
+                             (int(journal_id),))
+    if not rows:
+        raise FileOpError(f"journal entry {journal_id}: no completed move to reverse")
+    return _reverse(lib, rows[0]["batch"], rows)
+
+
+def _reverse(lib, batch: str, rows, *, on_progress=None) -> BatchReport:
+    """Move files back along ``rows`` (journal entries of ``batch``), restoring any status they changed."""
+    moves = []
+    for r in rows:
+        d = json.loads(r["detail"] or "{}")
+        back = Move(src=r["dst"], dst=r["src"], sha256=r["sha256"], detail={"undoes": r["id"]})
+        if d.get("status") is not None:
+            back.status, back.note = d.get("prior_status") or "ok", d.get("prior_note")
+        moves.append(back)
     report = execute(lib, moves, batch=f"undo-{batch}", op="undo", on_progress=on_progress)
-    with cat.write() as db:
+    with lib.catalog.write() as db:
         db.execute(
             "UPDATE journal SET state = 'undone' WHERE id IN (SELECT json_extract(detail, '$.undoes') "
             "FROM journal WHERE batch = ? AND state = 'done')", (f"undo-{batch}",))
     return report
 
 
-__all__ = ["BatchReport", "FileOpError", "Move", "batches", "execute", "free_name", "move_file", "new_batch",
-           "recover", "sha256_file", "undo"]
+__all__ = ["BatchReport", "FileOpError", "Move", "batches", "clean_component", "execute", "fsync_dir", "move_file", "new_batch",
+           "recover", "sha256_file", "undo", "undo_one", "verified_copy"]

@@ -11,22 +11,19 @@ content was already copied from the same place is skipped.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
-import stat
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .catalog import utcnow
+from .fileops import clean_component, sha256_file, verified_copy
 from .library import Library, open_library
 from .media import companions, kind_by_extension
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 
 
 class GatherError(RuntimeError):
@@ -88,7 +85,7 @@ def _register_source(lib: Library, src: Path) -> tuple[int, str]:
             db.execute("UPDATE sources SET last_seen = ?, removable = ?, read_only = ? WHERE id = ?",
                        (now, int(removable), int(read_only), row["id"]))
             return row["id"], row["label"]
-        base = _safe_name(src.name or "source")
+        base = clean_component(src.name.strip(" .") or "source")
         label, n = base, 1
         while db.execute("SELECT 1 FROM sources WHERE label = ?", (label,)).fetchone() or \
                 (lib.root / label).exists():
@@ -98,72 +95,6 @@ def _register_source(lib: Library, src: Path) -> tuple[int, str]:
             "INSERT INTO sources(label, path, removable, read_only, first_seen, last_seen) VALUES (?,?,?,?,?,?)",
             (label, key, int(removable), int(read_only), now, now))
         return int(cur.lastrowid), label
-
-
-def _safe_name(name: str) -> str:
-    name = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name).strip(" .")
-    return name[:80] or "source"
-
-
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verified_copy(src: Path, dest: Path) -> str:
-    """Copy ``src`` to a new file ``dest`` (never overwriting), verified by SHA-256.
-
-    The bytes go to a temporary file beside ``dest``, are flushed to disk and
-    read back; only a copy whose hash matches the source's takes the final name.
-
-    Returns:
-        The SHA-256 of the content.
-
-    Raises:
-        FileExistsError: ``dest`` exists.
-        OSError: the source cannot be read or the copy does not verify.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".photolab-tmp-{os.getpid()}-{dest.name}")
-    h = hashlib.sha256()
-    try:
-        with open(src, "rb") as fin, open(tmp, "xb") as fout:
-            while block := fin.read(_CHUNK):
-                h.update(block)
-                fout.write(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-        expected = h.hexdigest()
-        if _hash_file(tmp) != expected:
-            raise OSError(f"{src}: copy did not verify (checksum mismatch); the source or disk may be failing")
-        st = os.stat(src)
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        os.chmod(tmp, stat.S_IMODE(st.st_mode) | stat.S_IWUSR | stat.S_IRUSR)
-        # link() fails if dest exists: the atomic, never-overwriting rename.
-        os.link(tmp, dest)
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-    _fsync_dir(dest.parent)
-    return expected
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _free_name(dest: Path) -> Path:
@@ -239,7 +170,7 @@ def gather(sources, into, *, progress: bool = True) -> GatherReport:
             rel = path.relative_to(src).as_posix()
             try:
                 if rel in done_rels:
-                    digest = _hash_file(path)
+                    digest = sha256_file(path)
                     if (rel, digest) in done:  # even if the copy was since moved or quarantined
                         report.skipped += 1
                         continue

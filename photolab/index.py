@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .catalog import STATE_DIR, utcnow
 from .exif import PhotoInfo, finish_capture_time, open_image, read_pillow_info, read_raw_info
+from .fileops import TMP_PREFIX, sha256_file
 from .library import open_library
 from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, sniff_other, sniff_raw
 
@@ -86,7 +87,7 @@ def walk_library(root: Path) -> list[tuple[str, int, int]]:
             name = entry.name
             if not prefix and name == STATE_DIR:
                 continue
-            if name.startswith(".photolab-tmp-") or name.endswith(".photolab-tmp"):
+            if name.startswith(TMP_PREFIX):
                 continue
             rel = prefix + name
             try:
@@ -99,14 +100,6 @@ def walk_library(root: Path) -> list[tuple[str, int, int]]:
                 log.warning("%s: cannot stat (%s)", entry.path, exc)
     out.sort()
     return out
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _jpeg_complete(data: bytes) -> bool:
@@ -149,7 +142,7 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
             data = path.read_bytes()
             row["sha256"] = hashlib.sha256(data).hexdigest()
         else:
-            row["sha256"] = _sha256_file(path)
+            row["sha256"] = sha256_file(path)
     except PermissionError as exc:
         return {**row, "status": "unreadable", "error": f"permission denied ({exc.strerror}); fix its permissions"}
     except OSError as exc:

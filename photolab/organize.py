@@ -18,14 +18,13 @@ import logging
 import os
 import re
 import string
-import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from .catalog import STATE_DIR
-from .events import REAL_DATE_SOURCES, EventOptions, detect_events, parse_time
-from .fileops import BatchReport, Move, execute, new_batch, recover, undo
+from .events import EventOptions, capture_time, detect_events
+from .fileops import BatchReport, Move, clean_component, execute, new_batch, recover, undo
 from .index import USABLE
 from .library import open_library
 from .media import companions
@@ -36,9 +35,6 @@ RULES_FILE = "rules.txt"
 PLAN_COLUMNS = ["source", "target", "rule", "reason"]
 FIELDS = {"year", "month", "day", "event", "tag", "camera", "make", "model", "place", "kind"}
 KEYS = {"tag", "category", "event", "camera", "date", "place", "gps", "kind"}
-WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
-ILLEGAL = set('<>:"/\\|?*')
-MAX_COMPONENT = 80       # characters per folder name
 MAX_FOLDER = 200         # characters for the whole target folder
 
 
@@ -65,7 +61,6 @@ class Rule:
 class Rules:
     rules: list[Rule]
     unsorted: str = "Unsorted"
-    use_file_dates: bool = False
     events: EventOptions = field(default_factory=EventOptions)
     path: str | None = None
 
@@ -143,7 +138,7 @@ def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=No
     yes = settings.get("use_file_dates", "no").lower() in ("yes", "true")
     ev = EventOptions(gap_hours=float(settings.get("gap_hours", EventOptions.gap_hours)),
                       max_km=float(settings.get("max_km", EventOptions.max_km)), use_file_dates=yes)
-    return Rules(rules, unsorted=settings.get("unsorted", "Unsorted").strip("/"), use_file_dates=yes, events=ev,
+    return Rules(rules, unsorted=settings.get("unsorted", "Unsorted").strip("/"), events=ev,
                  path=str(path) if path else None)
 
 
@@ -174,36 +169,20 @@ def _check_target(target: str, fail) -> None:
             fail(f"unsupported format {{{name}:{spec}}}; only widths such as {{month:02}}")
 
 
-def load_rules(library, *, taxonomy=None) -> Rules:
-    """The library's rules (``.photolab/rules.txt``, created from the shipped default on first use)."""
+def load_rules(library, *, path: str | os.PathLike | None = None, taxonomy=None) -> Rules:
+    """A rules file: ``path``, or the library's ``.photolab/rules.txt`` (created from the default on first use)."""
     from .taxonomy import load_taxonomy
 
     lib = open_library(library)
-    path = lib.state / RULES_FILE
-    if not path.exists():
-        path.write_text(default_rules_text(), encoding="utf-8")
+    if path is None:
+        path = lib.state / RULES_FILE
+        if not path.exists():
+            path.write_text(default_rules_text(), encoding="utf-8")
+    path = Path(path)
     return parse_rules(path.read_text(encoding="utf-8"), path=path, taxonomy=taxonomy or load_taxonomy(lib))
 
 
 # -- safe names ---------------------------------------------------------------
-def clean_component(text: str) -> str:
-    """One folder name that every common filesystem accepts and that cannot leave its parent."""
-    text = unicodedata.normalize("NFC", str(text))
-    out = "".join("_" if (c in ILLEGAL or ord(c) < 32 or ord(c) == 127) else c for c in text)
-    out = " ".join(out.split()).rstrip(". ")
-    if len(out) > MAX_COMPONENT:
-        out = out[:MAX_COMPONENT].rstrip(". ")
-    while len(out.encode("utf-8")) > 240:
-        out = out[:-1]
-    if out in ("", ".", ".."):
-        out = "_"
-    if out.split(".")[0].strip().upper() in WINDOWS_RESERVED:
-        out = "_" + out
-    if out.lower() == STATE_DIR:
-        out = "_" + out
-    return out
-
-
 def render_target(pattern: str, values: dict) -> str:
     """Fill a target pattern with cleaned values; the result is always a relative folder inside the library."""
     safe = {}
@@ -295,11 +274,10 @@ def plan(library, *, rules: Rules | None = None):
     cat = lib.catalog
     cats = {t.name: t.category for t in tax.tags}
     tags = accepted_tags(lib)
-    dated = set(REAL_DATE_SOURCES) | ({"FileModifyDate"} if rules.use_file_dates else set())
     all_rows = cat.query("SELECT p.id, p.path, p.kind, p.status, p.sha256, p.captured_at, p.captured_source, "
-                         "p.camera_make, p.camera_model, p.gps_lat, e.name AS event, ev.dominant "
+                         "p.camera_make, p.camera_model, p.gps_lat, e.name AS event, e.dominant "
                          "FROM photos p LEFT JOIN photo_events pe ON pe.photo_id = p.id "
-                         "LEFT JOIN events e ON e.id = pe.event_id LEFT JOIN events ev ON ev.id = pe.event_id "
+                         "LEFT JOIN events e ON e.id = pe.event_id "
                          "ORDER BY p.path")
     by_folder: dict[str, dict[str, dict]] = {}
     for r in all_rows:
@@ -332,7 +310,7 @@ def plan(library, *, rules: Rules | None = None):
             if r["status"] not in USABLE:
                 kept.append((r["path"], f"not organized: status {r['status']}"))
                 continue
-            when = parse_time(r["captured_at"]) if r["captured_source"] in dated else None
+            when = capture_time(r, rules.events)
             camera = " ".join(x for x in (r["camera_make"], r["camera_model"]) if x)
             facts = {"tags": tags.get(r["id"], set()), "categories": cats, "event": r["event"] or "",
                      "camera": camera, "place": "", "gps": r["gps_lat"] is not None, "kind": r["kind"], "when": when}
@@ -389,8 +367,6 @@ def plan(library, *, rules: Rules | None = None):
 def _suffixed(name: str, n: int) -> str:
     stem, dot, ext = name.rpartition(".")
     return f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
-
-
 
 
 def write_plan_csv(plan_df, out: str | os.PathLike) -> Path:

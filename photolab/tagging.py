@@ -245,7 +245,7 @@ def decisions(library):
 
     Returns:
         A DataFrame indexed by photo id with columns ``path``, ``captured_at``,
-        ``tags`` (accepted, ';'-separated), ``confidence`` (the least confident
+        ``tags`` (accepted, ';'-separated, see :func:`accepted_tags`), ``confidence`` (the least confident
         decision) and ``score:<tag>`` / ``confidence:<tag>`` for every taxonomy tag.
     """
     import pandas as pd
@@ -259,7 +259,6 @@ def decisions(library):
     long = lib.catalog.dataframe("SELECT photo_id, tag, score FROM scores")
     wide = long.pivot(index="photo_id", columns="tag", values="score") if len(long) else pd.DataFrame()
     out = photos.copy()
-    accepted = pd.Series([[] for _ in range(len(out))], index=out.index, dtype=object)
     conf_cols = []
     for tag in tax.names:
         s = wide[tag].reindex(out.index) if tag in wide else pd.Series(np.nan, index=out.index)
@@ -268,9 +267,8 @@ def decisions(library):
         c = pd.Series(confidence(s.fillna(thr[tag]), thr[tag]), index=out.index).where(s.notna())
         out[f"confidence:{tag}"] = c.round(4)
         conf_cols.append(f"confidence:{tag}")
-        for pid in s.index[s >= thr[tag]]:
-            accepted[pid].append(tag)
-    out["tags"] = accepted.map(";".join)
+    accepted = accepted_tags(lib)
+    out["tags"] = [";".join(t for t in tax.names if t in accepted.get(pid, ())) for pid in out.index]
     out["confidence"] = out[conf_cols].min(axis=1, skipna=True) if conf_cols else np.nan
     return out
 
@@ -449,14 +447,26 @@ def _flush(lib, batch, version, run, weights, prior_tags, quality_tags, head_tag
 
 
 def tag_counts(library, taxonomy: Taxonomy | None = None) -> dict[str, int]:
-    """Usable photos per tag at the current thresholds (an indexed count, not a full table)."""
+    """Usable photos per accepted tag (as :func:`accepted_tags` decides), by indexed counts, not a full table:
+    photos scoring at or above the threshold, less those a person said lack the tag, plus those a person
+    gave it that score below."""
     lib = open_library(library)
     tax = taxonomy or load_taxonomy(lib)
     usable = ", ".join("?" * len(USABLE))
-    return {tag: lib.catalog.query(
-        "SELECT count(*) FROM scores s JOIN photos p ON p.id = s.photo_id "
-        f"WHERE s.tag = ? AND s.score >= ? AND p.status IN ({usable})", (tag, t, *USABLE))[0][0]
-        for tag, t in thresholds(lib, tax).items()}
+    counts = {}
+    for tag, t in thresholds(lib, tax).items():
+        scored, removed, added = lib.catalog.query(
+            "SELECT (SELECT count(*) FROM scores s JOIN photos p ON p.id = s.photo_id "
+            f"        WHERE s.tag = ?1 AND s.score >= ?2 AND p.status IN ({usable})), "
+            "       (SELECT count(*) FROM labels l JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag "
+            f"        JOIN photos p ON p.id = l.photo_id WHERE l.tag = ?1 AND l.value = 0 AND s.score >= ?2 "
+            f"        AND p.status IN ({usable})), "
+            "       (SELECT count(*) FROM labels l LEFT JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag "
+            f"        JOIN photos p ON p.id = l.photo_id WHERE l.tag = ?1 AND l.value = 1 "
+            f"        AND (s.score IS NULL OR s.score < ?2) AND p.status IN ({usable}))",
+            (tag, t, *USABLE, *USABLE, *USABLE))[0]
+        counts[tag] = scored - removed + added
+    return counts
 
 
 def thumbnails_by_tag(library, *, per_tag: int = 12) -> tuple[list[str], list[str]]:

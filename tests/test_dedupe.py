@@ -106,6 +106,42 @@ def test_apply_restore_round_trip_is_byte_identical(lib):
     assert not lib.catalog.query("SELECT 1 FROM photos WHERE status = 'quarantined'")
 
 
+def test_undo_of_a_quarantine_batch_puts_statuses_back(lib):
+    """`photolab undo` reverses a quarantine like any batch: the catalog status comes back with the file."""
+    before = {r["path"]: r["status"] for r in lib.catalog.query("SELECT path, status FROM photos")}
+    report = dedupe.apply(lib, dedupe.plan(lib), progress=False)
+    assert lib.catalog.query("SELECT count(*) FROM photos WHERE status = 'quarantined'")[0][0] == report.done
+    photolab.fileops.undo(lib)                                      # the newest batch: the quarantine
+    after = {r["path"]: r["status"] for r in lib.catalog.query("SELECT path, status FROM photos")}
+    assert after == before
+
+
+def test_labels_of_set_aside_copies_move_to_the_keeper(lib):
+    from photolab.catalog import utcnow
+
+    copy = lib.catalog.query("SELECT id FROM photos WHERE path = 'exports/path-gray.jpg'")[0][0]
+    keeper = lib.catalog.query("SELECT id FROM photos WHERE path = 'camera/kde_Path.jpg'")[0][0]
+    with lib.catalog.write() as db:
+        db.execute("INSERT INTO labels(photo_id, tag, value, who, at) VALUES (?, 'landscape', 1, 'me', ?)",
+                   (copy, utcnow()))
+    dedupe.apply(lib, dedupe.plan(lib), progress=False)
+    assert lib.catalog.query("SELECT value FROM labels WHERE photo_id = ? AND tag = 'landscape'", (keeper,))[0][0] == 1
+
+
+def test_one_copy_per_event_when_asked(lib):
+    """The same photo filed in two events keeps a copy in each with per_event=True."""
+    rows = {r["path"]: r["id"] for r in lib.catalog.query("SELECT id, path FROM photos")}
+    with lib.catalog.write() as db:
+        db.execute("DELETE FROM photo_events")
+        for path, event in (("camera/kde_Kite.jpg", 1), ("exports/kite copy.jpg", 2)):
+            db.execute("INSERT INTO photo_events(photo_id, event_id) VALUES (?, ?)", (rows[path], event))
+    kite = {"camera/kde_Kite.jpg", "exports/kite copy.jpg"}
+    default = dedupe.plan(lib)
+    assert kite <= set(default["path"]) and not default[default["path"].isin(kite)]["keep"].all()
+    per_event = dedupe.plan(lib, options=dedupe.DedupeOptions(per_event=True))
+    assert not kite & set(per_event["path"])                       # each event keeps its own copy
+
+
 def test_restore_one_file(lib):
     plan = dedupe.plan(lib)
     report = dedupe.apply(lib, plan, progress=False)

@@ -12,6 +12,7 @@ import pytest
 
 import photolab
 from photolab import events as ev
+from photolab import fileops
 from photolab import organize as org
 from photolab.catalog import utcnow
 from photolab.fileops import recover, undo
@@ -89,8 +90,8 @@ def test_hostile_values_never_leave_the_library(tmp_path, hostile):
         assert folder.split("/")[0] != ".photolab"
         assert len(folder) <= org.MAX_FOLDER
         for part in folder.split("/"):
-            assert part and part.split(".")[0].upper() not in org.WINDOWS_RESERVED
-            assert not set(part) & org.ILLEGAL
+            assert part and part.split(".")[0].upper() not in fileops.WINDOWS_RESERVED
+            assert not set(part) & fileops.ILLEGAL
 
 
 def test_hostile_event_name_is_filed_inside(lib_with_photos):
@@ -266,10 +267,35 @@ def test_recover_finishes_or_rolls_back(lib_with_photos):
     os.link(lib.root / "import/kde_Path.jpg", lib.root / "X/kde_Path.jpg")        # link done, unlink not
     os.link(lib.root / "import/kde_Kite.jpg", lib.root / "X/kde_Kite.jpg")
     os.unlink(lib.root / "import/kde_Kite.jpg")                                   # file moved, catalog not
-    (lib.root / "X" / ".coffee.png.photolab-tmp").write_bytes(b"partial")         # a partial copy
+    (lib.root / "X" / ".photolab-tmp-4242-coffee.png").write_bytes(b"partial")    # a partial copy
     counts = recover(lib)
     assert counts == {"finished": 2, "rolled_back": 1, "conflict": 0}
     assert sorted(tree(lib.root).values()) == sorted(before.values())
     catalog_matches_disk(lib)
     undo(lib, "b1")
     assert tree(lib.root) == before
+
+
+def test_moves_without_hard_links_copy_verify_and_keep_times(lib_with_photos, monkeypatch):
+    """Across filesystems (link() fails with EXDEV) a move is a verified copy, then the original goes."""
+    import errno
+
+    from photolab import fileops
+
+    lib = lib_with_photos
+    before = tree(lib.root)
+    src = lib.root / "import" / "kde_Kite.jpg"
+    mtime = src.stat().st_mtime_ns
+
+    def no_links(a, b):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(fileops.os, "link", no_links)
+    plan = org.plan(lib)
+    report = org.apply(lib, plan, progress=False)
+    assert report.done == len(plan) and not report.skipped
+    moved = lib.root / plan.set_index("source").loc["import/kde_Kite.jpg", "target"]
+    assert moved.stat().st_mtime_ns == mtime and not src.exists()
+    assert sorted(tree(lib.root).values()) == sorted(before.values())
+    assert not [p for p in tree(lib.root) if ".photolab-tmp-" in p]
+    catalog_matches_disk(lib)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import random
 import signal
 import subprocess
@@ -40,6 +39,16 @@ def build_library(root: Path) -> None:
             n += 1
 
 
+def indexed_library(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The library of :func:`build_library`, indexed; and its tree (path -> sha256) before any move."""
+    root = tmp_path / "Photos"
+    build_library(root)
+    lib = photolab.init_library(root)
+    photolab.index_library(lib, progress=False)
+    lib.close()
+    return root, tree(root)
+
+
 def run_apply(root: Path):
     return subprocess.Popen([sys.executable, "-m", "photolab.cli", "-q", "organize", str(root), "--apply"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -54,12 +63,7 @@ def undo_all(root: Path) -> None:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path):
-    root = tmp_path / "Photos"
-    build_library(root)
-    lib = photolab.init_library(root)
-    photolab.index_library(lib, progress=False)
-    lib.close()
-    original = tree(root)
+    root, original = indexed_library(tmp_path)
     assert len(original) >= 250
     counts = collections.Counter(original.values())
 
@@ -86,7 +90,7 @@ def test_sigkill_at_random_moments(tmp_path):
             now = tree(root)
             # every file present exactly once, bytes unchanged
             assert collections.Counter(now.values()) == counts, f"trial {trial}: files lost or doubled"
-            assert not [p for p in now if p.endswith(".photolab-tmp")]
+            assert not [p for p in now if p.rsplit("/", 1)[-1].startswith(".photolab-tmp-")]
             catalog_matches_disk(lib)
         undo_all(root)
         assert tree(root) == original, f"trial {trial}: undo did not restore the tree"
@@ -96,12 +100,7 @@ def test_sigkill_at_random_moments(tmp_path):
 
 def test_next_run_recovers_first(tmp_path):
     """A killed apply is recovered by the next photolab command before it does anything else."""
-    root = tmp_path / "Photos"
-    build_library(root)
-    lib = photolab.init_library(root)
-    photolab.index_library(lib, progress=False)
-    lib.close()
-    original = tree(root)
+    root, original = indexed_library(tmp_path)
     proc = run_apply(root)
     deadline = time.time() + 60
     while time.time() < deadline:                   # kill once moves have started

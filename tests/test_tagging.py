@@ -132,3 +132,56 @@ def test_user_checkpoint_file_is_loaded(tmp_path, backbone):
         load_backbone(checkpoint=tmp_path / "junk.pth")
     with pytest.raises(BackboneError, match="never downloads|no packaged weights"):
         load_backbone(name="resnet18")
+
+
+def test_onnx_engine_matches_torch_on_real_photos(backbone):
+    from conftest import SAMPLE
+
+    from photolab.backbone import engine
+    from photolab.tagging import _prepare
+
+    x = np.stack([_prepare(SAMPLE / name, "photo", backbone.input_size, backbone.crop_pct, backbone.mean,
+                           backbone.std)[0] for name in ("coffee.png", "chelsea.png", "kde_Kite.jpg")])
+    onnx = engine(backbone, runtime="onnx")
+    torch_run = engine(backbone, runtime="torch")
+    assert onnx.runtime == "onnxruntime" and torch_run.runtime == "torch"
+    (e1, p1), (e2, p2) = onnx(x), torch_run(x)
+    assert e1.shape == (3, 1280) and p1.shape == (3, 1000)
+    assert np.abs(e1 - e2).max() < 1e-3 and np.abs(p1 - p2).max() < 1e-4
+    assert (p1.argmax(1) == p2.argmax(1)).all()
+    with pytest.raises(ValueError, match="runtime"):
+        engine(backbone, runtime="tensorrt")
+
+
+def test_pass_records_runtime_and_hashes_of_every_orientation(tagged):
+    import json
+
+    lib, _ = tagged
+    run = lib.catalog.query("SELECT report FROM runs WHERE stage = 'tag' ORDER BY id LIMIT 1")[0][0]
+    assert json.loads(run)["runtime"] == "onnxruntime"
+    for r in lib.catalog.query("SELECT phash, phash8, dhash8 FROM features"):
+        p8, d8 = r["phash8"].split(","), r["dhash8"].split(",")
+        assert len(p8) == len(d8) == 8 and p8[0] == r["phash"]
+        assert all(len(h) == 16 for h in p8 + d8)
+
+
+def test_a_persons_labels_decide_over_scores_everywhere(tagged):
+    """decisions (the CSV), tag_counts and accepted_tags agree once a person has corrected tags."""
+    from photolab.catalog import utcnow
+    from photolab.tagging import accepted_tags, tag_counts
+
+    lib, _ = tagged
+    ids = {r["path"].split("/")[-1]: r["id"] for r in lib.catalog.query("SELECT id, path FROM photos")}
+    with lib.catalog.write() as db:
+        db.execute("INSERT INTO labels VALUES (?, 'dog', 0, 'me', ?)", (ids["pug.heic"], utcnow()))
+        db.execute("INSERT INTO labels VALUES (?, 'beach', 1, 'me', ?)", (ids["mate_Dune.jpg"], utcnow()))
+    try:
+        df = decisions(lib).set_index("path")
+        assert "dog" not in df.loc["src/pug.heic", "tags"].split(";")
+        assert "beach" in df.loc["src/mate_Dune.jpg", "tags"].split(";")
+        from_table = {t: int(df.tags.str.split(";").map(lambda ts, t=t: t in ts).sum()) for t in tag_counts(lib)}
+        assert tag_counts(lib) == from_table
+        assert "dog" not in accepted_tags(lib).get(ids["pug.heic"], set())
+    finally:
+        with lib.catalog.write() as db:
+            db.execute("DELETE FROM labels")
