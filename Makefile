@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_index.py
 	$(PY) benchmarks/bench_tagging.py
 	$(PY) benchmarks/bench_organize.py
+	$(PY) benchmarks/bench_dedupe.py
+	$(PY) benchmarks/bench_metadata.py
 
 clean:
 	rm -rf $(VENV) demo-library

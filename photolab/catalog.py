@@ -180,6 +180,34 @@ MIGRATIONS: list[str] = [
     ALTER TABLE features ADD COLUMN dhash8 TEXT;    -- 8 dHashes, same order
     CREATE INDEX photos_size ON photos(size);
     """,
+    # 4 -> 5: metadata writing: kept versions of rewritten files, ratings, what was written where
+    """
+    CREATE TABLE versions (
+        id          INTEGER PRIMARY KEY,
+        photo_id    INTEGER,                        -- the photo (or the photo a sidecar belongs to)
+        path        TEXT NOT NULL,                  -- the file's path when it was rewritten
+        sha256      TEXT,                           -- the kept content; NULL: the file did not exist yet
+        batch       TEXT NOT NULL,
+        saved_at    TEXT NOT NULL
+    );
+    CREATE INDEX versions_photo ON versions(photo_id);
+    CREATE INDEX versions_path ON versions(path);
+    CREATE TABLE ratings (
+        photo_id    INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        rating      INTEGER NOT NULL,               -- 0..5 (-1: rejected, as Lightroom writes it)
+        source      TEXT NOT NULL,                  -- person | file (read back from another app)
+        at          TEXT NOT NULL
+    );
+    CREATE TABLE metadata_written (
+        photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        target      TEXT NOT NULL,                  -- file | sidecar
+        path        TEXT NOT NULL,                  -- the file written (the photo or its sidecar)
+        sha256      TEXT NOT NULL,                  -- its content after writing
+        digest      TEXT NOT NULL,                  -- hash of what was written (tags, rating, options)
+        at          TEXT NOT NULL,
+        PRIMARY KEY (photo_id, target)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

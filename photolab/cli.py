@@ -157,6 +157,54 @@ def _cmd_purge(args) -> int:
     return 0
 
 
+def _cmd_write_metadata(args) -> int:
+    from .metadata import WriteOptions, write_metadata
+
+    where = "sidecar" if args.sidecar else "both" if args.both else "in-file"
+    unreviewed = tuple(c.strip() for c in (args.include_unreviewed or "").split(",") if c.strip())
+    opts = WriteOptions(where=where, sidecar_naming=args.sidecar_naming, write_unreviewed=unreviewed,
+                        auto_rating=not args.no_auto_rating)
+    report = write_metadata(args.library, options=opts, dry_run=args.dry_run, progress=not args.quiet)
+    print(f"write-metadata: {report.summary()}")
+    df = report.frame()
+    show = df[df["status"] == "skipped"] if not args.verbose else df[df["status"] != "unchanged"]
+    for r in show.itertuples():
+        print(f"  {r.status} {r.path} ({r.target}): {r.reason if isinstance(r.reason, str) else r.changes}")
+    if args.dry_run:
+        print("dry run: nothing written; run without --dry-run to write")
+    elif report.batch and (df["status"] == "written").any():
+        print(f"previous bytes kept in .photolab/versions/; `photolab restore {args.library} FILE` "
+              f"or `photolab undo {args.library} {report.batch}` puts them back")
+    return 0
+
+
+def _cmd_read_metadata(args) -> int:
+    from .metadata import import_metadata
+
+    df = import_metadata(args.library, progress=not args.quiet)
+    tagged = (df["tags"] != "").sum()
+    print(f"read-metadata: {len(df)} photos read; {tagged} carry taxonomy keywords (now labeled examples), "
+          f"{df['rating'].notna().sum()} carry a rating")
+    unknown = sorted({k for u in df["unknown"] if u for k in u.split(";")})
+    if unknown:
+        print(f"  keywords not in the taxonomy (add them as tags or aliases to use them): {', '.join(unknown[:30])}")
+    return 0
+
+
+def _cmd_restore(args) -> int:
+    from .library import open_library
+    from .metadata import restore, versions
+
+    lib = open_library(args.library)
+    if args.list:
+        df = versions(lib, args.file)
+        print(df.to_string() if len(df) else f"{args.file}: no kept versions")
+        return 0
+    report = restore(lib, args.file, version=args.version)
+    print(f"restore: {args.file} put back ({report.summary()}); `photolab undo {args.library} {report.batch}` reverses it")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -233,6 +281,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retention-days", type=float, help="change the retention first")
     s.set_defaults(func=_cmd_purge)
 
+    s = sub.add_parser("write-metadata", help="write tags and ratings into XMP/IPTC (in the file or a sidecar)")
+    s.add_argument("library")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--in-file", action="store_true", help="in the photo itself (default; RAW/HEIC/read-only get sidecars)")
+    g.add_argument("--sidecar", action="store_true", help="only in XMP sidecars")
+    g.add_argument("--both", action="store_true", help="in the photo and in a sidecar")
+    s.add_argument("--dry-run", action="store_true", help="make and verify everything, write nothing")
+    s.add_argument("--sidecar-naming", choices=["ext", "stem"], default="ext",
+                   help="new sidecars as IMG_1.jpg.xmp (ext: darktable, digiKam) or IMG_1.xmp (stem: Lightroom)")
+    s.add_argument("--include-unreviewed", metavar="people,places",
+                   help="also write these categories' tags before a person confirmed them")
+    s.add_argument("--no-auto-rating", action="store_true", help="no rating suggestion from quality")
+    s.set_defaults(func=_cmd_write_metadata)
+
+    s = sub.add_parser("read-metadata", help="read keywords and ratings other apps wrote into the catalog")
+    s.add_argument("library")
+    s.set_defaults(func=_cmd_read_metadata)
+
+    s = sub.add_parser("restore", help="put a file back as it was before photolab rewrote its metadata")
+    s.add_argument("library")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--version", type=int, help="a kept version's id (see --list; default: the newest)")
+    s.add_argument("--list", action="store_true", help="list the file's kept versions")
+    s.set_defaults(func=_cmd_restore)
+
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")
     s.add_argument("--sample", default=None, help="folder of photos to use (default: sample_data/)")
@@ -249,12 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     from .catalog import CatalogError
     from .fileops import FileOpError
     from .gather import GatherError
+    from .metadata import MetadataError
     from .organize import RulesError
     from .taxonomy import TaxonomyError
 
     try:
         return int(args.func(args) or 0)
     except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError,
+            MetadataError,
             ValueError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2

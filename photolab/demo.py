@@ -62,6 +62,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     from .library import init_library
     from . import dedupe
     from .organize import apply, plan, preview_tree
+    from .metadata import write_metadata
     from .tagging import export_csv, tag_library
 
     library = Path(library).resolve()
@@ -91,6 +92,9 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     moves = plan(lib)
     organized = apply(lib, moves, progress=False)
     print(f"  organize: {organized.summary()} (undo: photolab undo {lib.root} {organized.batch})")
+    written = write_metadata(lib, progress=False)
+    wdf = written.frame()
+    print(f"  metadata: {written.summary()}; earlier bytes kept in .photolab/versions/")
 
     rows = lib.catalog.query(
         "SELECT kind, status, captured_source, gps_lat FROM photos WHERE status != 'missing'")
@@ -111,6 +115,10 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
           f"({len(moves) - n_moves} companions with them):")
     for line in preview_tree(moves).splitlines():
         print(f"                    {line}")
+    w = wdf[wdf["status"] == "written"]
+    print(f"  metadata        : keywords and ratings written into {int((w['target'] == 'file').sum())} photos and "
+          f"{int((w['target'] == 'sidecar').sum())} XMP sidecars; {int((wdf['status'] == 'skipped').sum())} refused "
+          "(reason in the report)")
     print(f"  errors          : {len(errors)}")
     for path, status, error in errors:
         print(f"    {status}: {path}: {error}")

@@ -72,9 +72,10 @@ class BatchReport:
     done: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
     seconds: float = 0.0
+    verb: str = "moved"
 
     def summary(self) -> str:
-        s = f"batch {self.batch}: {self.done} moved"
+        s = f"batch {self.batch}: {self.done} {self.verb}"
         if self.skipped:
             s += f", {len(self.skipped)} skipped"
         return s
@@ -294,9 +295,12 @@ def recover(library) -> dict[str, int]:
     if not cat.query("SELECT 1 FROM journal WHERE state = 'planned' LIMIT 1"):
         return counts
     with cat.write() as db:
-        rows = db.execute("SELECT id, batch, src, dst, sha256, detail FROM journal WHERE state = 'planned' "
+        rows = db.execute("SELECT id, batch, op, src, dst, sha256, detail FROM journal WHERE state = 'planned' "
                           "ORDER BY id").fetchall()
         for r in rows:
+            if r["op"] == REWRITE:
+                counts[_recover_rewrite(lib, db, r)] += 1
+                continue
             src, dst = lib.abs(r["src"]), lib.abs(r["dst"])
             detail = json.loads(r["detail"] or "{}")
             for partial in _partial_copies(dst):   # an interrupted cross-filesystem copy: never verified
@@ -354,15 +358,17 @@ def undo(library, batch: str | None = None, *, on_progress=None) -> BatchReport:
     cat = lib.catalog
     if batch is None:
         row = cat.query("SELECT batch FROM journal WHERE state = 'done' AND op != 'undo' "
-                        "ORDER BY id DESC LIMIT 1")
+                        "AND batch NOT LIKE 'undo-%' ORDER BY id DESC LIMIT 1")
         if not row:
             raise FileOpError(f"{lib.root}: nothing to undo")
         batch = row[0]["batch"]
-    rows = cat.query("SELECT id, src, dst, sha256, detail FROM journal WHERE batch = ? AND state = 'done' "
+    rows = cat.query("SELECT id, op, src, dst, sha256, detail FROM journal WHERE batch = ? AND state = 'done' "
                      "ORDER BY id DESC", (batch,))
     if not rows:
         known = cat.query("SELECT 1 FROM journal WHERE batch = ? LIMIT 1", (batch,))
         raise FileOpError(f"batch {batch}: " + ("already undone" if known else "no such batch"))
+    if rows[0]["op"] == REWRITE:
+        return _reverse_rewrites(lib, batch, rows, on_progress=on_progress)
     return _reverse(lib, batch, rows, on_progress=on_progress)
 
 
@@ -394,5 +400,254 @@ def _reverse(lib, batch: str, rows, *, on_progress=None) -> BatchReport:
     return report
 
 
+# -- rewriting a file's bytes in place (metadata writing, version restore) ---------------------
+REWRITE = "rewrite"
+VERSIONS_KEEP = 2        # versions kept per file whatever their age
+VERSIONS_DAYS = 30.0     # and every version younger than this
+
+
+@dataclass
+class Rewrite:
+    """New content for one file, path relative to the library.
+
+    ``old_sha256`` is the content the new bytes were made from (``None``: the
+    file does not exist yet, as for a new sidecar); the file is only replaced
+    while it still has exactly that content. ``data=None`` removes the file
+    (restoring a sidecar to "did not exist"); its bytes are kept as a version.
+    """
+
+    path: str
+    data: bytes | None
+    old_sha256: str | None
+    photo_id: int | None = None
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def new_sha256(self) -> str | None:
+        return None if self.data is None else hashlib.sha256(self.data).hexdigest()
+
+
+def version_path(library, sha256: str) -> Path:
+    """Where the kept bytes with this SHA-256 live (content-addressed, so a version is stored once)."""
+    lib = open_library(library)
+    return lib.state / "versions" / sha256[:2] / sha256
+
+
+def _keep_version(lib, src: Path, sha: str) -> None:
+    """Keep ``src``'s bytes (known to hash to ``sha``) under ``.photolab/versions/``, verified."""
+    dest = version_path(lib, sha)
+    if dest.exists() and dest.stat().st_size == src.stat().st_size:
+        return
+    try:
+        got = verified_copy(src, dest)
+    except FileExistsError:   # a damaged or partial earlier copy: replace it with a verified one
+        tmp = dest.with_name(dest.name + ".bad")
+        os.replace(dest, tmp)
+        got = verified_copy(src, dest)
+        tmp.unlink()
+    if got != sha:
+        dest.unlink()
+        raise FileOpError(f"{src}: changed while its previous version was being kept")
+
+
+def _write_new_bytes(path: Path, data: bytes, *, create: bool) -> None:
+    """Give ``path`` the content ``data`` in one atomic step: a synced temporary file beside it,
+    then a rename over it (or, for a new file, a link that fails if the name is taken)."""
+    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if create:
+            os.link(tmp, path)
+        else:
+            st = os.stat(path)
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.replace(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+    fsync_dir(path.parent)
+
+
+def _file_sha(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+def _record_rewrite(lib, db, path: str, new_sha: str | None, old_sha: str | None) -> None:
+    """The catalog side of a finished rewrite: the file's hash, size and time (features stay valid:
+    only metadata changed, which the writer verified)."""
+    p = lib.abs(path)
+    if new_sha is None:
+        db.execute("DELETE FROM photos WHERE path = ? AND kind = 'sidecar'", (path,))
+        return
+    st = p.stat()
+    db.execute("UPDATE photos SET sha256 = ?, size = ?, mtime_ns = ? WHERE path = ?",
+               (new_sha, st.st_size, st.st_mtime_ns, path))
+    if old_sha:
+        db.execute("UPDATE features SET sha256 = ? WHERE sha256 = ? AND photo_id IN "
+                   "(SELECT id FROM photos WHERE path = ?)", (new_sha, old_sha, path))
+
+
+def _recover_rewrite(lib, db, r) -> str:
+    """Settle one interrupted rewrite: the file holds the new bytes (finish), the old ones (roll
+    back) or neither (conflict: someone else changed it; it is left alone and reported)."""
+    p = lib.abs(r["src"])
+    detail = json.loads(r["detail"] or "{}")
+    old, new = detail.get("old_sha256"), r["sha256"]
+    for partial in _partial_copies(p):
+        partial.unlink(missing_ok=True)
+    cur = _file_sha(p)
+    if cur == new:
+        _record_rewrite(lib, db, r["src"], new, old)
+        db.execute("UPDATE journal SET state = 'done' WHERE id = ?", (r["id"],))
+        return "finished"
+    if cur == old:
+        db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
+        return "rolled_back"
+    db.execute("UPDATE journal SET state = 'conflict' WHERE id = ?", (r["id"],))
+    log.error("%s: changed by something else during an interrupted rewrite (batch %s); left as it is",
+              r["src"], r["batch"])
+    return "conflict"
+
+
+def rewrite(library, items: list[Rewrite], *, batch: str, on_progress=None) -> BatchReport:
+    """Give files new bytes as one journaled batch; the previous bytes are kept as versions.
+
+    For each file: its current bytes are copied (verified) to ``.photolab/versions/``
+    and recorded; the rewrite is journaled ``planned`` with the old and new SHA-256
+    (full sync); the new bytes are written to a synced temporary file that
+    atomically replaces the original; then the catalog and the journal change in
+    one transaction. A file whose content is no longer ``old_sha256`` is skipped
+    (it changed since it was read). Killed at any moment, every file holds its
+    old bytes or its new ones, and :func:`recover` settles the journal.
+    """
+    lib = open_library(library)
+    recover(lib)
+    cat = lib.catalog
+    report = BatchReport(batch=batch, verb="rewritten")
+    start = time.perf_counter()
+    for i in range(0, len(items), CHUNK):
+        chunk, ready = items[i:i + CHUNK], []
+        for it in chunk:
+            p = lib.abs(it.path)
+            cur = _file_sha(p)
+            if cur != it.old_sha256:
+                report.skipped.append((it.path, "changed since it was read; not rewritten"))
+                continue
+            try:
+                if cur is not None:
+                    _keep_version(lib, p, cur)
+            except (OSError, FileOpError) as exc:
+                report.skipped.append((it.path, f"previous version could not be kept: {exc}"))
+                continue
+            ready.append(it)
+        now = utcnow()
+        ids = []
+        cat.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with cat.write() as db:
+                for it in ready:
+                    db.execute("INSERT INTO versions(photo_id, path, sha256, batch, saved_at) VALUES (?,?,?,?,?)",
+                               (it.photo_id, it.path, it.old_sha256, batch, now))
+                    cur = db.execute(
+                        "INSERT INTO journal(batch, op, src, dst, sha256, state, created_at, detail) "
+                        "VALUES (?,?,?,?,?,'planned',?,?)",
+                        (batch, REWRITE, it.path, it.path, it.new_sha256, now,
+                         json.dumps({**it.detail, "old_sha256": it.old_sha256, "photo_id": it.photo_id},
+                                    sort_keys=True)))
+                    ids.append(cur.lastrowid)
+        finally:
+            cat.conn.execute("PRAGMA synchronous=NORMAL")
+        results = []
+        for jid, it in zip(ids, ready):
+            p = lib.abs(it.path)
+            try:
+                if it.data is None:
+                    os.unlink(p)
+                    fsync_dir(p.parent)
+                else:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    _write_new_bytes(p, it.data, create=it.old_sha256 is None)
+            except OSError as exc:
+                results.append((jid, it, "rolled_back", f"{it.path}: {exc}"))
+                continue
+            results.append((jid, it, "done", None))
+        with cat.write() as db:
+            for jid, it, state, why in results:
+                if state == "done":
+                    _record_rewrite(lib, db, it.path, it.new_sha256, it.old_sha256)
+                    report.done += 1
+                else:
+                    report.skipped.append((it.path, why))
+                db.execute("UPDATE journal SET state = ? WHERE id = ?", (state, jid))
+        if on_progress:
+            on_progress(len(chunk))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def version_bytes(library, sha256: str | None) -> bytes | None:
+    """The kept bytes with this SHA-256 (``None`` for "the file did not exist"), checked."""
+    if sha256 is None:
+        return None
+    p = version_path(library, sha256)
+    if not p.is_file():
+        raise FileOpError(f"version {sha256[:12]}: no longer kept under .photolab/versions/")
+    data = p.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise FileOpError(f"{p}: kept version is damaged (checksum mismatch); not restored")
+    return data
+
+
+def _reverse_rewrites(lib, batch: str, rows, *, on_progress=None) -> BatchReport:
+    """Undo a rewrite batch: each file gets back the bytes it had before (kept as a version)."""
+    items = []
+    for r in rows:
+        d = json.loads(r["detail"] or "{}")
+        items.append(Rewrite(path=r["src"], data=version_bytes(lib, d.get("old_sha256")),
+                             old_sha256=r["sha256"], photo_id=d.get("photo_id"), detail={"undoes": r["id"]}))
+    report = rewrite(lib, items, batch=f"undo-{batch}", on_progress=on_progress)
+    with lib.catalog.write() as db:
+        db.execute(
+            "UPDATE journal SET state = 'undone' WHERE id IN (SELECT json_extract(detail, '$.undoes') "
+            "FROM journal WHERE batch = ? AND state = 'done')", (f"undo-{batch}",))
+    return report
+
+
+def prune_versions(library, *, keep: int | None = None, days: float | None = None) -> int:
+    """Forget versions beyond the retention: per file, the ``keep`` newest and all younger than
+    ``days`` stay (defaults from the library: ``versions_keep`` 2, ``versions_days`` 30).
+    A kept file no version refers to any more is deleted. Returns the number of versions dropped."""
+    import datetime as dt
+
+    lib = open_library(library)
+    cat = lib.catalog
+    keep = int(keep if keep is not None else cat.get_meta("versions_keep", str(VERSIONS_KEEP)))
+    days = float(days if days is not None else cat.get_meta("versions_days", str(VERSIONS_DAYS)))
+    if keep < 2 or days < 0:
+        raise ValueError(f"version retention must keep at least 2 versions and 0 days (got {keep}, {days})")
+    cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).replace(microsecond=0).isoformat()
+    rows = cat.query("SELECT id, coalesce(photo_id, path) AS who, saved_at FROM versions ORDER BY who, id DESC")
+    drop, seen = [], {}
+    for r in rows:
+        n = seen[r["who"]] = seen.get(r["who"], 0) + 1
+        if n > keep and r["saved_at"] < cutoff:
+            drop.append(r["id"])
+    if not drop:
+        return 0
+    with cat.write() as db:
+        db.executemany("DELETE FROM versions WHERE id = ?", [(i,) for i in drop])
+        live = {r[0] for r in db.execute("SELECT DISTINCT sha256 FROM versions WHERE sha256 IS NOT NULL")}
+    for f in (lib.state / "versions").glob("*/*"):
+        if f.is_file() and f.name not in live and len(f.name) == 64:
+            f.unlink()
+    return len(drop)
+
+
 __all__ = ["BatchReport", "FileOpError", "Move", "batches", "clean_component", "execute", "fsync_dir", "move_file", "new_batch",
-           "recover", "sha256_file", "undo", "undo_one", "verified_copy"]
+           "prune_versions", "recover", "rewrite", "Rewrite", "sha256_file", "undo", "undo_one", "verified_copy",
+           "version_bytes", "version_path"]

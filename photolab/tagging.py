@@ -290,6 +290,26 @@ def accepted_tags(library) -> dict[int, set[str]]:
     return out
 
 
+def set_labels(library, labels, *, who: str = "me") -> int:
+    """Store a person's labels: ``(photo_id, tag, value)`` rows (value 1: has the tag, 0: does not),
+    or a DataFrame with those columns. Tags may be aliases; a later label replaces an earlier one.
+    Returns the number stored."""
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    rows = labels[["photo_id", "tag", "value"]].itertuples(index=False) if hasattr(labels, "columns") else labels
+    now, out = utcnow(), []
+    for pid, tag, value in rows:
+        name = tax.resolve(str(tag))
+        if name is None:
+            raise KeyError(f"unknown tag {tag!r} (not in the taxonomy or its aliases)")
+        if int(value) not in (0, 1):
+            raise ValueError(f"label value for {tag!r} must be 0 or 1, got {value!r}")
+        out.append((int(pid), name, int(value), who, now))
+    with lib.catalog.write() as db:
+        db.executemany("INSERT OR REPLACE INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)", out)
+    return len(out)
+
+
 def export_csv(library, out: str | os.PathLike) -> Path:
     """Write ``path, captured_at, tags, score:<tag>..., confidence:<tag>...`` — one row per photo."""
     lib = open_library(library)

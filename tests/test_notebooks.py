@@ -39,8 +39,20 @@ def _deduped_and_restored(lib_dir: Path) -> None:
         assert not lib.catalog.query("SELECT 1 FROM photos WHERE status = 'quarantined'")
 
 
+def _metadata_written_and_restored(lib_dir: Path) -> None:
+    import photolab
+    from photolab.metadata import read_metadata
+
+    with photolab.open_library(lib_dir) as lib:
+        ops = {r["batch"].split("-")[1] for r in lib.catalog.query("SELECT DISTINCT batch FROM journal")}
+        assert {"metadata", "restore"} <= ops
+        written = lib.catalog.query("SELECT path FROM metadata_written WHERE target = 'file'")
+        assert written and any(read_metadata(lib_dir / r["path"])["keywords"] for r in written)
+
+
 # what each notebook must leave behind, beyond running without an error
-AFTER = {"01_tag_library.ipynb": _tags_exported, "06_dedupe.ipynb": _deduped_and_restored,
+AFTER = {"01_tag_library.ipynb": _tags_exported, "05_write_metadata.ipynb": _metadata_written_and_restored,
+         "06_dedupe.ipynb": _deduped_and_restored,
          "07_organize.ipynb": _organized_and_undone}
 
 
