@@ -38,6 +38,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,12 @@ class _Photos:
     rows: list
     ph8: np.ndarray          # N x 8 uint64
     dh8: np.ndarray          # N x 8 uint64
-    emb: np.ndarray          # N x D float32, unit length
+    emb: np.ndarray          # N x D float16, unit length
+    low: np.ndarray | None   # N x LOW_DIM float32, unit length: PCA projection (libraries > EXACT_SEARCH)
+
+
+EXACT_SEARCH = 5000      # up to this many photos, embeddings are compared at full size
+LOW_DIM = 128
 
 
 def _hex64(text: str) -> int:
@@ -92,7 +98,144 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(b, axis=-1).sum(axis=-1).astype(np.int64)
 
 
-def _load(lib) -> tuple[_Photos, list]:
+CACHE_FILE = "dedupe-features.npz"   # under .photolab/features/: the hash and embedding matrices
+CACHE_VERSION = 2
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+
+
+def _parse_features(feats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hashes and unit-length float16 embeddings of feature rows."""
+    n = len(feats)
+    ph8 = np.array([[_hex64(h) for h in f["phash8"].split(",")] for f in feats], dtype=np.uint64).reshape(n, 8)
+    dh8 = np.array([[_hex64(h) for h in f["dhash8"].split(",")] for f in feats], dtype=np.uint64).reshape(n, 8)
+    emb = (_unit(np.stack([np.frombuffer(f["embedding"], dtype=np.float16) for f in feats])).astype(np.float16)
+           if n else np.zeros((0, 1), np.float16))
+    return ph8, dh8, emb
+
+
+def _train_pca(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, D x LOW_DIM projection) from up to 20,000 rows."""
+    rng = np.random.default_rng(0)
+    sample = emb[rng.choice(len(emb), min(len(emb), 20000), replace=False)].astype(np.float32)
+    mean = sample.mean(axis=0)
+    cov = np.cov(sample - mean, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov)
+    return mean, np.ascontiguousarray(vecs[:, ::-1][:, :LOW_DIM].astype(np.float32))
+
+
+def _project(emb: np.ndarray, mean: np.ndarray, proj: np.ndarray) -> np.ndarray:
+    out = np.empty((len(emb), proj.shape[1]), np.float32)
+    for k in range(0, len(emb), 20000):
+        out[k:k + 20000] = _unit((emb[k:k + 20000].astype(np.float32) - mean) @ proj)
+    return out
+
+
+def _feature_matrix(lib, *, save: bool = True) -> dict:
+    """ids, ph8, dh8, emb (unit float16) and, above EXACT_SEARCH photos, their PCA projection ``low``,
+    for every photo with features.
+
+    Parsing 100,000 feature rows and projecting them takes seconds, so the matrices
+    are cached in ``.photolab/features/dedupe-features.npz`` with a stamp per row
+    (time, content hash and model of its features); a later call reads only rows
+    that are new or were recomputed since, and projects only those, which is what
+    lets a watched import be checked against the library in seconds. The
+    projection is retrained when the library has doubled since it was made.
+    """
+    stamps = lib.catalog.query("SELECT photo_id, computed_at || '|' || coalesce(sha256, '') || '|' || model "
+                               "FROM features WHERE phash8 IS NOT NULL ORDER BY photo_id")
+    ids = np.array([r[0] for r in stamps], dtype=np.int64)
+    st = np.array([zlib.crc32(r[1].encode()) for r in stamps], dtype=np.uint32)
+    path = lib.state / "features" / CACHE_FILE
+    c = None
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                c = {k: z[k] for k in z.files}
+            if int(c.get("version", 0)) != CACHE_VERSION:
+                c = None
+        except Exception as exc:   # a damaged cache is only a cache: rebuilt below
+            log.warning("%s: unreadable (%s); rebuilding", path, exc)
+    n = len(ids)
+    ph8, dh8 = np.zeros((n, 8), np.uint64), np.zeros((n, 8), np.uint64)
+    emb, low = None, None
+    fresh = np.ones(n, dtype=bool)
+    if c is not None and len(c.get("ids", ())):
+        pos = np.clip(np.searchsorted(c["ids"], ids), 0, len(c["ids"]) - 1)
+        hit = (c["ids"][pos] == ids) & (c["stamps"][pos] == st)
+        emb = np.zeros((n, c["emb"].shape[1]), np.float16)
+        ph8[hit], dh8[hit], emb[hit] = c["ph8"][pos[hit]], c["dh8"][pos[hit]], c["emb"][pos[hit]]
+        if "low" in c and len(c["low"]) == len(c["ids"]):
+            low = np.zeros((n, c["low"].shape[1]), np.float32)
+            low[hit] = c["low"][pos[hit]]
+        fresh = ~hit
+    todo = ids[fresh]
+    if len(todo):
+        if len(todo) > n // 2:
+            rows = [r for r in lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features "
+                                                 "WHERE phash8 IS NOT NULL ORDER BY photo_id")]
+            keep = set(todo.tolist())
+            rows = [r for r in rows if r[0] in keep]
+        else:
+            rows = []
+            for k in range(0, len(todo), 900):
+                part = [int(x) for x in todo[k:k + 900]]
+                rows += lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE photo_id "
+                                          f"IN ({', '.join('?' * len(part))}) ORDER BY photo_id", part)
+        rows.sort(key=lambda r: r[0])
+        if not np.array_equal(np.array([r[0] for r in rows], dtype=np.int64), todo):
+            return _feature_matrix(lib, save=save) if path.exists() and _drop(path) else _uncached(lib)
+        p, d, e = _parse_features(rows)
+        if emb is None or emb.shape[1] != e.shape[1]:
+            if emb is not None and not fresh.all():   # embeddings of another size (a new model)
+                return _uncached(lib)
+            emb = np.zeros((n, e.shape[1]), np.float16)
+            low = None
+        ph8[fresh], dh8[fresh], emb[fresh] = p, d, e
+    if emb is None:
+        emb = np.zeros((n, 1), np.float16)
+    mean, proj, pca_n = (c["pca_mean"], c["pca_proj"], int(c["pca_n"])) if c is not None and "pca_proj" in c \
+        and low is not None and c["pca_proj"].shape[0] == emb.shape[1] else (None, None, 0)
+    retrained = False
+    if n > EXACT_SEARCH and emb.shape[1] > LOW_DIM:
+        if proj is None or n > 2 * pca_n:
+            mean, proj = _train_pca(emb)
+            pca_n, retrained = n, True
+            low = _project(emb, mean, proj)
+        elif fresh.any():
+            low[fresh] = _project(emb[fresh], mean, proj)
+    else:
+        low = None
+    changed = retrained or c is None or len(c.get("ids", ())) != n or fresh.any()
+    if changed and (save or fresh.sum() > 0.05 * n):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        try:
+            extra = {"low": low, "pca_mean": mean, "pca_proj": proj, "pca_n": np.array(pca_n)} if low is not None else {}
+            np.savez(tmp, version=np.array(CACHE_VERSION), ids=ids, stamps=st, ph8=ph8, dh8=dh8, emb=emb, **extra)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("%s: cannot write the feature cache (%s)", path, exc)
+            tmp.unlink(missing_ok=True)
+    return {"ids": ids, "ph8": ph8, "dh8": dh8, "emb": emb, "low": low}
+
+
+def _drop(path: Path) -> bool:
+    path.unlink(missing_ok=True)
+    return True
+
+
+def _uncached(lib) -> dict:
+    rows = lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE phash8 IS NOT NULL "
+                             "ORDER BY photo_id")
+    p, d, e = _parse_features(rows)
+    low = _project(e, *_train_pca(e)) if len(e) > EXACT_SEARCH and e.shape[1] > LOW_DIM else None
+    return {"ids": np.array([r[0] for r in rows], dtype=np.int64), "ph8": p, "dh8": d, "emb": e, "low": low}
+
+
+def _load(lib, *, save: bool = True) -> tuple[_Photos, list]:
     """Photos with features (for near/similar) and every photo row (for exact bytes)."""
     usable = ", ".join("?" * len(USABLE))
     all_rows = [dict(r) for r in lib.catalog.query(
@@ -100,23 +243,23 @@ def _load(lib) -> tuple[_Photos, list]:
         "p.captured_source, p.camera_make, p.gps_lat, pe.event_id FROM photos p "
         "LEFT JOIN photo_events pe ON pe.photo_id = p.id "
         f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({usable}) ORDER BY p.id", USABLE)]
-    feats = lib.catalog.query(
-        "SELECT f.photo_id, f.phash8, f.dhash8, f.embedding FROM features f JOIN photos p ON p.id = f.photo_id "
-        f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({usable}) AND f.phash8 IS NOT NULL "
-        "ORDER BY f.photo_id", USABLE)
     by_id = {r["id"]: r for r in all_rows}
-    rows = [by_id[f["photo_id"]] for f in feats]
-    n = len(rows)
-    ph8 = np.array([[_hex64(h) for h in f["phash8"].split(",")] for f in feats], dtype=np.uint64).reshape(n, 8)
-    dh8 = np.array([[_hex64(h) for h in f["dhash8"].split(",")] for f in feats], dtype=np.uint64).reshape(n, 8)
-    emb = (np.stack([np.frombuffer(f["embedding"], dtype=np.float16) for f in feats]).astype(np.float32)
-           if n else np.zeros((0, 1), np.float32))
-    if n:
-        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
-    return _Photos(np.array([r["id"] for r in rows]), rows, ph8, dh8, emb), all_rows
+    m = _feature_matrix(lib, save=save)
+    keep = np.fromiter((int(i) in by_id for i in m["ids"]), dtype=bool, count=len(m["ids"]))
+    sel = (lambda a: a) if keep.all() else (lambda a: a[keep])
+    ids = sel(m["ids"])
+    rows = [by_id[int(i)] for i in ids]
+    low = sel(m["low"]) if m["low"] is not None else None
+    return _Photos(ids, rows, sel(m["ph8"]), sel(m["dh8"]), sel(m["emb"]), low), all_rows
 
 
 # -- candidate pairs ----------------------------------------------------------
+def _pairs(qi: np.ndarray, pj: np.ndarray) -> np.ndarray:
+    keep = (pj >= 0) & (qi != pj)
+    pairs = np.stack([np.minimum(qi, pj), np.maximum(qi, pj)], axis=1)[keep]
+    return np.unique(pairs, axis=0) if len(pairs) else pairs
+
+
 def _hash_candidates(ph8: np.ndarray, radius: int, queries_idx: np.ndarray | None = None) -> np.ndarray:
     """Pairs (i, j), i < j, whose upright pHash is within ``radius`` of any orientation of the other."""
     import faiss
@@ -126,58 +269,45 @@ def _hash_candidates(ph8: np.ndarray, radius: int, queries_idx: np.ndarray | Non
         return np.zeros((0, 2), dtype=np.int64)
     qidx = np.arange(n) if queries_idx is None else queries_idx
     codes = np.ascontiguousarray(ph8.reshape(-1)).view(np.uint8).reshape(n * 8, 8)
-    index = faiss.IndexBinaryMultiHash(64, 4, 16)
-    index.nflip = max(0, (radius + 1 + 3) // 4 - 1)   # pigeonhole: one of 4 chunks differs in <= nflip bits
+    if queries_idx is not None and len(qidx) * 50 < n:
+        index = faiss.IndexBinaryFlat(64)   # a few queries: a linear scan beats building hash tables
+    else:
+        index = faiss.IndexBinaryMultiHash(64, 4, 16)
+        index.nflip = max(0, (radius + 1 + 3) // 4 - 1)   # pigeonhole: one of 4 chunks differs in <= nflip bits
     index.add(codes)
     queries = np.ascontiguousarray(ph8[qidx, 0]).view(np.uint8).reshape(len(qidx), 8)
     lims, _, labels = index.range_search(queries, radius + 1)   # faiss: distance < radius
     qi = np.repeat(qidx, np.diff(lims.astype(np.int64)))
-    pj = labels.astype(np.int64) // 8
-    keep = qi != pj
-    pairs = np.stack([np.minimum(qi, pj), np.maximum(qi, pj)], axis=1)[keep]
-    return np.unique(pairs, axis=0) if len(pairs) else pairs
+    return _pairs(qi, labels.astype(np.int64) // 8)
 
 
-def _embedding_candidates(emb: np.ndarray, k: int, min_cos: float, queries_idx: np.ndarray | None = None):
-    """Pairs (i, j), i < j, among each photo's ``k`` nearest embeddings with cosine >= ``min_cos``."""
+def _embedding_candidates(P: _Photos, k: int, min_cos: float, queries_idx: np.ndarray | None = None):
+    """Pairs (i, j), i < j, among each photo's ``k`` nearest embeddings with cosine >= ``min_cos``
+    (in the PCA projection for large libraries, with a margin: re-checked at full size by the caller)."""
     import faiss
 
-    n = len(emb)
+    n = len(P.ids)
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
     k = min(k + 1, n)
-    if queries_idx is not None:   # a few new photos against everything: exact search
-        index = faiss.IndexFlatIP(emb.shape[1])
-        index.add(emb)
-        sims, nbrs = index.search(emb[queries_idx], k)
-        qi = np.repeat(queries_idx, k)
-        pj = nbrs.reshape(-1)
-        ok = (pj >= 0) & (pj != qi) & (sims.reshape(-1) >= min_cos)
-        pairs = np.stack([np.minimum(qi, pj), np.maximum(qi, pj)], axis=1)[ok]
-        return np.unique(pairs, axis=0) if len(pairs) else pairs
-    if n <= 5000:
-        index = faiss.IndexFlatIP(emb.shape[1])
-        index.add(emb)
-        sims, nbrs = index.search(emb, k)
+    vecs, margin = (P.low, 0.05) if P.low is not None else (P.emb.astype(np.float32), 0.0)
+    qidx = np.arange(n) if queries_idx is None else queries_idx
+    if queries_idx is not None or n <= EXACT_SEARCH:
+        index = faiss.IndexFlatIP(vecs.shape[1])
+        index.add(vecs)
+        sims, nbrs = index.search(vecs[qidx], k)
     else:
-        pca = faiss.PCAMatrix(emb.shape[1], 128)
-        sample = emb[np.random.default_rng(0).choice(n, min(n, 20000), replace=False)]
-        pca.train(sample)
-        low = pca.apply(emb)
-        low /= np.maximum(np.linalg.norm(low, axis=1, keepdims=True), 1e-9)
         nlist = int(min(4096, max(64, 4 * np.sqrt(n))))
-        quant = faiss.IndexFlatIP(low.shape[1])
-        index = faiss.IndexIVFFlat(quant, low.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(low[np.random.default_rng(1).choice(n, min(n, 40 * nlist), replace=False)])
-        index.add(low)
+        quant = faiss.IndexFlatIP(vecs.shape[1])
+        index = faiss.IndexIVFFlat(quant, vecs.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vecs[np.random.default_rng(1).choice(n, min(n, 40 * nlist), replace=False)])
+        index.add(vecs)
         index.nprobe = 12
-        sims, nbrs = index.search(low, k)
-        sims = sims - 0.05    # the projection overestimates a little: re-checked at full size below
-    qi = np.repeat(np.arange(n), k)
-    pj = nbrs.reshape(-1)
-    ok = (pj >= 0) & (pj != qi) & (sims.reshape(-1) >= min_cos - 0.05)
-    pairs = np.stack([np.minimum(qi, pj), np.maximum(qi, pj)], axis=1)[ok]
-    return np.unique(pairs, axis=0) if len(pairs) else pairs
+        sims, nbrs = index.search(vecs, k)
+    qi = np.repeat(qidx, k)
+    pj = nbrs.reshape(-1).astype(np.int64)
+    ok = sims.reshape(-1) >= min_cos - margin
+    return _pairs(qi[ok], pj[ok])
 
 
 def _same_pixels(lib, a: dict, b: dict) -> bool:
@@ -297,7 +427,7 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
     opts = options or DedupeOptions()
     lib = open_library(library)
     recover(lib)
-    P, all_rows = _load(lib)
+    P, all_rows = _load(lib, save=only is None)
     n = len(P.rows)
     untagged = len(all_rows) - n
 
@@ -321,12 +451,12 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
         edges = {k: v for k, v in edges.items() if sha_of.get(k[0]) in shas}
     if n >= 2 and (qidx is None or len(qidx)):
         cand = np.concatenate([_hash_candidates(P.ph8, opts.near_phash, qidx),  # the loose path needs the embedding
-                               _embedding_candidates(P.emb, opts.neighbours, min(opts.similar_cosine,
+                               _embedding_candidates(P, opts.neighbours, min(opts.similar_cosine,
                                                                                  opts.near_cosine), qidx)])
         cand = np.unique(cand, axis=0) if len(cand) else cand
         if len(cand):
             i, j = cand[:, 0], cand[:, 1]
-            cos = np.einsum("ij,ij->i", P.emb[i], P.emb[j])
+            cos = np.einsum("ij,ij->i", P.emb[i].astype(np.float32), P.emb[j].astype(np.float32))
             pd_all = _popcount(P.ph8[i, :1] ^ P.ph8[j])                # upright i vs each orientation of j
             best = pd_all.argmin(axis=1)
             dph = pd_all[np.arange(len(i)), best]
@@ -469,6 +599,36 @@ def set_keeper(plan_df, path: str):
 def dismiss_group(plan_df, group: int):
     """A copy of the plan without ``group`` (a person says: not duplicates, keep them all)."""
     return plan_df[plan_df["group"] != group].copy()
+
+
+def split_group(plan_df, paths):
+    """A copy of the plan in which ``paths`` leave their group (a person says: these are not copies
+    of the rest). They form a group of their own; a part left with one file drops out of the plan
+    (nothing to set aside), and a part without its keeper gets its first file as keeper."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    df = plan_df.copy()
+    rows = df[df["path"].isin(paths)]
+    if len(rows) != len(set(paths)):
+        raise KeyError(f"not in this plan: {', '.join(sorted(set(paths) - set(rows['path'])))}")
+    groups = set(rows["group"])
+    if len(groups) != 1:
+        raise ValueError("split takes files of one group")
+    group = groups.pop()
+    new_group = int(df["group"].max()) + 1
+    df.loc[df["path"].isin(paths), "group"] = new_group
+    for g in (group, new_group):
+        part = df["group"] == g
+        if part.sum() < 2:
+            df = df[~part]
+            continue
+        if (df.loc[part, "tier"] == "similar").all():
+            continue
+        if not df.loc[part, "keep"].any():
+            first = df.index[part][0]
+            df.loc[part, "keep"] = df.index[part] == first
+            df.loc[first, "reason"] = "kept: group split by a person"
+            df.loc[part & ~df["keep"].astype(bool), "copy_of"] = df.loc[first, "path"]
+    return df.copy()
 
 
 # -- quarantine ---------------------------------------------------------------

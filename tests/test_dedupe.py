@@ -202,3 +202,85 @@ def test_natural_duplicates_and_similar_scenes(shared_data):
     assert precision >= 0.99 and readable_recall >= 0.95, out
     assert "similar scenes in exact/near: 0" in out
     assert "kept ['ukb09268__ukbench09268.jpg']" in out or "kept all (not grouped)" in out
+
+
+def test_split_group_takes_files_out_and_keeps_a_keeper(lib):
+    plan = dedupe.plan(lib)
+    path_group = plan.loc[plan["path"] == "camera/kde_Path.jpg", "group"].item()
+    out = dedupe.split_group(plan, ["exports/path-gray.jpg", "exports/path-mirror.webp"])
+    moved = out[out["path"].isin(["exports/path-gray.jpg", "exports/path-mirror.webp"])]
+    assert moved["group"].nunique() == 1 and moved["group"].iloc[0] != path_group
+    assert moved["keep"].sum() == 1                                  # a part of its own, with a keeper
+    rest = out[out["group"] == path_group]
+    assert rest.loc[rest["path"] == "camera/kde_Path.jpg", "keep"].item() and rest["keep"].sum() == 1
+    single = dedupe.split_group(plan, ["exports/kite copy.jpg"])     # a pair split: nothing left to do
+    assert "exports/kite copy.jpg" not in set(single["path"]) and "camera/kde_Kite.jpg" not in set(single["path"])
+    with pytest.raises(KeyError):
+        dedupe.split_group(plan, ["nowhere.jpg"])
+
+
+def test_review_widget_changes_keeper_splits_and_dismisses(lib):
+    from photolab.widgets import DedupeReview
+
+    plan = dedupe.plan(lib)
+    review = DedupeReview(lib, plan)
+    assert review.groups and review.current == review.groups[0]
+    cards = review._cards.children
+    assert len(cards) == (plan["group"] == review.current).sum()
+    assert "MB" in cards[0].children[1].value and cards[0].children[0].value[:2] == b"\xff\xd8"
+    dup = review.plan[(review.plan["group"] == review.current)]
+    other = dup.loc[~dup["keep"].astype(bool), "path"].iloc[0]
+    review.keep(other)
+    assert review.plan.loc[review.plan["path"] == other, "keep"].item()
+    assert (review.plan[review.plan["group"] == review.current]["keep"]).sum() == 1
+    n = len(review.groups)
+    review.split([other])          # the chosen file is not a copy after all
+    assert other not in set(review.plan["path"]) or len(review.groups) == n + 1
+    g = review.current
+    review.dismiss()
+    assert g not in review.groups
+    review.next(), review.previous()
+    report = dedupe.apply(lib, review.plan, progress=False)
+    assert report.done == int((~review.plan["keep"].astype(bool)).sum())
+
+
+def test_feature_cache_follows_recomputed_and_removed_features(lib):
+    dedupe.plan(lib)
+    cache = lib.state / "features" / dedupe.CACHE_FILE
+    assert cache.is_file()
+    ids = {r["path"]: r["id"] for r in lib.catalog.query("SELECT id, path FROM photos")}
+    kite = lib.catalog.query("SELECT embedding, phash8, dhash8 FROM features WHERE photo_id = ?",
+                             (ids["camera/kde_Kite.jpg"],))[0]
+    with lib.catalog.write() as db:   # as if the gray copy had been recomputed into a copy of the kite
+        db.execute("UPDATE features SET embedding = ?, phash8 = ?, dhash8 = ?, computed_at = '2099-01-01T00:00:00+00:00' "
+                   "WHERE photo_id = ?", (kite["embedding"], kite["phash8"], kite["dhash8"], ids["exports/path-gray.jpg"]))
+        db.execute("DELETE FROM features WHERE photo_id = ?", (ids["exports/path-mirror.webp"],))
+    plan = dedupe.plan(lib)
+    groups = {g: set(sub["path"]) for g, sub in plan.groupby("group")}
+    assert any({"camera/kde_Kite.jpg", "exports/path-gray.jpg"} <= g for g in groups.values())
+    assert "exports/path-mirror.webp" not in set(plan["path"])
+    cache.write_bytes(b"damaged")                                    # only a cache: rebuilt
+    assert dedupe.plan(lib).equals(plan)
+
+
+def test_keeper_ties_break_by_format_then_intact_then_metadata_then_earliest():
+    opts = dedupe.DedupeOptions()
+    base = {"kind": "photo", "format": "JPEG", "width": 4000, "height": 3000, "status": "ok",
+            "captured_at": "2024-05-01T10:00:00", "camera_make": "Canon", "gps_lat": None,
+            "captured_source": "DateTimeOriginal", "path": "b.jpg"}
+
+    def best(*rows):
+        return min(rows, key=lambda r: dedupe._keeper_order(r, opts))["path"]
+
+    assert best({**base, "path": "small.jpg", "width": 2000}, {**base, "path": "big.png", "format": "PNG"}) == "big.png"
+    assert best({**base, "path": "a.jpg"}, {**base, "path": "a.heic", "format": "HEIF"},
+                {**base, "path": "a.cr2", "kind": "raw", "format": "CR2"}) == "a.cr2"
+    assert best({**base, "path": "a.png", "format": "PNG"}, {**base, "path": "a.webp", "format": "WEBP"}) == "a.png"
+    assert best({**base, "path": "damaged.jpg", "status": "warning"}, {**base, "path": "intact.jpg"}) == "intact.jpg"
+    assert best({**base, "path": "bare.jpg", "camera_make": None, "captured_source": "FileModifyDate"},
+                {**base, "path": "rich.jpg", "gps_lat": 48.1}) == "rich.jpg"
+    assert best({**base, "path": "later.jpg", "captured_at": "2024-05-02T10:00:00"}, {**base, "path": "first.jpg"}) \
+        == "first.jpg"
+    custom = dedupe.DedupeOptions(format_preference=("PNG", "JPEG"))
+    assert min([{**base, "path": "x.jpg"}, {**base, "path": "x.png", "format": "PNG"}],
+               key=lambda r: dedupe._keeper_order(r, custom))["path"] == "x.png"
