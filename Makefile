@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_organize.py
 	$(PY) benchmarks/bench_dedupe.py
 	$(PY) benchmarks/bench_metadata.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) demo-library

@@ -208,6 +208,40 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (photo_id, target)
     );
     """,
+    # 5 -> 6: review and training: samples, reviewed photos, trained heads, prior scores a head replaced
+    """
+    CREATE TABLE samples (
+        name        TEXT NOT NULL,
+        photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        stratum     TEXT NOT NULL,
+        seed        INTEGER NOT NULL,
+        created     TEXT NOT NULL,
+        PRIMARY KEY (name, photo_id)
+    );
+    CREATE TABLE reviews (
+        photo_id    INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        who         TEXT NOT NULL,
+        at          TEXT NOT NULL
+    );
+    CREATE TABLE heads (
+        version     TEXT PRIMARY KEY,               -- head-<time>: file .photolab/models/heads/<version>.safetensors
+        created     TEXT NOT NULL,
+        examples    INTEGER NOT NULL,
+        tags        TEXT NOT NULL,                  -- JSON: the tags it scores
+        replaces    TEXT NOT NULL,                  -- JSON: the tags whose scores it provides when active
+        metrics     TEXT NOT NULL,                  -- JSON: per-tag cross-validated figures
+        active      INTEGER NOT NULL DEFAULT 0
+    );
+    ALTER TABLE features ADD COLUMN colorfulness REAL;   -- Hasler-Suesstrunk, 0 for grayscale
+    CREATE TABLE scores_stash (                     -- scores a head replaced, put back on rollback
+        photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        tag         TEXT NOT NULL,
+        score       REAL,
+        source      TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        PRIMARY KEY (photo_id, tag)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -249,6 +283,7 @@ class Catalog:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA cache_size=-131072")   # 128 MB: bulk score writes keep their index pages in memory
         self.conn.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
         self.migrate()
 

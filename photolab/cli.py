@@ -205,6 +205,58 @@ def _cmd_restore(args) -> int:
     return 0
 
 
+def _cmd_sample(args) -> int:
+    from .review import sample
+
+    df = sample(args.library, args.n, seed=args.seed, name=args.name, refresh=args.refresh)
+    strata = df["stratum"].nunique() if len(df) else 0
+    print(f"sample {args.name!r}: {len(df)} photos from {strata} groups (year | folder | camera | predicted tag), "
+          f"seed {args.seed}")
+    return 0
+
+
+def _cmd_thresholds(args) -> int:
+    import pandas as pd
+
+    from .review import set_thresholds, suggest_thresholds, tag_metrics
+
+    ids = None
+    if args.sample:
+        from .library import open_library
+
+        ids = [r[0] for r in open_library(args.library).catalog.query(
+            "SELECT photo_id FROM samples WHERE name = ?", (args.sample,))]
+    df = suggest_thresholds(args.library, target_precision=args.target_precision, photo_ids=ids)
+    m = tag_metrics(args.library, photo_ids=ids)
+    out = pd.concat([df, m[["ap"]]], axis=1)
+    with pd.option_context("display.max_rows", 100, "display.width", 160):
+        print(out.round(3).to_string())
+    if args.apply:
+        set_thresholds(args.library, df[df["positives"] >= 3])
+        print(f"stored thresholds for {int((df['positives'] >= 3).sum())} tags; every later stage uses them")
+    else:
+        print("nothing stored; add --apply to store the suggested thresholds")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .train import heads, train, use_head
+
+    if args.list:
+        df = heads(args.library)
+        print(df.to_string() if len(df) else "no heads trained yet")
+        return 0
+    if args.use:
+        n = use_head(args.library, None if args.use == "prior" else args.use)
+        print(f"active: {args.use}; {n} scores written")
+        return 0
+    report = train(args.library, force=args.force, use_metadata=not args.no_metadata)
+    print(f"train: {report.summary()}")
+    if report.metrics is not None:
+        print(report.metrics.dropna(subset=["cv_ap"]).round(3).to_string())
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -306,6 +358,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true", help="list the file's kept versions")
     s.set_defaults(func=_cmd_restore)
 
+    s = sub.add_parser("sample", help="draw a representative sample (years, folders, cameras, tags) to tune on")
+    s.add_argument("library")
+    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--name", default="default")
+    s.add_argument("--refresh", action="store_true", help="draw again instead of reusing the stored sample")
+    s.set_defaults(func=_cmd_sample)
+
+    s = sub.add_parser("thresholds", help="per-tag precision/recall from reviewed photos; suggest (and --apply) thresholds")
+    s.add_argument("library")
+    s.add_argument("--target-precision", type=float, help="lowest threshold reaching this precision (default: best F1)")
+    s.add_argument("--sample", help="measure on this sample's photos only")
+    s.add_argument("--apply", action="store_true", help="store the suggested thresholds")
+    s.set_defaults(func=_cmd_thresholds)
+
+    s = sub.add_parser("train", help="train a tag head on your labeled photos; used when it beats the current one")
+    s.add_argument("library")
+    s.add_argument("--force", action="store_true", help="use the new head even if it does not beat the active one")
+    s.add_argument("--no-metadata", action="store_true",
+                   help="leave out photos labeled only by keywords other apps wrote")
+    s.add_argument("--list", action="store_true", help="list trained heads")
+    s.add_argument("--use", metavar="VERSION|prior", help="roll back or forward to a head, or to the prior alone")
+    s.set_defaults(func=_cmd_train)
+
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")
     s.add_argument("--sample", default=None, help="folder of photos to use (default: sample_data/)")
@@ -329,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError,
-            MetadataError,
-            ValueError) as exc:
+            MetadataError, ValueError, KeyError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .catalog import utcnow
-from .fileops import FileOpError, Rewrite, new_batch, prune_versions, rewrite, sha256_file, version_bytes
+from .fileops import FileOpError, Rewrite, new_batch, prune_versions, recover, rewrite, sha256_file, version_bytes
 from .index import USABLE
 from .library import open_library
 from .taxonomy import load_taxonomy
@@ -894,6 +894,7 @@ def write_metadata(library, *, options: WriteOptions | None = None, dry_run: boo
 
     opts = options or WriteOptions()
     lib = open_library(library)
+    recover(lib)   # settle a run that was killed before anything else reads the files
     start = time.perf_counter()
     decisions = decisions_for_writing(lib, opts)
     if photo_ids is not None:

@@ -125,6 +125,19 @@ def quality_measures(gray) -> dict:
     }
 
 
+def colorfulness(rgb) -> float:
+    """Hasler and Süsstrunk's colorfulness of an RGB image (0 for grayscale, about 100+ for vivid),
+    measured on a 64-px copy."""
+    from PIL import Image
+
+    small = rgb.convert("RGB")
+    small.thumbnail((64, 64), Image.BILINEAR)
+    a = np.asarray(small, dtype=np.float32)
+    rg = a[..., 0] - a[..., 1]
+    yb = 0.5 * (a[..., 0] + a[..., 1]) - a[..., 2]
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
 def _logistic(x: float, center: float, width: float) -> float:
     return 1.0 / (1.0 + math.exp(-(x - center) / width))
 
@@ -197,6 +210,7 @@ def _prepare(path: Path, kind: str, input_size: int, crop_pct: float, mean, std)
     x = np.ascontiguousarray(arr.transpose(2, 0, 1))
     gray_im = im.convert("L")
     q = quality_measures(gray_im)
+    q["colorfulness"] = colorfulness(im)
     small = gray_im.resize((32, 32), Image.LANCZOS)  # what imagehash.phash works from
     turned = [small.transpose(getattr(Image.Transpose, t)) if t else small for t in DIHEDRAL]
     variants = [str(imagehash.phash(t)) for t in turned]
@@ -273,12 +287,28 @@ def decisions(library):
     return out
 
 
-def accepted_tags(library) -> dict[int, set[str]]:
+def accepted_tags(library, photo_ids=None) -> dict[int, set[str]]:
     """Each photo's accepted tags: scores at or above their threshold, then a person's labels on top
-    (a label 1 adds the tag, a label 0 removes it)."""
+    (a label 1 adds the tag, a label 0 removes it). ``photo_ids``: only these photos."""
     lib = open_library(library)
     thr = thresholds(lib)
     out: dict[int, set[str]] = {}
+    if photo_ids is not None:
+        ids = [int(i) for i in photo_ids]
+        for k in range(0, len(ids), 900):
+            part = ids[k:k + 900]
+            marks = ", ".join("?" * len(part))
+            for pid, tag, score in lib.catalog.conn.execute(
+                    f"SELECT photo_id, tag, score FROM scores WHERE photo_id IN ({marks}) AND score IS NOT NULL", part):
+                if tag in thr and score >= thr[tag]:
+                    out.setdefault(pid, set()).add(tag)
+            for pid, tag, value in lib.catalog.conn.execute(
+                    f"SELECT photo_id, tag, value FROM labels WHERE photo_id IN ({marks})", part):
+                if value:
+                    out.setdefault(pid, set()).add(tag)
+                else:
+                    out.get(pid, set()).discard(tag)
+        return out
     for tag, t in thr.items():
         for (pid,) in lib.catalog.conn.execute("SELECT photo_id FROM scores WHERE tag = ? AND score >= ?", (tag, t)):
             out.setdefault(pid, set()).add(tag)
@@ -405,6 +435,11 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     finally:
         pool.shutdown(cancel_futures=True)
     report.seconds = time.perf_counter() - start
+    if report.tagged and cat.query("SELECT 1 FROM heads WHERE active = 1"):
+        from .train import rescore   # the active trained head scores the newly tagged photos too
+
+        failed = {p for p, _ in report.failed}
+        rescore(lib, photo_ids=[r["id"] for r in todo if r["path"] not in failed])
     report.tag_counts = tag_counts(lib, tax)
     cat.finish_run(run_id, {"tagged": report.tagged, "skipped": report.skipped, "failed": report.failed,
                             "seconds": report.seconds, "model": bb.version,
@@ -448,7 +483,7 @@ def _flush(lib, batch, version, run, weights, prior_tags, quality_tags, head_tag
         top5 = json.dumps([[classes[j], round(float(probs[i, j]), 5)] for j in top])
         feature_rows.append((pid, version, row["sha256"], emb[i].astype(np.float16).tobytes(), top5, hashes[0],
                              hashes[1], hashes[2], hashes[3], q["sharpness"], q["brightness"], q["dark_frac"], q["clipped_frac"],
-                             rel_thumb, now))
+                             q["colorfulness"], rel_thumb, now))
         for j, tag in enumerate(prior_tags):
             score_rows.append((pid, tag, float(pri[i, j]), "prior", version))
         qs = quality_scores(q, row["width"], row["height"])
@@ -460,7 +495,8 @@ def _flush(lib, batch, version, run, weights, prior_tags, quality_tags, head_tag
     with lib.catalog.write() as db:
         db.executemany(
             "INSERT OR REPLACE INTO features(photo_id, model, sha256, embedding, top5, phash, dhash, phash8, dhash8, "
-            "sharpness, brightness, dark_frac, clipped_frac, thumb, computed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "sharpness, brightness, dark_frac, clipped_frac, colorfulness, thumb, computed_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             feature_rows)
         db.executemany("INSERT OR REPLACE INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?)",
                        score_rows)

@@ -11,15 +11,17 @@ import io
 from pathlib import Path
 
 import ipywidgets as W
+import numpy as np
 import traitlets
 
-from . import dedupe
+from . import dedupe, review
 from .library import open_library
+from .taxonomy import load_taxonomy
 
 THUMB = 220
 
 
-def _thumb_bytes(path: str | None, fallback: Path) -> bytes:
+def _thumb_bytes(path: str | None, fallback: Path, size: int = THUMB) -> bytes:
     """The labeling pass's thumbnail, or one made now from the file (or a grey square)."""
     if path and Path(path).is_file():
         return Path(path).read_bytes()
@@ -31,12 +33,12 @@ def _thumb_bytes(path: str | None, fallback: Path) -> bytes:
     buf = io.BytesIO()
     try:
         with Image.open(fallback) as im:
-            im.draft("RGB", (THUMB, THUMB))
+            im.draft("RGB", (size, size))
             im = im.convert("RGB")
-            im.thumbnail((THUMB, THUMB))
-            im.save(buf, "JPEG", quality=80)
+            im.thumbnail((size, size))
+            im.save(buf, "JPEG", quality=85)
     except Exception:   # unreadable: a placeholder, the card still says what the file is
-        Image.new("RGB", (THUMB, THUMB), (200, 200, 200)).save(buf, "JPEG")
+        Image.new("RGB", (size, size), (200, 200, 200)).save(buf, "JPEG")
     return buf.getvalue()
 
 
@@ -140,4 +142,332 @@ class DedupeReview(W.VBox):
         self._status.value = f"{len(self.groups)} groups; {aside} files would go to quarantine"
 
 
-__all__ = ["DedupeReview"]
+class ReviewGrid(W.VBox):
+    """Pages of thumbnails from the review queue; every click is stored in the catalog at once.
+
+    Each photo shows its tags (accepted ones pressed) with scores; clicking a tag toggles it, the box
+    under it adds any taxonomy tag (aliases complete: "bday" finds birthday), the dropdown sets a
+    rating, "open" shows the photo large. "Accept page" confirms every photo on the page as it now
+    stands (each tag labeled 1 or 0, the photo marked reviewed). Keys: ``a`` accept page, ``n``/``p``
+    next/previous page, ``u`` undo, ``1``-``9`` toggle the first photo's n-th tag.
+
+    Attributes (traitlets): ``queue`` (photo ids in review order), ``page`` (index), ``page_size``.
+    Methods: ``toggle``, ``add_tag``, ``rate``, ``accept_page``, ``undo``, ``next_page``,
+    ``previous_page``, ``show_large``, ``refresh``.
+    """
+
+    queue = traitlets.List()
+    page = traitlets.Int(0)
+    page_size = traitlets.Int(24)
+
+    def __init__(self, library, *, page_size: int = 24, cut: float = review.REVIEW_CUT,
+                 sample_name: str | None = None, who: str = "me", **kwargs):
+        super().__init__(**kwargs)
+        if not 1 <= page_size <= 96:
+            raise ValueError(f"page_size must be 1-96, got {page_size}")
+        self.lib = open_library(library)
+        self.tax = load_taxonomy(self.lib)
+        self.cut, self.sample_name, self.who = cut, sample_name, who
+        self._undo: list[list[dict]] = []
+        self._progress = W.HTML()
+        self._grid = W.GridBox(layout=W.Layout(grid_template_columns="repeat(auto-fill, 210px)", grid_gap="6px"))
+        self._large = W.Image(format="jpeg", layout=W.Layout(max_width="900px", display="none"))
+        buttons = []
+        for label, fn in (("◀ page", self.previous_page), ("page ▶", self.next_page),
+                          ("accept page (a)", self.accept_page), ("undo (u)", self.undo)):
+            b = W.Button(description=label)
+            b.on_click(lambda _, f=fn: f())
+            buttons.append(b)
+        self.children = [self._progress, W.HBox(buttons), self._grid, self._large]
+        self._keys()
+        self.page_size = page_size
+        self.refresh()
+
+    def _keys(self) -> None:
+        try:
+            from ipyevents import Event
+        except ImportError:   # keyboard shortcuts need ipyevents; the buttons do the same
+            return
+        self._events = Event(source=self, watched_events=["keydown"])
+        self._events.on_dom_event(self._on_key)
+
+    def _on_key(self, event: dict) -> None:
+        key = event.get("key", "")
+        actions = {"a": self.accept_page, "n": self.next_page, "p": self.previous_page, "u": self.undo}
+        if key in actions:
+            actions[key]()
+        elif key.isdigit() and key != "0" and self.page_ids:
+            pid = self.page_ids[0]
+            shown = self._shown_tags(pid)
+            if int(key) <= len(shown):
+                self.toggle(pid, shown[int(key) - 1])
+
+    # -- state ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Rebuild the queue from the catalog (photos reviewed since drop out)."""
+        q = review.review_queue(self.lib, cut=self.cut, sample_name=self.sample_name)
+        self._rows = q
+        self.queue = [int(i) for i in q.index]
+        self.page = 0
+        self._render()
+
+    @property
+    def page_ids(self) -> list[int]:
+        return self.queue[self.page * self.page_size:(self.page + 1) * self.page_size]
+
+    @traitlets.observe("page")
+    def _page_changed(self, change) -> None:
+        self._render()
+
+    def tags_of(self, photo_id: int) -> set[str]:
+        """The photo's tags as they stand now (scores at thresholds, then the labels on top)."""
+        from .tagging import accepted_tags
+
+        return accepted_tags(self.lib, photo_ids=[int(photo_id)]).get(int(photo_id), set())
+
+    def _shown_tags(self, pid: int) -> list[str]:
+        row = self._rows.loc[pid] if pid in self._rows.index else None
+        have = self.tags_of(pid)
+        near = []
+        if row is not None:
+            scored = [(abs(float(row[f"confidence:{t}"])), t) for t in self.tax.names
+                      if row.get(f"confidence:{t}") == row.get(f"confidence:{t}")]
+            near = [t for _, t in sorted(scored)[:4]]
+        return [t for t in self.tax.names if t in have or t in near]
+
+    # -- actions ----------------------------------------------------------------------------
+    def _label(self, pid: int, tag: str, value: int) -> None:
+        from .tagging import set_labels
+
+        self._undo.append([review.snapshot(self.lib, pid)])
+        set_labels(self.lib, [(pid, tag, value)], who=self.who)
+
+    def toggle(self, photo_id: int, tag: str) -> None:
+        """Flip one tag of one photo (stored at once as a label)."""
+        pid = int(photo_id)
+        name = self.tax.resolve(tag) or tag
+        self._label(pid, name, 0 if name in self.tags_of(pid) else 1)
+        self._render()
+
+    def add_tag(self, photo_id: int, text: str) -> str:
+        """Give a photo a tag named by its name or an alias; returns the tag."""
+        name = self.tax.resolve(text)
+        if name is None:
+            raise KeyError(f"{text!r} is no tag or alias; close: {', '.join(self.tax.complete(text[:2])) or '-'}")
+        self._label(int(photo_id), name, 1)
+        self._render()
+        return name
+
+    def rate(self, photo_id: int, rating: int | None) -> None:
+        from .metadata import set_rating
+
+        pid = int(photo_id)
+        self._undo.append([review.snapshot(self.lib, pid)])
+        set_rating(self.lib, pid, rating)
+        self._render()
+
+    def accept_page(self) -> int:
+        """Confirm every photo on the page as it now stands; the queue moves on. Returns how many."""
+        ids = self.page_ids
+        self._undo.append([review.confirm(self.lib, pid, self.tags_of(pid), who=self.who) for pid in ids])
+        done = set(ids)
+        self.queue = [p for p in self.queue if p not in done]
+        self._render()
+        return len(ids)
+
+    def undo(self) -> None:
+        """Take back the last action (a toggle, an added tag, a rating or a whole accepted page)."""
+        if not self._undo:
+            return
+        states = self._undo.pop()
+        for st in states:
+            review.restore_labels(self.lib, st)
+        back = [st["photo_id"] for st in states if st["photo_id"] not in self.queue]
+        if back:
+            self.queue = back + self.queue
+            self.page = 0
+        self._render()
+
+    def next_page(self) -> None:
+        if (self.page + 1) * self.page_size < len(self.queue):
+            self.page += 1
+
+    def previous_page(self) -> None:
+        if self.page > 0:
+            self.page -= 1
+
+    def show_large(self, photo_id: int) -> None:
+        """Show the photo large under the grid."""
+        row = self.lib.catalog.query("SELECT path FROM photos WHERE id = ?", (int(photo_id),))
+        if row:
+            self._large.value = _thumb_bytes(None, self.lib.abs(row[0]["path"]), size=900)
+            self._large.layout.display = ""
+
+    # -- view -------------------------------------------------------------------------------
+    def _render(self) -> None:
+        done, total = review.progress(self.lib, sample_name=self.sample_name)
+        pages = max(1, -(-len(self.queue) // self.page_size))
+        self._progress.value = (f"<b>{done} reviewed</b> · {len(self.queue)} in the queue · page {self.page + 1} "
+                                f"of {pages} · keys: a accept page, n/p pages, u undo, 1-9 toggle the first photo's tags")
+        cards = []
+        for pid in self.page_ids:
+            cards.append(self._card(pid))
+        self._grid.children = cards
+
+    def _card(self, pid: int):
+        row = self._rows.loc[pid]
+        have = self.tags_of(pid)
+        img = W.Image(value=_thumb_bytes(row["thumb"], self.lib.abs(row["path"])), format="jpeg",
+                      layout=W.Layout(max_width="200px", max_height="200px"))
+        toggles = []
+        for tag in self._shown_tags(pid):
+            score = row.get(f"score:{tag}")
+            label = tag if score != score or score is None else f"{tag} {float(score):.2f}"
+            b = W.ToggleButton(value=tag in have, description=label, layout=W.Layout(width="auto"))
+            b.observe(lambda ch, t=tag: self.toggle(pid, t) if ch["new"] != (t in self.tags_of(pid)) else None,
+                      "value")
+            toggles.append(b)
+        add = W.Combobox(placeholder="add tag…", options=tuple(self.tax.names), ensure_option=False,
+                         layout=W.Layout(width="190px"))
+        add.on_submit(lambda box: self.add_tag(pid, box.value) if self.tax.resolve(box.value) else None)
+        rating = W.Dropdown(options=[("rating", None)] + [(str(i), i) for i in range(6)], layout=W.Layout(width="90px"))
+        rating.observe(lambda ch: self.rate(pid, ch["new"]), "value")
+        big = W.Button(description="open", layout=W.Layout(width="60px"))
+        big.on_click(lambda _: self.show_large(pid))
+        text = W.HTML(f"<small><code>{row['path']}</code><br>{row['reason']}</small>")
+        return W.VBox([img, text, W.HBox(toggles, layout=W.Layout(flex_flow="row wrap")), add, W.HBox([rating, big])],
+                      layout=W.Layout(border="1px solid #ddd", padding="3px"))
+
+
+class ThresholdTuner(W.VBox):
+    """A slider per tag; moving one updates, live, the photos above/below it, a strip of the photos
+    just above and just below the threshold, and the precision-recall curve from the reviewed photos.
+    Thresholds are stored in the library as they change (``autosave``) or by :meth:`save`.
+
+    Attributes (traitlets): ``thresholds`` (tag -> value), ``tag`` (the one shown in detail).
+    Methods: ``set``, ``suggest``, ``save``.
+    """
+
+    thresholds = traitlets.Dict()
+    tag = traitlets.Unicode()
+
+    def __init__(self, library, *, tags=None, sample_name: str | None = None, autosave: bool = True,
+                 strip: int = 6, **kwargs):
+        super().__init__(**kwargs)
+        from .tagging import thresholds as stored
+
+        self.lib = open_library(library)
+        tax = load_taxonomy(self.lib)
+        self.autosave, self.strip = autosave, strip
+        ids = None
+        if sample_name:
+            ids = {r[0] for r in self.lib.catalog.query("SELECT photo_id FROM samples WHERE name = ?", (sample_name,))}
+        self._ids = ids
+        scored = {r[0] for r in self.lib.catalog.query("SELECT DISTINCT tag FROM scores WHERE score IS NOT NULL")}
+        self.tags = [t for t in (tags or tax.names) if t in scored]
+        self._scores: dict[str, tuple] = {}
+        for t in self.tags:
+            rows = [(pid, sc) for pid, sc in self.lib.catalog.conn.execute(
+                "SELECT photo_id, score FROM scores WHERE tag = ? AND score IS NOT NULL", (t,))
+                if ids is None or pid in ids]
+            self._scores[t] = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=float))
+        thumbs = {r[0]: r[1] for r in self.lib.catalog.query("SELECT photo_id, thumb FROM features")}
+        self._thumbs = {k: str(self.lib.state / "features" / v) for k, v in thumbs.items() if v}
+        cur = stored(self.lib)
+        self._sliders, self._counts = {}, {}
+        rows = []
+        for t in self.tags:
+            sl = W.FloatSlider(value=cur[t], min=0.01, max=0.99, step=0.01, description=t, continuous_update=False,
+                               readout_format=".2f", layout=W.Layout(width="420px"))
+            sl.observe(lambda ch, tag=t: self.set(tag, ch["new"]), "value")
+            show = W.Button(description="show", layout=W.Layout(width="60px"))
+            show.on_click(lambda _, tag=t: setattr(self, "tag", tag))
+            self._sliders[t], self._counts[t] = sl, W.HTML()
+            rows.append(W.HBox([sl, self._counts[t], show]))
+        self._curve = W.HTML()
+        self._strip = W.Output()
+        self.children = [W.VBox(rows), W.HTML("<b>Detail</b>"), self._curve, self._strip]
+        self.thresholds = {t: cur[t] for t in self.tags}
+        for t in self.tags:
+            self._update_counts(t)
+        if self.tags:
+            self.tag = self.tags[0]
+
+    def counts(self, tag: str) -> tuple[int, int]:
+        """(photos at or above the threshold, photos below)."""
+        _, s = self._scores[tag]
+        above = int((s >= self.thresholds[tag]).sum())
+        return above, int(len(s) - above)
+
+    def set(self, tag: str, value: float) -> None:
+        value = float(np.clip(value, 0.01, 0.99))
+        self.thresholds = {**self.thresholds, tag: value}
+        if abs(self._sliders[tag].value - value) > 1e-9:
+            self._sliders[tag].value = value
+        if self.autosave:
+            review.set_thresholds(self.lib, {tag: value})
+        self._update_counts(tag)
+        if tag == self.tag:
+            self._detail()
+        else:
+            self.tag = tag
+
+    def suggest(self, *, target_precision: float | None = None):
+        """Move every slider to the suggested threshold (see :func:`photolab.review.suggest_thresholds`)."""
+        df = review.suggest_thresholds(self.lib, target_precision=target_precision, photo_ids=self._ids)
+        for t in self.tags:
+            if df.at[t, "positives"] >= 3:
+                self.set(t, df.at[t, "suggested"])
+        return df.loc[self.tags]
+
+    def save(self) -> None:
+        review.set_thresholds(self.lib, self.thresholds)
+
+    @traitlets.observe("tag")
+    def _tag_changed(self, change) -> None:
+        self._detail()
+
+    def _update_counts(self, tag: str) -> None:
+        above, below = self.counts(tag)
+        self._counts[tag].value = f"&nbsp;{above} above · {below} below"
+
+    def _detail(self) -> None:
+        tag = self.tag
+        if not tag:
+            return
+        curve = review.pr_curve(self.lib, tag, photo_ids=self._ids)
+        self._curve.value = _pr_svg(curve, self.thresholds[tag], tag)
+        ids, s = self._scores[tag]
+        t = self.thresholds[tag]
+        order = np.argsort(s)
+        above = [i for i in order if s[i] >= t][: self.strip]
+        below = [i for i in order[::-1] if s[i] < t][: self.strip]
+        self._strip.clear_output(wait=True)
+        with self._strip:
+            import ipyplot
+
+            picks = [(i, "just above") for i in above] + [(i, "just below") for i in below]
+            images = [self._thumbs.get(int(ids[i])) for i, _ in picks]
+            keep = [k for k, im in enumerate(images) if im]
+            if keep:
+                ipyplot.plot_class_tabs(images=[images[k] for k in keep], labels=[picks[k][1] for k in keep],
+                                        custom_texts=[f"{s[picks[k][0]]:.2f}" for k in keep], img_width=120,
+                                        show_url=False)
+
+
+def _pr_svg(curve, threshold: float, tag: str, size: int = 220) -> str:
+    """The precision-recall curve as a small inline SVG, with the current threshold marked."""
+    if not len(curve):
+        return f"<i>{tag}: no reviewed photos with this tag yet, so no precision-recall curve</i>"
+    pts = " ".join(f"{r * size:.1f},{(1 - p) * size:.1f}" for p, r in zip(curve["precision"], curve["recall"]))
+    k = int(np.argmin(np.abs(curve["threshold"].to_numpy() - threshold)))
+    px, py = curve["recall"].iloc[k] * size, (1 - curve["precision"].iloc[k]) * size
+    return (f"<div><b>{tag}</b>: precision {curve['precision'].iloc[k]:.2f}, recall {curve['recall'].iloc[k]:.2f} "
+            f"at {threshold:.2f}<br><svg width='{size + 20}' height='{size + 20}'><g transform='translate(10,10)'>"
+            f"<rect width='{size}' height='{size}' fill='none' stroke='#ccc'/>"
+            f"<polyline points='{pts}' fill='none' stroke='#1f77b4' stroke-width='2'/>"
+            f"<circle cx='{px:.1f}' cy='{py:.1f}' r='5' fill='#d62728'/></g></svg>"
+            "<br><small>recall → (x), precision ↑ (y)</small></div>")
+
+
+__all__ = ["DedupeReview", "ReviewGrid", "ThresholdTuner"]

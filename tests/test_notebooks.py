@@ -50,8 +50,34 @@ def _metadata_written_and_restored(lib_dir: Path) -> None:
         assert written and any(read_metadata(lib_dir / r["path"])["keywords"] for r in written)
 
 
+def _sampled_reviewed_tuned(lib_dir: Path) -> None:
+    import photolab
+
+    with photolab.open_library(lib_dir) as lib:
+        assert lib.catalog.query("SELECT count(*) FROM samples")[0][0] > 0
+        assert lib.catalog.query("SELECT count(*) FROM reviews")[0][0] > 0
+        assert lib.catalog.query("SELECT count(*) FROM thresholds")[0][0] > 0
+
+
+def _reviewed(lib_dir: Path) -> None:
+    import photolab
+
+    with photolab.open_library(lib_dir) as lib:
+        assert lib.catalog.query("SELECT count(*) FROM reviews")[0][0] > 0
+        assert lib.catalog.query("SELECT count(*) FROM labels WHERE tag = 'birthday' AND value = 1")[0][0] == 1
+
+
+def _trained(lib_dir: Path) -> None:
+    import photolab
+
+    with photolab.open_library(lib_dir) as lib:
+        assert lib.catalog.query("SELECT count(*) FROM heads WHERE active = 1")[0][0] == 1
+        assert lib.catalog.query("SELECT count(*) FROM scores WHERE source = 'head'")[0][0] > 0
+
+
 # what each notebook must leave behind, beyond running without an error
-AFTER = {"01_tag_library.ipynb": _tags_exported, "05_write_metadata.ipynb": _metadata_written_and_restored,
+AFTER = {"01_tag_library.ipynb": _tags_exported, "02_tune_thresholds.ipynb": _sampled_reviewed_tuned,
+         "03_review.ipynb": _reviewed, "04_retrain.ipynb": _trained, "05_write_metadata.ipynb": _metadata_written_and_restored,
          "06_dedupe.ipynb": _deduped_and_restored,
          "07_organize.ipynb": _organized_and_undone}
 

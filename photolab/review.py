@@ -1,0 +1,404 @@
+"""Review: a representative sample, per-tag thresholds from reviewed photos, the review queue,
+and a person's corrections stored as labeled examples.
+
+- :func:`sample` draws photos spread over years, top folders, cameras and the
+  prior's predicted tags (stratified, reproducible with a seed, stored by name).
+- :func:`tag_metrics`, :func:`pr_curve` and :func:`suggest_thresholds` measure
+  each tag on the photos a person labeled and choose a threshold for a target
+  precision or the best F1; :func:`set_thresholds` stores them (every later
+  stage reads them through :func:`photolab.tagging.thresholds`).
+- :func:`review_queue` orders photos for review: least confident decisions first
+  (below ``cut``, default 0.6), people and place tags always (they are written
+  into files only once a person confirmed them), spread over the embedding space
+  so a page is not twenty shots of one scene.
+- :func:`confirm` stores a reviewed photo's full set of tags at once (1 for the
+  tags it has, 0 for the others) with who and when; it returns what it replaced,
+  which :func:`restore_labels` puts back (undo).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .catalog import utcnow
+from .index import USABLE
+from .library import open_library
+from .taxonomy import load_taxonomy
+
+log = logging.getLogger(__name__)
+
+REVIEW_CUT = 0.6
+ALWAYS_REVIEW = ("people", "places")
+DIVERSE_HEAD = 2000   # the front of the queue (several sittings) is spread over clusters of the embeddings
+
+
+# -- sample ---------------------------------------------------------------------------------
+def _strata(lib):
+    """Usable photos with features and their stratum: year | top folder | camera | prior's top tag."""
+    import pandas as pd
+
+    usable = ", ".join("?" * len(USABLE))
+    df = lib.catalog.dataframe(
+        "SELECT p.id AS photo_id, p.path, p.captured_at, p.camera_make FROM photos p "
+        "JOIN features f ON f.photo_id = p.id "
+        f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({usable}) ORDER BY p.id", USABLE)
+    top = lib.catalog.dataframe(
+        "SELECT photo_id, tag, max(score) AS score FROM scores WHERE source = 'prior' GROUP BY photo_id")
+    best = dict(zip(top["photo_id"], np.where(top["score"] >= 0.5, top["tag"], "none"))) if len(top) else {}
+    year = df["captured_at"].fillna("").str[:4].replace("", "undated")
+    folder = df["path"].str.split("/").str[0].where(df["path"].str.contains("/"), ".")
+    camera = df["camera_make"].fillna("-").str.strip().str.split().str[0].fillna("-")
+    df["stratum"] = year + "|" + folder + "|" + camera + "|" + df["photo_id"].map(best).fillna("none")
+    return df if len(df) else pd.DataFrame(columns=["photo_id", "path", "captured_at", "camera_make", "stratum"])
+
+
+def _quotas(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Proportional allocation (largest remainder), at least one per stratum while n allows."""
+    total = sizes.sum()
+    if n >= total:
+        return sizes.copy()
+    raw = sizes * n / total
+    q = np.floor(raw).astype(int)
+    if n >= len(sizes):
+        q = np.maximum(q, 1)
+    while q.sum() > n:   # the minimum of one took too many: trim the largest
+        q[np.argmax(q - raw)] -= 1
+    order = np.argsort(-(raw - q))
+    k = 0
+    while q.sum() < n:
+        i = order[k % len(order)]
+        if q[i] < sizes[i]:
+            q[i] += 1
+        k += 1
+    return q
+
+
+def sample(library, n: int = 1000, *, seed: int = 0, name: str = "default", refresh: bool = False):
+    """A sample of ``n`` photos that represents the library, stored under ``name``.
+
+    Photos are grouped by year, top folder, camera maker and the prior's most
+    likely tag; each group gets its share of ``n`` (at least one photo while
+    ``n`` allows), drawn with ``seed``. The same name returns the same photos in a
+    later session (``refresh`` draws again).
+
+    Returns:
+        A DataFrame with ``photo_id``, ``path``, ``stratum``.
+    """
+    import pandas as pd
+
+    lib = open_library(library)
+    cat = lib.catalog
+    if not refresh:
+        stored = cat.dataframe(
+            "SELECT s.photo_id, p.path, s.stratum, s.seed FROM samples s JOIN photos p ON p.id = s.photo_id "
+            "WHERE s.name = ? ORDER BY s.photo_id", (name,))
+        if len(stored) and (len(stored) == n or stored["seed"].iloc[0] == seed and len(stored) <= n):
+            return stored.drop(columns="seed")
+    df = _strata(lib)
+    rng = np.random.default_rng(seed)
+    groups = {k: g for k, g in df.groupby("stratum", sort=True)}
+    keys = list(groups)
+    sizes = np.array([len(groups[k]) for k in keys])
+    picked = []
+    for k, q in zip(keys, _quotas(sizes, n) if len(keys) else []):
+        g = groups[k]
+        picked.append(g.iloc[rng.permutation(len(g))[:q]])
+    out = (pd.concat(picked) if picked else df.iloc[:0]).sort_values("photo_id")[["photo_id", "path", "stratum"]]
+    now = utcnow()
+    with cat.write() as db:
+        db.execute("DELETE FROM samples WHERE name = ?", (name,))
+        db.executemany("INSERT INTO samples(name, photo_id, stratum, seed, created) VALUES (?,?,?,?,?)",
+                       [(name, int(r.photo_id), r.stratum, seed, now) for r in out.itertuples()])
+    return out.reset_index(drop=True)
+
+
+# -- labels and metrics ----------------------------------------------------------------------
+def labels(library, *, photo_ids=None):
+    """A person's labels as a wide DataFrame: photo id x tag, 1 / 0, NaN where not labeled."""
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    long = lib.catalog.dataframe("SELECT photo_id, tag, value FROM labels")
+    wide = long.pivot(index="photo_id", columns="tag", values="value") if len(long) else None
+    import pandas as pd
+
+    wide = (wide if wide is not None else pd.DataFrame()).reindex(columns=tax.names).astype(float)
+    if photo_ids is not None:
+        wide = wide[wide.index.isin([int(i) for i in photo_ids])]
+    return wide
+
+
+def _scored_labels(lib, tag: str, photo_ids=None):
+    """(labels, scores) arrays for photos with both a label and a score for ``tag``."""
+    rows = lib.catalog.query("SELECT l.photo_id, l.value, s.score FROM labels l JOIN scores s "
+                             "ON s.photo_id = l.photo_id AND s.tag = l.tag WHERE l.tag = ? AND s.score IS NOT NULL",
+                             (tag,))
+    if photo_ids is not None:
+        keep = {int(i) for i in photo_ids}
+        rows = [r for r in rows if r[0] in keep]
+    y = np.array([r[1] for r in rows], dtype=int)
+    s = np.array([r[2] for r in rows], dtype=float)
+    return y, s
+
+
+def tag_metrics(library, *, photo_ids=None):
+    """Per tag, measured on the labeled photos: positives, negatives, average precision, and
+    precision / recall / F1 at the current threshold (NaN where a tag has no labels or no scores)."""
+    import pandas as pd
+    from sklearn.metrics import average_precision_score
+
+    from .tagging import thresholds
+
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    thr = thresholds(lib, tax)
+    out = []
+    for tag in tax.names:
+        y, s = _scored_labels(lib, tag, photo_ids)
+        row = {"tag": tag, "category": tax[tag].category, "threshold": thr[tag], "positives": int(y.sum()),
+               "negatives": int(len(y) - y.sum()), "ap": np.nan, "precision": np.nan, "recall": np.nan, "f1": np.nan}
+        if y.sum() and (1 - y).sum():
+            row["ap"] = float(average_precision_score(y, s))
+        if y.sum():
+            pred = s >= thr[tag]
+            tp = int((pred & (y == 1)).sum())
+            row["precision"] = tp / pred.sum() if pred.sum() else np.nan
+            row["recall"] = tp / y.sum()
+            p, r = row["precision"], row["recall"]
+            row["f1"] = 2 * p * r / (p + r) if p == p and (p + r) else np.nan
+        out.append(row)
+    return pd.DataFrame(out).set_index("tag")
+
+
+def pr_curve(library, tag: str, *, photo_ids=None):
+    """Precision and recall at every threshold for ``tag`` on the labeled photos."""
+    import pandas as pd
+    from sklearn.metrics import precision_recall_curve
+
+    lib = open_library(library)
+    tag = load_taxonomy(lib).resolve(tag) or tag
+    y, s = _scored_labels(lib, tag, photo_ids)
+    if not y.sum():
+        return pd.DataFrame(columns=["threshold", "precision", "recall"])
+    p, r, t = precision_recall_curve(y, s)
+    return pd.DataFrame({"threshold": t, "precision": p[:-1], "recall": r[:-1]})
+
+
+def suggest_thresholds(library, *, target_precision: float | None = None, photo_ids=None, min_positives: int = 3):
+    """A threshold per tag: the lowest reaching ``target_precision`` (the most recall at that precision),
+    or the best F1 when no target is given. Tags with fewer than ``min_positives`` labeled positives keep
+    their current threshold.
+
+    Returns:
+        A DataFrame indexed by tag: ``current``, ``suggested``, ``precision``, ``recall``, ``f1``, ``positives``.
+    """
+    import pandas as pd
+
+    from .tagging import thresholds
+
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    thr = thresholds(lib, tax)
+    out = []
+    for tag in tax.names:
+        curve = pr_curve(lib, tag, photo_ids=photo_ids)
+        y, _ = _scored_labels(lib, tag, photo_ids)
+        row = {"tag": tag, "current": thr[tag], "suggested": thr[tag], "precision": np.nan, "recall": np.nan,
+               "f1": np.nan, "positives": int(y.sum())}
+        if y.sum() >= min_positives and len(curve):
+            p, r, t = curve["precision"].to_numpy(), curve["recall"].to_numpy(), curve["threshold"].to_numpy()
+            f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0)
+            if target_precision is not None:
+                ok = np.flatnonzero(p >= target_precision)
+                k = ok[0] if len(ok) else int(np.argmax(p))
+            else:
+                k = int(np.argmax(f1))
+            row.update(suggested=float(np.clip(t[k], 0.01, 0.99)), precision=float(p[k]), recall=float(r[k]),
+                       f1=float(f1[k]))
+        out.append(row)
+    return pd.DataFrame(out).set_index("tag")
+
+
+def set_thresholds(library, values) -> None:
+    """Store thresholds: a dict tag -> value, or :func:`suggest_thresholds`' frame (its ``suggested``)."""
+    from .tagging import set_threshold
+
+    if hasattr(values, "columns"):
+        values = values["suggested"].to_dict()
+    for tag, v in values.items():
+        set_threshold(library, tag, float(np.clip(v, 0.01, 0.99)))
+
+
+# -- the queue -------------------------------------------------------------------------------
+def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, sample_name: str | None = None,
+                 diversity: bool = True, include_reviewed: bool = False, seed: int = 0):
+    """Photos to review, in the order a person should see them.
+
+    A photo is queued when its least confident decision is below ``cut``, or when it
+    has a people or place tag no person confirmed yet. Least confident first; with
+    ``diversity`` the order is interleaved over clusters of the embeddings, so a page
+    spans many scenes (and a trained head learns faster from it).
+
+    Returns:
+        A DataFrame indexed by photo id: ``path``, ``thumb``, ``confidence``, ``tags`` (accepted),
+        ``reason``, and ``score:<tag>`` for every tag.
+    """
+    import pandas as pd
+
+    from .tagging import decisions
+
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    df = decisions(lib)
+    if sample_name is not None:
+        ids = {r[0] for r in lib.catalog.query("SELECT photo_id FROM samples WHERE name = ?", (sample_name,))}
+        df = df[df.index.isin(ids)]
+    if not include_reviewed:
+        done = {r[0] for r in lib.catalog.query("SELECT photo_id FROM reviews")}
+        df = df[~df.index.isin(done)]
+    sensitive = [t for c in ALWAYS_REVIEW for t in tax.by_category(c)]
+    conf_cols = [f"confidence:{t}" for t in tax.names]
+    C = df[conf_cols].to_numpy(dtype=float)
+    has_any = ~np.isnan(C).all(axis=1)
+    weakest = np.where(has_any, np.nanargmin(np.where(np.isnan(C), np.inf, C), axis=1), 0)
+    conf = df["confidence"].to_numpy(dtype=float)
+    low = has_any & (conf < cut)
+    reasons = np.array([f"least sure about {tax.names[w]} (confidence {c:.2f})" if is_low else ""
+                        for w, c, is_low in zip(weakest, conf, low)], dtype=object)
+    # people and place tags no person confirmed: always queued
+    labeled = {(pid, tag) for pid, tag in lib.catalog.conn.execute(
+        f"SELECT photo_id, tag FROM labels WHERE tag IN ({', '.join('?' * len(sensitive))})", sensitive)} \
+        if sensitive else set()
+    tags = df["tags"].to_numpy()
+    pids = df.index.to_numpy()
+    for k in np.flatnonzero(~low):
+        have = [t for t in tags[k].split(";") if t in sensitive]
+        open_ = [t for t in have if (int(pids[k]), t) not in labeled]
+        if open_:
+            reasons[k] = f"{', '.join(open_)}: people and place tags need a person"
+    keep = reasons != ""
+    df = df.assign(reason=reasons)[keep]
+    df["confidence"] = df["confidence"].fillna(0.0)
+    df = df.sort_values(["confidence", "path"])
+    if diversity and len(df) > 8:
+        head = _interleave_by_cluster(lib, df.iloc[:DIVERSE_HEAD], seed)
+        df = pd.concat([head, df.iloc[DIVERSE_HEAD:]])
+    thumbs = {r[0]: r[1] for r in lib.catalog.query("SELECT photo_id, thumb FROM features")}
+    df.insert(1, "thumb", [str(lib.state / "features" / thumbs[p]) if thumbs.get(p) else None for p in df.index])
+    return df.head(limit) if limit else df
+
+
+def _interleave_by_cluster(lib, df, seed: int):
+    """Round-robin over k-means clusters of the embeddings, each cluster in its own (confidence) order."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    ids = [int(i) for i in df.index]
+    emb = _embeddings(lib, ids)
+    k = int(min(len(ids) // 4, max(2, np.sqrt(len(ids)))))
+    labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=1024).fit_predict(emb)
+    queues: dict[int, list[int]] = {}
+    for pid, c in zip(ids, labels):   # ids arrive least confident first
+        queues.setdefault(int(c), []).append(pid)
+    order, rounds = [], list(queues.values())
+    while rounds:
+        for q in rounds:
+            order.append(q.pop(0))
+        rounds = [q for q in rounds if q]
+    return df.loc[order]
+
+
+def _embeddings(lib, ids: list[int]) -> np.ndarray:
+    """Unit-length float32 embeddings of ``ids`` in that order."""
+    got = {}
+    for k in range(0, len(ids), 900):
+        part = ids[k:k + 900]
+        for pid, blob in lib.catalog.conn.execute(
+                f"SELECT photo_id, embedding FROM features WHERE photo_id IN ({', '.join('?' * len(part))})", part):
+            got[pid] = np.frombuffer(blob, dtype=np.float16)
+    emb = np.stack([got[i] for i in ids]).astype(np.float32)
+    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
+
+
+# -- corrections -----------------------------------------------------------------------------
+def confirm(library, photo_id: int, tags, *, rating: int | None = None, who: str = "me", scope=None) -> dict:
+    """A person reviewed ``photo_id``: it has exactly ``tags`` (names or aliases) of the taxonomy
+    (or, with ``scope``, of those tags only: the others are left as they were).
+
+    Every tag in scope gets a label at once (1 for ``tags``, 0 for the rest) with who and when,
+    the photo is marked reviewed, and ``rating`` (0-5) is stored if given. Returns the
+    state it replaced, for :func:`restore_labels` (undo).
+    """
+    from .metadata import set_rating
+
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    want = set()
+    for t in tags:
+        name = tax.resolve(str(t))
+        if name is None:
+            raise KeyError(f"unknown tag {t!r} (not in the taxonomy or its aliases)")
+        want.add(name)
+    pid = int(photo_id)
+    names = tax.names if scope is None else [tax.resolve(t) or t for t in scope]
+    prev = snapshot(lib, pid)
+    now = utcnow()
+    with lib.catalog.write() as db:
+        db.executemany("INSERT OR REPLACE INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)",
+                       [(pid, t, int(t in want), who, now) for t in names])
+        db.execute("INSERT OR REPLACE INTO reviews(photo_id, who, at) VALUES (?,?,?)", (pid, who, now))
+    if rating is not None:
+        set_rating(lib, pid, rating)
+    return prev
+
+
+def snapshot(library, photo_id: int) -> dict:
+    """A photo's labels, review mark and rating as they are now (what :func:`restore_labels` takes)."""
+    lib = open_library(library)
+    pid = int(photo_id)
+    return {"photo_id": pid,
+            "labels": [tuple(r) for r in lib.catalog.query(
+                "SELECT tag, value, who, at FROM labels WHERE photo_id = ?", (pid,))],
+            "review": [tuple(r) for r in lib.catalog.query("SELECT who, at FROM reviews WHERE photo_id = ?", (pid,))],
+            "rating": [tuple(r) for r in lib.catalog.query(
+                "SELECT rating, source, at FROM ratings WHERE photo_id = ?", (pid,))]}
+
+
+def restore_labels(library, previous: dict) -> None:
+    """Put back a photo's labels, review mark and rating as :func:`confirm` found them."""
+    lib = open_library(library)
+    pid = int(previous["photo_id"])
+    with lib.catalog.write() as db:
+        db.execute("DELETE FROM labels WHERE photo_id = ?", (pid,))
+        db.executemany("INSERT INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)",
+                       [(pid, *r) for r in previous["labels"]])
+        db.execute("DELETE FROM reviews WHERE photo_id = ?", (pid,))
+        db.executemany("INSERT INTO reviews(photo_id, who, at) VALUES (?,?,?)", [(pid, *r) for r in previous["review"]])
+        db.execute("DELETE FROM ratings WHERE photo_id = ?", (pid,))
+        db.executemany("INSERT INTO ratings(photo_id, rating, source, at) VALUES (?,?,?,?)",
+                       [(pid, *r) for r in previous["rating"]])
+
+
+def progress(library, *, sample_name: str | None = None) -> tuple[int, int]:
+    """(photos reviewed, photos in the sample or library)."""
+    lib = open_library(library)
+    if sample_name:
+        return tuple(lib.catalog.query(
+            "SELECT (SELECT count(*) FROM samples s JOIN reviews r ON r.photo_id = s.photo_id WHERE s.name = ?1), "
+            "(SELECT count(*) FROM samples WHERE name = ?1)", (sample_name,))[0])
+    return tuple(lib.catalog.query("SELECT (SELECT count(*) FROM reviews), (SELECT count(*) FROM features)")[0])
+
+
+def disputed(library, *, margin: float = 0.85):
+    """Labels the current scores strongly disagree with (likely mistakes): a label 1 scored
+    below ``1 - margin`` or a label 0 scored above ``margin``."""
+    lib = open_library(library)
+    return lib.catalog.dataframe(
+        "SELECT l.photo_id, p.path, l.tag, l.value AS label, round(s.score, 3) AS score, s.source, l.who, l.at "
+        "FROM labels l JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag JOIN photos p ON p.id = l.photo_id "
+        "WHERE s.score IS NOT NULL AND ((l.value = 1 AND s.score < ?1) OR (l.value = 0 AND s.score > ?2)) "
+        "ORDER BY abs(l.value - s.score) DESC", (1 - margin, margin))
+
+
+__all__ = ["confirm", "disputed", "labels", "pr_curve", "progress", "restore_labels", "review_queue", "sample", "snapshot",
+           "set_thresholds", "suggest_thresholds", "tag_metrics"]
