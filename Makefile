@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_dedupe.py
 	$(PY) benchmarks/bench_metadata.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_watch.py
 
 clean:
 	rm -rf $(VENV) demo-library

@@ -32,7 +32,6 @@ from PIL import Image
 
 import photolab
 from photolab import review, train
-from photolab.catalog import utcnow
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

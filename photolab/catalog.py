@@ -233,6 +233,17 @@ MIGRATIONS: list[str] = [
         active      INTEGER NOT NULL DEFAULT 0
     );
     ALTER TABLE features ADD COLUMN colorfulness REAL;   -- Hasler-Suesstrunk, 0 for grayscale
+    CREATE TABLE import_state (                     -- what the watched import folder's files became
+        path        TEXT PRIMARY KEY,               -- absolute path in the import folder
+        size        INTEGER NOT NULL,
+        mtime_ns    INTEGER NOT NULL,
+        state       TEXT NOT NULL,                  -- done | retry | failed
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_try    REAL,                           -- unix time of the next attempt (retry)
+        photo_id    INTEGER,
+        reason      TEXT,
+        at          TEXT NOT NULL
+    );
     CREATE TABLE scores_stash (                     -- scores a head replaced, put back on rollback
         photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
         tag         TEXT NOT NULL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from . import __version__
 
 
@@ -257,6 +258,55 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    from .automate import run_with_sources
+
+    report = run_with_sources(args.library, args.import_dir, gather_from=args.gather_from,
+                              stable_seconds=args.stable_seconds, progress=not args.quiet)
+    print(f"photolab run: {report.summary()}")
+    for path, why in report.failed:
+        print(f"  set aside {path}: {why}")
+    for path, why in report.retrying:
+        print(f"  will retry {path}: {why}")
+    return 0
+
+
+def _cmd_watch(args) -> int:
+    import signal
+
+    from .automate import watch
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"photolab watch: watching {args.import_dir} for {args.library} (Ctrl-C or SIGTERM stops)", flush=True)
+    watch(args.library, args.import_dir, stable_seconds=args.stable_seconds, poll=args.poll, rescan=args.rescan,
+          gather_from=args.gather_from, stop_event=stop)
+    print("photolab watch: stopped", flush=True)
+    return 0
+
+
+def _cmd_maintain(args) -> int:
+    from .automate import maintain
+
+    out = maintain(args.library, apply_dedupe=not args.no_dedupe)
+    for k, v in out.items():
+        if k == "missing":
+            print(f"  missing   : {len(v)} files cataloged but gone from disk" + (f" (e.g. {v[0]})" if v else ""))
+        else:
+            print(f"  {k:10s}: {v}")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .health import check
+
+    df = check(args.library)
+    for r in df.itertuples():
+        print(f"  {'ok  ' if r.ok else 'FAIL'} {r.check:20s} {r.detail}")
+    return 0 if df["ok"].all() else 1
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -382,6 +432,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--use", metavar="VERSION|prior", help="roll back or forward to a head, or to the prior alone")
     s.set_defaults(func=_cmd_train)
 
+    def import_args(s):
+        s.add_argument("library")
+        s.add_argument("--import", dest="import_dir", required=True, metavar="DIR",
+                       help="the import folder (only read; files are copied into the library)")
+        s.add_argument("--stable-seconds", type=float, default=3.0,
+                       help="a file counts as arrived when unchanged this long (default 3)")
+        s.add_argument("--gather-from", metavar="GLOB", action="append",
+                       help="also copy (reading only) from mounted folders matching this, e.g. "
+                            "'/media/$USER/*/DCIM' (may be repeated)")
+
+    s = sub.add_parser("run", help="one pass over an import folder: gather, index, tag, dedupe, metadata, organize")
+    import_args(s)
+    s.add_argument("--once", action="store_true", help="one pass, then exit (the default; for cron and timers)")
+    s.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("watch", help="watch an import folder and run a pass whenever new files have arrived")
+    import_args(s)
+    s.add_argument("--poll", action="store_true", help="poll instead of native events (network mounts)")
+    s.add_argument("--rescan", type=float, default=300.0, help="also look every this many seconds (default 300)")
+    s.set_defaults(func=_cmd_watch)
+
+    s = sub.add_parser("maintain", help="check-up: catalog vs disk, re-score, dedupe, purge, trim versions")
+    s.add_argument("library")
+    s.add_argument("--no-dedupe", action="store_true", help="report duplicates without quarantining them")
+    s.set_defaults(func=_cmd_maintain)
+
+    s = sub.add_parser("check", help="is everything in place? catalog, offline model weights, free disk")
+    s.add_argument("library")
+    s.set_defaults(func=_cmd_check)
+
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")
     s.add_argument("--sample", default=None, help="folder of photos to use (default: sample_data/)")
@@ -397,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     from .backbone import BackboneError
     from .catalog import CatalogError
     from .fileops import FileOpError
+    from .automate import AutomationError
     from .gather import GatherError
     from .metadata import MetadataError
     from .organize import RulesError
@@ -405,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError,
-            MetadataError, ValueError, KeyError) as exc:
+            MetadataError, AutomationError, ValueError, KeyError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

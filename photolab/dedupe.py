@@ -742,7 +742,8 @@ def quarantine_batches(library):
         age = (now - _dt.datetime.fromisoformat(r["at"])).total_seconds() / 86400
         rows.append({"batch": r["batch"], "files": r["files"], "created_at": r["at"], "age_days": round(age, 2),
                      "purgeable": age >= days})
-    return pd.DataFrame(rows, columns=["batch", "files", "created_at", "age_days", "purgeable"])
+    return pd.DataFrame(rows, columns=["batch", "files", "created_at", "age_days", "purgeable"]).astype(
+        {"files": int, "age_days": float, "purgeable": bool})
 
 
 def purge(library, *, batch: str | None = None) -> int:
@@ -758,12 +759,12 @@ def purge(library, *, batch: str | None = None) -> int:
         table = table[table["batch"] == batch]
         if table.empty:
             raise FileOpError(f"batch {batch}: no quarantined files")
-        young = table[~table["purgeable"]]
+        young = table[~table["purgeable"].astype(bool)]
         if len(young):
             raise FileOpError(f"batch {batch} is {young.iloc[0]['age_days']:.1f} days old; the retention is "
                               f"{retention_days(lib):g} days; it is kept until then")
     deleted = 0
-    for b in table[table["purgeable"]]["batch"]:
+    for b in table.loc[table["purgeable"].astype(bool), "batch"]:
         entries = lib.catalog.query("SELECT id, dst FROM journal WHERE batch = ? AND op = 'quarantine' "
                                     "AND state = 'done'", (b,))
         for e in entries:

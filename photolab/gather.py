@@ -132,13 +132,15 @@ def _plan_source(src: Path) -> tuple[list[Path], list[Path], int]:
     return photos, companion_files, ignored
 
 
-def gather(sources, into, *, progress: bool = True) -> GatherReport:
+def gather(sources, into, *, progress: bool = True, only=None) -> GatherReport:
     """Copy the photos of one or more source folders into a library.
 
     Args:
         sources: folders to read (a phone dump, a camera card's DCIM, a drive).
         into: the library (a :class:`~photolab.library.Library` or its folder).
         progress: show a progress bar.
+        only: copy only these files (paths under the sources; e.g. the files of a watched
+            import folder that have finished arriving).
 
     Returns:
         A :class:`GatherReport`; also stored in the catalog's ``runs`` table.
@@ -160,6 +162,10 @@ def gather(sources, into, *, progress: bool = True) -> GatherReport:
         source_id, label = _register_source(lib, src)
         report.sources[str(src)] = label
         photo_files, companion_files, ignored = _plan_source(src)
+        if only is not None:
+            wanted = {Path(p).resolve() for p in only}
+            photo_files = [p for p in photo_files if p.resolve() in wanted]
+            companion_files = [p for p in companion_files if p.resolve() in wanted]
         report.ignored += ignored
         done = {(r["source_rel"], r["sha256"]): r["dest"] for r in cat.query(
             "SELECT source_rel, sha256, dest FROM gather_log WHERE source_id = ?", (source_id,))}

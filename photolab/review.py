@@ -310,13 +310,9 @@ def _interleave_by_cluster(lib, df, seed: int):
 
 def _embeddings(lib, ids: list[int]) -> np.ndarray:
     """Unit-length float32 embeddings of ``ids`` in that order."""
-    got = {}
-    for k in range(0, len(ids), 900):
-        part = ids[k:k + 900]
-        for pid, blob in lib.catalog.conn.execute(
-                f"SELECT photo_id, embedding FROM features WHERE photo_id IN ({', '.join('?' * len(part))})", part):
-            got[pid] = np.frombuffer(blob, dtype=np.float16)
-    emb = np.stack([got[i] for i in ids]).astype(np.float32)
+    from .train import _raw_embeddings
+
+    emb = _raw_embeddings(lib, ids)
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
 
 

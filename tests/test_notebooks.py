@@ -75,11 +75,33 @@ def _trained(lib_dir: Path) -> None:
         assert lib.catalog.query("SELECT count(*) FROM scores WHERE source = 'head'")[0][0] > 0
 
 
+def _passed(lib_dir: Path) -> None:
+    import photolab
+
+    with photolab.open_library(lib_dir) as lib:
+        assert lib.catalog.query("SELECT count(*) FROM import_state WHERE state = 'done'")[0][0] >= 5
+        assert lib.catalog.query("SELECT count(*) FROM runs WHERE stage = 'maintain'")[0][0] == 1
+
+
+def _checked(lib_dir: Path) -> None:
+    import photolab
+
+    with photolab.open_library(lib_dir) as lib:
+        assert lib.catalog.query("SELECT count(*) FROM photos")[0][0] > 0
+
+
+def test_start_here_links_every_notebook():
+    text = (NOTEBOOKS[0].parent / "00_start_here.ipynb").read_text()
+    for nb in NOTEBOOKS:
+        if nb.name != "00_start_here.ipynb":
+            assert f"({nb.stem}.ipynb)" in text, nb.name
+
+
 # what each notebook must leave behind, beyond running without an error
-AFTER = {"01_tag_library.ipynb": _tags_exported, "02_tune_thresholds.ipynb": _sampled_reviewed_tuned,
+AFTER = {"00_start_here.ipynb": _checked, "01_tag_library.ipynb": _tags_exported, "02_tune_thresholds.ipynb": _sampled_reviewed_tuned,
          "03_review.ipynb": _reviewed, "04_retrain.ipynb": _trained, "05_write_metadata.ipynb": _metadata_written_and_restored,
          "06_dedupe.ipynb": _deduped_and_restored,
-         "07_organize.ipynb": _organized_and_undone}
+         "07_organize.ipynb": _organized_and_undone, "08_automation.ipynb": _passed}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -95,7 +117,7 @@ def test_committed_without_outputs(path):
 def test_notebook_runs_on_sample_data(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     params = nb.cells[1]
-    params.source = f"LIBRARY = {str(tmp_path / 'library')!r}\nGATHER_FROM = {str(SAMPLE)!r}"
+    params.source += f"\nLIBRARY = {str(tmp_path / 'library')!r}\nGATHER_FROM = {str(SAMPLE)!r}"
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

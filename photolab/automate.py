@@ -1,0 +1,396 @@
+"""Automation: a watched import folder runs the whole chain on new files; passes for timers; maintenance.
+
+One pass (:func:`run_once`, ``photolab run LIBRARY --import DIR --once``):
+
+1. find the import folder's files that have finished arriving (size and time
+   unchanged for ``stable_seconds``; names of partial downloads are skipped) and
+   that are not done yet (the catalog's ``import_state`` remembers each file by
+   size and time);
+2. gather them (copied and verified; the import folder is only read), index them,
+   tag them with the current head and thresholds;
+3. check them against the whole library for duplicates and quarantine the copies
+   (exact and near; similar scenes are only reported);
+4. file them by the organize rules;
+5. write their metadata (people and place tags still wait for a person's review),
+   after filing so that a new sidecar is made beside the photo where it now lives.
+
+Every step is journaled where it touches files, so a pass stopped at any point
+(SIGTERM, a crash) is recovered by the next one. A file that fails is retried
+with backoff (30 s, 1 min, 2 min, …) and after five attempts set aside with its
+reason; a file whose content is not a photo is set aside at once. Nothing blocks
+the other files.
+
+:func:`watch` (``photolab watch``) runs a pass at start (whatever arrived
+meanwhile), then whenever the folder has been quiet for ``stable_seconds`` after
+a change (watchdog's native observer, or polling for network mounts and when
+inotify's watch limit is reached), and every ``rescan`` seconds regardless. One
+watcher per library (a lock file). :func:`maintain` is the quarterly check-up.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .catalog import utcnow
+from .library import open_library
+
+log = logging.getLogger(__name__)
+
+STABLE_SECONDS = 3.0
+MAX_ATTEMPTS = 5
+BACKOFF = 30.0
+PARTIAL = ("*.part", "*.partial", "*.crdownload", "*.download", "*.tmp", "*.!sync", ".*")
+WATCH_LOCK = "watch.lock"
+
+
+class AutomationError(RuntimeError):
+    """The watcher or a pass cannot start; the message says why."""
+
+
+@dataclass
+class PassReport:
+    """What one pass did."""
+
+    ready: int = 0
+    waiting: int = 0
+    gathered: int = 0
+    tagged: int = 0
+    duplicates: int = 0
+    metadata: int = 0
+    organized: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)     # (import path, reason)
+    retrying: list[tuple[str, str]] = field(default_factory=list)
+    stopped: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        s = (f"{self.ready} new files: {self.gathered} gathered, {self.tagged} tagged, {self.duplicates} duplicates "
+             f"quarantined, {self.metadata} metadata written, {self.organized} filed")
+        if self.waiting:
+            s += f"; {self.waiting} still arriving"
+        if self.retrying:
+            s += f"; {len(self.retrying)} to retry"
+        if self.failed:
+            s += f"; {len(self.failed)} set aside"
+        if self.stopped:
+            s += "; stopped early (the next pass goes on)"
+        return s + f" ({self.seconds:.1f} s)"
+
+
+def _partial(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pat) for pat in PARTIAL)
+
+
+def arrived_files(library, import_dir, *, stable_seconds: float = STABLE_SECONDS) -> tuple[list[Path], list[Path]]:
+    """(files ready to take in, files still arriving) in ``import_dir``: not done yet, not a partial
+    download, size and modification time unchanged over ``stable_seconds`` (and that old)."""
+    lib = open_library(library)
+    root = Path(import_dir).expanduser().resolve()
+    known = {r["path"]: r for r in lib.catalog.query("SELECT * FROM import_state")}
+    now = time.time()
+    first: dict[Path, tuple[int, int]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if _partial(name):
+                continue
+            p = Path(folder) / name
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            k = known.get(str(p))
+            if k and k["size"] == st.st_size and k["mtime_ns"] == st.st_mtime_ns and (
+                    k["state"] in ("done", "failed") or (k["next_try"] or 0) > now):
+                continue
+            first[p] = (st.st_size, st.st_mtime_ns)
+    young = [p for p, (_, m) in first.items() if now - m / 1e9 < stable_seconds]
+    if young:
+        time.sleep(max(0.0, min(stable_seconds, stable_seconds - min(now - first[p][1] / 1e9 for p in young))))
+    ready, waiting = [], []
+    for p, (size, mtime) in sorted(first.items()):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        settled = (st.st_size, st.st_mtime_ns) == (size, mtime) and time.time() - st.st_mtime_ns / 1e9 >= stable_seconds
+        (ready if settled else waiting).append(p)
+    return ready, waiting
+
+
+def _record(lib, rows: list[tuple]) -> None:
+    with lib.catalog.write() as db:
+        db.executemany("INSERT OR REPLACE INTO import_state(path, size, mtime_ns, state, attempts, next_try, photo_id, "
+                       "reason, at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+
+
+def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, should_stop=None,
+             progress: bool = False, model=None) -> PassReport:
+    """One pass over the import folder (see the module text). ``should_stop()`` is asked between steps;
+    ``model``: a loaded backbone to reuse (the watcher keeps one loaded between passes)."""
+    from .fileops import recover
+    from .gather import gather
+    from .index import USABLE, index_library
+    from .metadata import write_metadata
+    from .tagging import tag_library
+
+    stop = should_stop or (lambda: False)
+    start = time.perf_counter()
+    lib = open_library(library)
+    root = Path(import_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise AutomationError(f"{import_dir}: import folder not found")
+    if root == lib.root or lib.root in root.parents:
+        raise AutomationError(f"{import_dir}: the import folder must be outside the library {lib.root}")
+    recover(lib)
+    report = PassReport()
+    ready, waiting = arrived_files(lib, root, stable_seconds=stable_seconds)
+    report.ready, report.waiting = len(ready), len(waiting)
+    if not ready:
+        report.seconds = time.perf_counter() - start
+        return report
+    run_id = lib.catalog.start_run("pass")
+    attempts = {r["path"]: r["attempts"] for r in lib.catalog.query("SELECT path, attempts FROM import_state")}
+    stats = {p: p.stat() for p in ready}
+    g = gather([root], lib, progress=progress, only=ready)
+    report.gathered = g.copied
+    failed_copy = {Path(p).resolve(): why for p, why in g.failed}
+    source_id = lib.catalog.query("SELECT id FROM sources WHERE path = ?", (str(root),))[0][0]
+    dest_of = {}
+    for r in lib.catalog.query("SELECT source_rel, dest FROM gather_log WHERE source_id = ? ORDER BY copied_at, rowid",
+                               (source_id,)):
+        dest_of[r["source_rel"]] = r["dest"]   # the latest copy of that name
+    index_library(lib, progress=False)
+    rows = {r["path"]: r for r in lib.catalog.query("SELECT id, path, kind, status, error FROM photos")}
+    # gather_log keeps the first destination; organize may have moved it: follow the journal
+    moved = {r["src"]: r["dst"] for r in lib.catalog.query(
+        "SELECT src, dst FROM journal WHERE state = 'done' AND op IN ('organize', 'move') ORDER BY id")}
+    now, state_rows, new_ids = utcnow(), [], []
+    for p in ready:
+        st = stats[p]
+        rel = p.relative_to(root).as_posix()
+        tries = attempts.get(str(p), 0) + 1
+        if p.resolve() in failed_copy:
+            why = f"not copied: {failed_copy[p.resolve()]}"
+            if tries >= MAX_ATTEMPTS:
+                state_rows.append((str(p), st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+                report.failed.append((str(p), why))
+            else:
+                state_rows.append((str(p), st.st_size, st.st_mtime_ns, "retry", tries,
+                                   time.time() + BACKOFF * 2 ** (tries - 1), None, why, now))
+                report.retrying.append((str(p), why))
+            continue
+        dest = dest_of.get(rel)
+        for _ in range(50):   # follow later moves (organize runs after every pass)
+            if dest not in moved:
+                break
+            dest = moved[dest]
+        row = rows.get(dest)
+        if row is None:
+            why = "not a photo or companion photolab takes in" if dest is None else "copied, but not in the catalog"
+            state_rows.append((str(p), st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+            report.failed.append((str(p), why))
+            continue
+        if row["kind"] in ("photo", "raw") and row["status"] not in USABLE:
+            why = f"{row['status']}: {row['error']}"
+            state_rows.append((str(p), st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
+            report.failed.append((str(p), why))
+            continue
+        state_rows.append((str(p), st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
+        if row["kind"] in ("photo", "raw"):
+            new_ids.append(row["id"])
+    _record(lib, state_rows)
+    steps = [("tag", lambda: tag_library(lib, progress=False, model=model)),
+             ("dedupe", lambda: _dedupe_new(lib, new_ids)),
+             ("organize", lambda: _organize_new(lib, new_ids)),
+             # after filing, so a new sidecar is made beside the photo where it now lives
+             ("metadata", lambda: write_metadata(lib, photo_ids=new_ids, progress=False))]
+    for name, step in steps:
+        if not new_ids:
+            break
+        if stop():
+            report.stopped = True
+            break
+        out = step()
+        if name == "tag":
+            report.tagged = out.tagged
+        elif name == "dedupe":
+            report.duplicates = out
+            gone = {r[0] for r in lib.catalog.query("SELECT id FROM photos WHERE status = 'quarantined'")}
+            new_ids = [i for i in new_ids if i not in gone]
+        elif name == "metadata":
+            report.metadata = out.counts().get("written", 0)
+        else:
+            report.organized = out
+    report.seconds = time.perf_counter() - start
+    lib.catalog.finish_run(run_id, asdict(report))
+    log.info("pass %s: %s", root, report.summary())
+    return report
+
+
+def _dedupe_new(lib, new_ids: list[int]) -> int:
+    from . import dedupe
+
+    plan = dedupe.plan(lib, only=new_ids)
+    if not len(plan) or plan["keep"].all():
+        return 0
+    return dedupe.apply(lib, plan, progress=False).done
+
+
+def _organize_new(lib, new_ids: list[int]) -> int:
+    from .organize import apply, plan
+
+    df = plan(lib)
+    if not len(df):
+        return 0
+    df = df[df["photo_id"].isin(new_ids)]
+    return apply(lib, df, progress=False).done if len(df) else 0
+
+
+def import_log(library):
+    """Every import folder file's outcome: path, state (done / retry / failed), attempts, photo, reason."""
+    lib = open_library(library)
+    return lib.catalog.dataframe("SELECT i.path, i.state, i.attempts, i.reason, p.path AS library_path, i.at "
+                                 "FROM import_state i LEFT JOIN photos p ON p.id = i.photo_id ORDER BY i.at, i.path")
+
+
+# -- the watcher -----------------------------------------------------------------------------
+def watch(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, poll: bool = False,
+          rescan: float = 300.0, gather_from=None, stop_event: threading.Event | None = None) -> None:
+    """Watch ``import_dir`` and run a pass whenever new files have settled (see the module text).
+
+    Stops cleanly on SIGTERM/SIGINT (the current step finishes; the rest waits for the next start)."""
+    import filelock
+
+    lib = open_library(library)
+    root = Path(import_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise AutomationError(f"{import_dir}: import folder not found")
+    lock = filelock.FileLock(str(lib.state / WATCH_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise AutomationError(f"{lib.root}: another photolab watcher is running for this library") from None
+    stop = stop_event or threading.Event()
+    changed = threading.Event()
+    last_change = [time.time()]
+
+    def on_signal(signum, frame):
+        log.warning("signal %s: finishing the current step, then stopping", signum)
+        stop.set()
+
+    if stop_event is None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    observer = _observer(root, poll, changed, last_change)
+    model = None
+    try:
+        next_scan = 0.0
+        while not stop.is_set():
+            now = time.time()
+            settled = changed.is_set() and now - last_change[0] >= stable_seconds
+            if settled or now >= next_scan:
+                changed.clear()
+                if gather_from:
+                    _gather_from(lib, gather_from)
+                if model is None and any(root.iterdir()):   # loaded once, kept between passes
+                    from .backbone import load_backbone
+
+                    model = load_backbone(cache_dir=lib.state / "models" / "backbone")
+                report = run_once(lib, root, stable_seconds=stable_seconds, should_stop=stop.is_set, model=model)
+                if report.ready or report.waiting:
+                    print(f"photolab watch: {report.summary()}", flush=True)
+                if report.waiting:   # look again once they have had time to settle
+                    changed.set()
+                    last_change[0] = time.time()
+                next_scan = time.time() + rescan
+            stop.wait(0.25)
+    finally:
+        observer.stop()
+        observer.join(timeout=5)
+        lock.release()
+
+
+def _observer(root: Path, poll: bool, changed: threading.Event, last_change: list):
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+    from watchdog.observers.polling import PollingObserver
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event):
+            last_change[0] = time.time()
+            changed.set()
+
+    if not poll:
+        try:
+            obs = Observer()
+            obs.schedule(Handler(), str(root), recursive=True)
+            obs.start()
+            return obs
+        except OSError as exc:   # e.g. inotify's watch limit reached
+            log.warning("%s: native file watching unavailable (%s); polling instead", root, exc)
+    obs = PollingObserver(timeout=2)
+    obs.schedule(Handler(), str(root), recursive=True)
+    obs.start()
+    return obs
+
+
+def _gather_from(lib, patterns) -> None:
+    """Copy (reading only) from every mounted folder matching ``patterns`` (a camera's or phone's DCIM)."""
+    from .gather import gather
+
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    folders = sorted({f for pat in patterns for f in glob.glob(os.path.expandvars(os.path.expanduser(pat)))})
+    for folder in folders:
+        if Path(folder).is_dir():
+            rep = gather([folder], lib, progress=False)
+            print(f"photolab: from {folder}: {rep.summary()}", flush=True)
+
+
+def run_with_sources(library, import_dir, *, gather_from=None, **kw) -> PassReport:
+    """A pass, after copying from any mounted camera/phone folders matching ``gather_from``."""
+    lib = open_library(library)
+    if gather_from:
+        _gather_from(lib, gather_from)
+    return run_once(lib, import_dir, **kw)
+
+
+# -- maintenance -----------------------------------------------------------------------------
+def maintain(library, *, apply_dedupe: bool = True) -> dict:
+    """The quarterly check-up: catalog against the disk, re-tag and re-score what changed,
+    dedupe across the whole library, purge quarantine past retention, trim metadata versions."""
+    from . import dedupe
+    from .fileops import prune_versions, recover
+    from .index import index_library
+    from .tagging import tag_library
+    from .train import rescore
+
+    lib = open_library(library)
+    out: dict = {"recovered": recover(lib)}
+    ix = index_library(lib, progress=False)
+    out["index"] = ix.summary()
+    missing = lib.catalog.query("SELECT path FROM photos WHERE status = 'missing'")
+    out["missing"] = [r[0] for r in missing]
+    tg = tag_library(lib, progress=False)
+    out["tag"] = tg.summary()
+    out["rescored"] = rescore(lib)
+    plan = dedupe.plan(lib)
+    out["dedupe"] = dedupe.summary(plan)
+    if apply_dedupe and len(plan) and not plan["keep"].all():
+        out["quarantined"] = dedupe.apply(lib, plan, progress=False).done
+    out["purged"] = dedupe.purge(lib)
+    out["versions_dropped"] = prune_versions(lib)
+    run = lib.catalog.start_run("maintain")
+    lib.catalog.finish_run(run, {k: v for k, v in out.items() if k != "missing"} | {"missing": len(out["missing"])})
+    return out
+
+
+__all__ = ["AutomationError", "PassReport", "arrived_files", "import_log", "maintain", "run_once", "watch"]

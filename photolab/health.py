@@ -1,0 +1,48 @@
+"""Is everything in place? A short check before the first run (the start-here notebook, ``photolab check``)."""
+
+from __future__ import annotations
+
+import shutil
+
+from .library import open_library
+
+MIN_FREE_GB = 2.0
+
+
+def check(library) -> "pandas.DataFrame":  # noqa: F821 - pandas imported lazily
+    """One row per check: ``check``, ``ok`` (bool), ``detail``. Nothing is changed and nothing is
+    downloaded: the model weights must already be on this machine (an installed package or a
+    converted copy in the library)."""
+    import pandas as pd
+
+    rows = []
+    lib = None
+    try:
+        lib = open_library(library)
+        n = lib.catalog.query("SELECT count(*) FROM photos")[0][0]
+        rows.append(("catalog", True, f"{lib.root}: schema {lib.catalog.version}, {n} files cataloged"))
+    except Exception as exc:  # noqa: BLE001 - reported, not raised: this is a check
+        rows.append(("catalog", False, str(exc)))
+    try:
+        from .backbone import packaged_weights
+
+        weights = packaged_weights()
+        rows.append(("model weights", weights.is_file(), f"{weights} (offline, from an installed package)"))
+    except Exception as exc:  # noqa: BLE001
+        rows.append(("model weights", False, f"{exc}"))
+    try:
+        import onnxruntime  # noqa: F401
+
+        rows.append(("ONNX Runtime", True, "installed: the labeling pass runs through it"))
+    except ImportError:
+        rows.append(("ONNX Runtime", True, "not installed: the labeling pass runs with torch (slower)"))
+    where = lib.root if lib is not None else "."
+    free = shutil.disk_usage(where).free / 1e9
+    rows.append(("free disk", free >= MIN_FREE_GB, f"{free:.1f} GB free at {where} (keep {MIN_FREE_GB:g} GB or more: "
+                                                  "quarantine and metadata versions keep copies)"))
+    exiftool = shutil.which("exiftool")
+    rows.append(("ExifTool (optional)", True, exiftool or "not installed: only needed to check metadata independently"))
+    return pd.DataFrame(rows, columns=["check", "ok", "detail"])
+
+
+__all__ = ["check"]
