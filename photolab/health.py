@@ -9,8 +9,8 @@ from .library import open_library
 MIN_FREE_GB = 2.0
 
 
-def check(library) -> "pandas.DataFrame":  # noqa: F821 - pandas imported lazily
-    """One row per check: ``check``, ``ok`` (bool), ``detail``. Nothing is changed and nothing is
+def check(library):
+    """A DataFrame, one row per check: ``check``, ``ok`` (bool), ``detail``. Nothing is changed and nothing is
     downloaded: the model weights must already be on this machine (an installed package or a
     converted copy in the library)."""
     import pandas as pd
@@ -30,11 +30,11 @@ def check(library) -> "pandas.DataFrame":  # noqa: F821 - pandas imported lazily
         rows.append(("model weights", weights.is_file(), f"{weights} (offline, from an installed package)"))
     except Exception as exc:  # noqa: BLE001
         rows.append(("model weights", False, f"{exc}"))
-    try:
-        import onnxruntime  # noqa: F401
+    import importlib.util
 
+    if importlib.util.find_spec("onnxruntime"):
         rows.append(("ONNX Runtime", True, "installed: the labeling pass runs through it"))
-    except ImportError:
+    else:
         rows.append(("ONNX Runtime", True, "not installed: the labeling pass runs with torch (slower)"))
     where = lib.root if lib is not None else "."
     free = shutil.disk_usage(where).free / 1e9
