@@ -244,6 +244,17 @@ MIGRATIONS: list[str] = [
         reason      TEXT,
         at          TEXT NOT NULL
     );
+    CREATE TABLE places (                           -- offline reverse geocoding of a photo's GPS position
+        photo_id    INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        lat         REAL NOT NULL,
+        lon         REAL NOT NULL,
+        country     TEXT NOT NULL,
+        region      TEXT,
+        city        TEXT,
+        km          REAL NOT NULL,                  -- distance to the named place
+        confirmed   INTEGER NOT NULL DEFAULT 0,     -- 1: a person confirmed it (only then written into files)
+        at          TEXT NOT NULL
+    );
     CREATE TABLE scores_stash (                     -- scores a head replaced, put back on rollback
         photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
         tag         TEXT NOT NULL,

@@ -298,6 +298,23 @@ def _cmd_maintain(args) -> int:
     return 0
 
 
+def _cmd_places(args) -> int:
+    from .places import confirm_places, places, suggest_places
+
+    df = suggest_places(args.library)
+    if args.confirm_event is not None:
+        print(f"confirmed {confirm_places(args.library, event=args.confirm_event)} places")
+        df = places(args.library)
+    elif args.confirm_all:
+        print(f"confirmed {confirm_places(args.library, list(df.index))} places")
+        df = places(args.library)
+    print(f"places: {len(df)} photos with a place ({int((df['confirmed'] == 1).sum())} confirmed; only those are "
+          "written into files)")
+    for tag, n in df["tag"].value_counts().head(20).items():
+        print(f"  {n:5d}  {tag}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     from .health import check
 
@@ -457,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("library")
     s.add_argument("--no-dedupe", action="store_true", help="report duplicates without quarantining them")
     s.set_defaults(func=_cmd_maintain)
+
+    s = sub.add_parser("places", help="country/region/city from GPS, offline; confirm before they are written")
+    s.add_argument("library")
+    s.add_argument("--confirm-event", type=int, metavar="EVENT", help="confirm the places of one event's photos")
+    s.add_argument("--confirm-all", action="store_true", help="confirm every suggested place")
+    s.set_defaults(func=_cmd_places)
 
     s = sub.add_parser("check", help="is everything in place? catalog, offline model weights, free disk")
     s.add_argument("library")

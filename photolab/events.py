@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
+from .places import event_city
 
 REAL_DATE_SOURCES = ("DateTimeOriginal", "CreateDate", "GPSDateTime", "FileName")
 
@@ -151,6 +152,9 @@ def detect_events(library, *, options: EventOptions | None = None):
             if n >= opts.dominant_share * len(g):
                 dominant = tag
         auto = f"{date} {_title(dominant)}" if dominant else date
+        city = event_city(lib, [pid for _, pid, _ in g])   # from the places photolab looked up (if any)
+        if city:
+            auto = f"{auto} {city}"
         name = auto
         for _, pid, _ in g:  # the latest rename of any photo in the event wins
             if pid in renames:

@@ -313,10 +313,11 @@ class Decision:
     rating: int | None                   # a person's rating (photolab's catalog), written as is
     auto_rating: int | None              # the quality suggestion, only where a file has no rating
     model: str | None
+    places: list[str] = field(default_factory=list)   # 'Places|Country|Region|City', confirmed
 
     def digest(self, opts: WriteOptions) -> str:
         blob = json.dumps([self.tags, sorted(self.confidence.items()), self.reviewed, self.rating,
-                           self.auto_rating, self.model, asdict(opts)], sort_keys=True, default=list)
+                           self.auto_rating, self.model, self.places, asdict(opts)], sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -338,6 +339,11 @@ def decisions_for_writing(library, options: WriteOptions | None = None) -> dict[
     ids = [r["id"] for r in lib.catalog.query(
         f"SELECT id FROM photos WHERE kind IN ('photo', 'raw') AND status IN ({usable}) ORDER BY id", USABLE)]
     scores = _scores(lib) if models else None
+    from .places import path as place_path, places as _places
+
+    where = _places(lib)
+    wanted = where["confirmed"] == 1 if "places" not in opts.write_unreviewed else where["confirmed"] >= 0
+    place_of = {int(pid): place_path(r) for pid, r in where[wanted].iterrows()}
     out = {}
     for pid in ids:
         tags, conf = [], {}
@@ -359,7 +365,8 @@ def decisions_for_writing(library, options: WriteOptions | None = None) -> dict[
             hits = [AUTO_RATING_TAGS[t] for t in have if t in AUTO_RATING_TAGS]
             auto = min(hits) if hits else None
         out[pid] = Decision(tags=tags, confidence=conf, reviewed=sorted(t for t in mine if t in tax),
-                            rating=ratings.get(pid), auto_rating=auto, model=models.get(pid))
+                            rating=ratings.get(pid), auto_rating=auto, model=models.get(pid),
+                            places=[place_of[pid]] if pid in place_of else [])
     return out
 
 
@@ -367,6 +374,15 @@ def _iptc_safe(keyword: str) -> str:
     """A keyword cut to IPTC's 64 bytes of UTF-8, on a character boundary."""
     b = keyword.encode("utf-8")[:IPTC_MAX_BYTES]
     return b.decode("utf-8", errors="ignore")
+
+
+def _keywords_of(paths) -> list[str]:
+    """Flat keywords for photolab's hierarchical paths: a tag's name; every level of a place."""
+    out = []
+    for p in paths:
+        levels = p.split("|")[1:] if p.startswith("Places|") else [p.split("|", 1)[-1]]
+        out.extend(x for x in levels if x not in out)
+    return out
 
 
 def _merge(existing: list[str], ours: list[str], dropped: set[str]) -> list[str]:
@@ -378,11 +394,11 @@ def _merge(existing: list[str], ours: list[str], dropped: set[str]) -> list[str]
 def target_values(cur: Embedded, d: Decision, *, sidecar: bool, iptc: bool) -> tuple[dict, dict]:
     """(xmp, iptc) key -> value that the file should end up with (``None``: remove the key)."""
     prev = set(cur.photolab_tags)
-    ours = d.tags
+    ours = list(d.tags) + list(d.places)
     dropped = prev - set(ours)
-    names = [t.split("|", 1)[1] for t in ours]
+    names = _keywords_of(ours)
     xmp: dict = {
-        K_SUBJECT: _merge(cur.keywords, names, {t.split("|", 1)[1] for t in dropped}),
+        K_SUBJECT: _merge(cur.keywords, names, set(_keywords_of(sorted(dropped)))),
         K_HIER: _merge(cur.hierarchical, ours, dropped),
         K_TAGSLIST: _merge(cur.tags_list, [t.replace("|", "/") for t in ours], {t.replace("|", "/") for t in dropped}),
         K_TAGS: list(ours),
@@ -409,7 +425,7 @@ def target_values(cur: Embedded, d: Decision, *, sidecar: bool, iptc: bool) -> t
             xmp[k] = None
     ipt: dict = {}
     if iptc and not sidecar:
-        kw = _merge(cur.iptc_keywords, [_iptc_safe(n) for n in names], {_iptc_safe(t.split("|", 1)[1]) for t in dropped})
+        kw = _merge(cur.iptc_keywords, [_iptc_safe(n) for n in names], {_iptc_safe(t) for t in _keywords_of(dropped)})
         if kw != cur.iptc_keywords:
             ipt = {K_IPTC_KW: kw or None, K_IPTC_CS: IPTC_UTF8}
     return xmp, ipt
@@ -689,12 +705,18 @@ def render(data: bytes, decision: Decision, *, fmt: str | None, sidecar: bool,
             xmp_c = _changes(xmp0, xmp_t)
             if not xmp_c and not iptc_t:
                 return None, {}
+            if sidecar:
+                # Exiv2 derives EXIF and IPTC from a sidecar's XMP when reading it and folds them back
+                # into the XMP when writing: a keyword taken out of the XMP would come back from there
+                img.clear_iptc()
+                img.clear_exif()
             if xmp_c:
                 img.modify_xmp(xmp_c)
                 _set_bags(img)
             if iptc_t:
                 img.modify_iptc(iptc_t)
-            new = img.get_bytes()
+            # Exiv2 leaves a sidecar's old bytes in place when its XMP became empty: write an empty packet
+            new = EMPTY_PACKET if sidecar and not img.read_xmp() else img.get_bytes()
         if not sidecar:
             new = _splice(data, new, fmt, bool(iptc_t))
     except MetadataError:
@@ -828,7 +850,8 @@ def _plan_targets(lib, row, opts: WriteOptions, media: dict) -> list[tuple[str, 
     return out
 
 
-def _work(lib, pid, row, target, path: Path, decision: Decision, opts: WriteOptions) -> list[tuple[dict, Rewrite | None]]:
+def _work(lib, pid, row, target, path: Path, decision: Decision, opts: WriteOptions,
+          fallback: bool = True) -> list[tuple[dict, Rewrite | None]]:
     """Read one file, make and verify its new bytes: [(result row, Rewrite or None)]. A photo
     refused in place (``where="in-file"``) gets a sidecar instead, reported on its own row."""
     rel = lib.rel(path)
@@ -845,7 +868,7 @@ def _work(lib, pid, row, target, path: Path, decision: Decision, opts: WriteOpti
     except (MetadataError, OSError) as exc:
         why = str(exc) if isinstance(exc, MetadataError) else f"cannot read: {exc.strerror or exc}"
         out = [({**base, "status": "skipped", "reason": why}, None)]
-        if target == "file" and opts.where == "in-file":
+        if target == "file" and opts.where == "in-file" and fallback:
             side = existing_sidecar(path) or sidecar_candidates(path)[0 if opts.sidecar_naming == "ext" else 1]
             out += _work(lib, pid, row, "sidecar", side, decision, opts)
         return out
@@ -922,7 +945,7 @@ def write_metadata(library, *, options: WriteOptions | None = None, dry_run: boo
                 report.rows.append({"photo_id": pid, "path": rel, "target": target, "status": "unchanged",
                                     "reason": None, "changes": None})
                 continue
-            jobs.append((pid, row, target, path, d, digest))
+            jobs.append((pid, row, target, path, d, digest, not any(t == "sidecar" for t, _, _ in jobs_for)))
     threads = workers or max(1, os.cpu_count() or 1)
     bar = tqdm(total=len(jobs), desc="metadata", unit="file", disable=not progress)
     pending: list[tuple[dict, Rewrite, str]] = []
@@ -945,9 +968,9 @@ def write_metadata(library, *, options: WriteOptions | None = None, dry_run: boo
         pending.clear()
 
     with cf.ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(_work, lib, pid, row, target, path, d, opts)
-                   for pid, row, target, path, d, _ in jobs]
-        for (pid, row, target, path, d, digest), fut in zip(jobs, futures):
+        futures = [pool.submit(_work, lib, pid, row, target, path, d, opts, fallback)
+                   for pid, row, target, path, d, _, fallback in jobs]
+        for (pid, row, target, path, d, digest, _), fut in zip(jobs, futures):
             for r, item in fut.result():
                 sha = r.pop("_sha", None)
                 report.rows.append(r)
