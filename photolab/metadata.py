@@ -321,29 +321,48 @@ class Decision:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def decisions_for_writing(library, options: WriteOptions | None = None) -> dict[int, Decision]:
-    """Per usable photo, the :class:`Decision` that :func:`write_metadata` would write."""
-    from .tagging import accepted_tags, decisions as _scores
+def _rows(lib, sql: str, ids: list[int] | None, params: tuple = ()) -> list:
+    """``sql`` (ending in a WHERE clause to extend) for all photos, or for ``ids`` in chunks."""
+    if ids is None:
+        return lib.catalog.query(sql.replace("{ids}", "1"), params)
+    out = []
+    for k in range(0, len(ids), 900):
+        part = ids[k:k + 900]
+        out += lib.catalog.query(sql.replace("{ids}", f"photo_id IN ({', '.join('?' * len(part))})"),
+                                 (*params, *part))
+    return out
+
+
+def decisions_for_writing(library, options: WriteOptions | None = None, photo_ids=None) -> dict[int, Decision]:
+    """Per usable photo (or per photo of ``photo_ids``), the :class:`Decision` that
+    :func:`write_metadata` would write."""
+    from .places import path as place_path
+    from .tagging import accepted_tags, thresholds
 
     opts = options or WriteOptions()
     lib = open_library(library)
     tax = load_taxonomy(lib)
-    accepted = accepted_tags(lib)
-    confirmed: dict[int, set[str]] = {}
-    for pid, tag in lib.catalog.conn.execute("SELECT photo_id, tag FROM labels WHERE value = 1"):
-        confirmed.setdefault(pid, set()).add(tag)
-    ratings = {r["photo_id"]: r["rating"] for r in lib.catalog.query(
-        "SELECT photo_id, rating FROM ratings WHERE source = 'person'")}
-    models = {r["photo_id"]: r["model"] for r in lib.catalog.query("SELECT photo_id, model FROM features")}
     usable = ", ".join("?" * len(USABLE))
     ids = [r["id"] for r in lib.catalog.query(
         f"SELECT id FROM photos WHERE kind IN ('photo', 'raw') AND status IN ({usable}) ORDER BY id", USABLE)]
-    scores = _scores(lib) if models else None
-    from .places import path as place_path, places as _places
-
-    where = _places(lib)
-    wanted = where["confirmed"] == 1 if "places" not in opts.write_unreviewed else where["confirmed"] >= 0
-    place_of = {int(pid): place_path(r) for pid, r in where[wanted].iterrows()}
+    subset = None
+    if photo_ids is not None:
+        want = {int(i) for i in photo_ids}
+        ids = [i for i in ids if i in want]
+        subset = ids
+    accepted = accepted_tags(lib, photo_ids=subset)
+    confirmed: dict[int, set[str]] = {}
+    for pid, tag in _rows(lib, "SELECT photo_id, tag FROM labels WHERE value = 1 AND {ids}", subset):
+        confirmed.setdefault(pid, set()).add(tag)
+    ratings = {r[0]: r[1] for r in _rows(lib, "SELECT photo_id, rating FROM ratings WHERE source = 'person' "
+                                              "AND {ids}", subset)}
+    models = {r[0]: r[1] for r in _rows(lib, "SELECT photo_id, model FROM features WHERE {ids}", subset)}
+    score = {(r[0], r[1]): r[2] for r in _rows(lib, "SELECT photo_id, tag, score FROM scores WHERE "
+                                                   "score IS NOT NULL AND {ids}", subset)}
+    lowest = 1 if "places" not in opts.write_unreviewed else 0
+    place_of = {r[0]: place_path(dict(r)) for r in _rows(
+        lib, "SELECT photo_id, country, region, city FROM places WHERE confirmed >= ? AND {ids}", subset, (lowest,))}
+    thr = thresholds(lib, tax)
     out = {}
     for pid in ids:
         tags, conf = [], {}
@@ -356,10 +375,8 @@ def decisions_for_writing(library, options: WriteOptions | None = None) -> dict[
             if cat in REVIEW_FIRST and cat not in opts.write_unreviewed and name not in mine:
                 continue
             tags.append(f"{cat}|{name}")
-            if scores is not None and pid in scores.index:
-                c = scores.at[pid, f"score:{name}"]
-                if c == c:   # not NaN
-                    conf[name] = round(float(c), 2)
+            if (pid, name) in score and thr.get(name) is not None:
+                conf[name] = round(float(score[(pid, name)]), 2)
         auto = None
         if opts.auto_rating:
             hits = [AUTO_RATING_TAGS[t] for t in have if t in AUTO_RATING_TAGS]
@@ -919,10 +936,7 @@ def write_metadata(library, *, options: WriteOptions | None = None, dry_run: boo
     lib = open_library(library)
     recover(lib)   # settle a run that was killed before anything else reads the files
     start = time.perf_counter()
-    decisions = decisions_for_writing(lib, opts)
-    if photo_ids is not None:
-        want = {int(i) for i in photo_ids}
-        decisions = {k: v for k, v in decisions.items() if k in want}
+    decisions = decisions_for_writing(lib, opts, photo_ids=photo_ids)
     rows = {r["id"]: r for r in lib.catalog.query("SELECT id, path, kind, format, sha256 FROM photos")}
     done_before = {(r["photo_id"], r["target"]): (r["sha256"], r["digest"], r["path"])
                    for r in lib.catalog.query("SELECT photo_id, target, sha256, digest, path FROM metadata_written")}
