@@ -116,9 +116,12 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     for line in preview_tree(moves).splitlines():
         print(f"                    {line}")
     w = wdf[wdf["status"] == "written"]
+    skipped = wdf[wdf["status"] == "skipped"]
+    covered = set(wdf.loc[(wdf["target"] == "sidecar") & (wdf["status"] != "skipped"), "photo_id"])
     print(f"  metadata        : keywords and ratings written into {int((w['target'] == 'file').sum())} photos and "
-          f"{int((w['target'] == 'sidecar').sum())} XMP sidecars; {int((wdf['status'] == 'skipped').sum())} refused "
-          "(reason in the report)")
+          f"{int((w['target'] == 'sidecar').sum())} XMP sidecars; {len(skipped)} photos not written in place "
+          f"({int(skipped['photo_id'].isin(covered).sum())} of them have a sidecar instead), e.g. "
+          f"{skipped['reason'].iloc[0] if len(skipped) else '-'}")
     print(f"  errors          : {len(errors)}")
     for path, status, error in errors:
         print(f"    {status}: {path}: {error}")
