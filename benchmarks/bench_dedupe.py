@@ -30,6 +30,21 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 DIM = 1280
 
 
+def insert(lib, photos: list[tuple], feats: list[tuple]) -> None:
+    """Catalog rows for synthetic photos and their features."""
+    with lib.catalog.write() as db:
+        db.executemany("INSERT INTO photos(id, path, kind, size, mtime_ns, sha256, format, width, height, status, "
+                       "indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", photos)
+        db.executemany("INSERT INTO features(photo_id, model, sha256, embedding, top5, phash, dhash, phash8, dhash8, "
+                       "computed_at) VALUES (?,?,?,?,?,?,?,?,?,?)", feats)
+
+
+def feature_row(pid: int, emb: np.ndarray, p8, d8, now: str) -> tuple:
+    return (pid, "synthetic", f"{pid:064x}", emb.astype(np.float16).tobytes(), "[]", format(int(p8[0]), "016x"),
+            format(int(d8[0]), "016x"), ",".join(format(int(x), "016x") for x in p8),
+            ",".join(format(int(x), "016x") for x in d8), now)
+
+
 def synthetic(lib, n: int, rng) -> set[tuple[int, int]]:
     """Insert n synthetic photos (10% planted duplicates of others); return the planted pairs by id."""
     n_orig = int(n * 0.9)
@@ -55,14 +70,8 @@ def synthetic(lib, n: int, rng) -> set[tuple[int, int]]:
             planted.add((start + src, pid))
         photos.append((pid, f"synthetic/{pid // 1000:03d}/IMG_{pid:06d}.jpg", "photo", 1, 0, f"{pid:064x}", "JPEG",
                        w, 3024, "ok", now))
-        feats.append((pid, "synthetic", f"{pid:064x}", e.astype(np.float16).tobytes(), "[]",
-                       format(int(p8[0]), "016x"), format(int(d8[0]), "016x"),
-                       ",".join(format(int(x), "016x") for x in p8), ",".join(format(int(x), "016x") for x in d8), now))
-    with lib.catalog.write() as db:
-        db.executemany("INSERT INTO photos(id, path, kind, size, mtime_ns, sha256, format, width, height, status, "
-                       "indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", photos)
-        db.executemany("INSERT INTO features(photo_id, model, sha256, embedding, top5, phash, dhash, phash8, dhash8, "
-                       "computed_at) VALUES (?,?,?,?,?,?,?,?,?,?)", feats)
+        feats.append(feature_row(pid, e, p8, d8, now))
+    insert(lib, photos, feats)
     return planted
 
 
@@ -88,14 +97,8 @@ def arrivals(lib, n: int, copies: int, rng) -> tuple[list[int], set[tuple[int, i
             d8 = rng.integers(0, 2**63, 8, dtype=np.int64).astype(np.uint64)
         e /= np.linalg.norm(e)
         photos.append((pid, f"import/IMG_{pid:06d}.jpg", "photo", 1, 0, f"{pid:064x}", "JPEG", 2016, 1512, "ok", now))
-        feats.append((pid, "synthetic", f"{pid:064x}", e.astype(np.float16).tobytes(), "[]",
-                      format(int(p8[0]), "016x"), format(int(d8[0]), "016x"),
-                      ",".join(format(int(x), "016x") for x in p8), ",".join(format(int(x), "016x") for x in d8), now))
-    with lib.catalog.write() as db:
-        db.executemany("INSERT INTO photos(id, path, kind, size, mtime_ns, sha256, format, width, height, status, "
-                       "indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", photos)
-        db.executemany("INSERT INTO features(photo_id, model, sha256, embedding, top5, phash, dhash, phash8, dhash8, "
-                       "computed_at) VALUES (?,?,?,?,?,?,?,?,?,?)", feats)
+        feats.append(feature_row(pid, e, p8, d8, now))
+    insert(lib, photos, feats)
     return [p[0] for p in photos], planted
 
 

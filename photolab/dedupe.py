@@ -759,12 +759,12 @@ def purge(library, *, batch: str | None = None) -> int:
         table = table[table["batch"] == batch]
         if table.empty:
             raise FileOpError(f"batch {batch}: no quarantined files")
-        young = table[~table["purgeable"].astype(bool)]
+        young = table[~table["purgeable"]]
         if len(young):
             raise FileOpError(f"batch {batch} is {young.iloc[0]['age_days']:.1f} days old; the retention is "
                               f"{retention_days(lib):g} days; it is kept until then")
     deleted = 0
-    for b in table.loc[table["purgeable"].astype(bool), "batch"]:
+    for b in table.loc[table["purgeable"], "batch"]:
         entries = lib.catalog.query("SELECT id, dst FROM journal WHERE batch = ? AND op = 'quarantine' "
                                     "AND state = 'done'", (b,))
         for e in entries:

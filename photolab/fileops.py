@@ -208,6 +208,48 @@ def _remove_empty_dirs(lib, folder: Path) -> None:
         folder = folder.parent
 
 
+def _journal_planned(cat, batch: str, entries: list[tuple], *, before=None) -> list[int]:
+    """Write ``(op, src, dst, sha256, detail)`` entries as ``planned`` in one transaction synced to
+    disk (the plan is there before any file changes); ``before(db)`` adds rows to the same
+    transaction. Returns the journal ids."""
+    now = utcnow()
+    ids = []
+    cat.conn.execute("PRAGMA synchronous=FULL")
+    try:
+        with cat.write() as db:
+            if before is not None:
+                before(db, now)
+            for op, src, dst, sha, detail in entries:
+                cur = db.execute("INSERT INTO journal(batch, op, src, dst, sha256, state, created_at, detail) "
+                                 "VALUES (?,?,?,?,?,'planned',?,?)",
+                                 (batch, op, src, dst, sha, now, json.dumps(detail, sort_keys=True)))
+                ids.append(cur.lastrowid)
+    finally:
+        cat.conn.execute("PRAGMA synchronous=NORMAL")
+    return ids
+
+
+def _settle(cat, results: list[tuple], report: BatchReport, record) -> None:
+    """The catalog side of a chunk in one transaction: ``record(db, item)`` for each ``done``
+    result, the reason for the rest, and each journal entry's final state."""
+    with cat.write() as db:
+        for jid, item, state, path, why in results:
+            if state == "done":
+                record(db, item)
+                report.done += 1
+            else:
+                report.skipped.append((path, why))
+            db.execute("UPDATE journal SET state = ? WHERE id = ?", (state, jid))
+
+
+def _mark_undone(lib, batch: str) -> None:
+    """Entries of ``batch`` that its undo batch reversed are ``undone``."""
+    with lib.catalog.write() as db:
+        db.execute(
+            "UPDATE journal SET state = 'undone' WHERE id IN (SELECT json_extract(detail, '$.undoes') "
+            "FROM journal WHERE batch = ? AND state = 'done')", (f"undo-{batch}",))
+
+
 def execute(library, moves: list[Move], *, batch: str, op: str = "move",
             remove_empty: bool = True, on_progress=None) -> BatchReport:
     """Apply ``moves`` as one journaled batch (see the module text for the guarantees).
@@ -227,44 +269,25 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
                 row = cat.conn.execute("SELECT status, error FROM photos WHERE path = ?", (m.src,)).fetchone()
                 m.detail = {**m.detail, "status": m.status, "note": m.note,
                             "prior_status": row["status"] if row else None, "prior_note": row["error"] if row else None}
-        ids = []
-        now = utcnow()
-        cat.conn.execute("PRAGMA synchronous=FULL")  # the plan is on disk before any file moves
-        try:
-            with cat.write() as db:
-                for m in chunk:
-                    cur = db.execute(
-                        "INSERT INTO journal(batch, op, src, dst, sha256, state, created_at, detail) "
-                        "VALUES (?,?,?,?,?,'planned',?,?)",
-                        (batch, op, m.src, m.dst, m.sha256, now, json.dumps(m.detail, sort_keys=True)))
-                    ids.append(cur.lastrowid)
-        finally:
-            cat.conn.execute("PRAGMA synchronous=NORMAL")
+        ids = _journal_planned(cat, batch, [(op, m.src, m.dst, m.sha256, m.detail) for m in chunk])
         results = []
         for jid, m in zip(ids, chunk):
             src, dst = lib.abs(m.src), lib.abs(m.dst)
             if not src.exists():
-                results.append((jid, m, "rolled_back", f"{m.src}: no longer there"))
+                results.append((jid, m, "rolled_back", m.src, f"{m.src}: no longer there"))
                 continue
             try:
                 move_file(src, dst)
             except FileExistsError:
-                results.append((jid, m, "rolled_back", f"{m.dst}: name taken meanwhile; not overwritten"))
+                results.append((jid, m, "rolled_back", m.src, f"{m.dst}: name taken meanwhile; not overwritten"))
                 continue
             except OSError as exc:
-                results.append((jid, m, "rolled_back", f"{m.src}: {exc}"))
+                results.append((jid, m, "rolled_back", m.src, f"{m.src}: {exc}"))
                 continue
-            results.append((jid, m, "done", None))
+            results.append((jid, m, "done", m.src, None))
             if remove_empty:
                 _remove_empty_dirs(lib, src.parent)
-        with cat.write() as db:
-            for jid, m, state, why in results:
-                if state == "done":
-                    _record_move(db, m.src, m.dst, m.detail)
-                    report.done += 1
-                else:
-                    report.skipped.append((m.src, why))
-                db.execute("UPDATE journal SET state = ? WHERE id = ?", (state, jid))
+        _settle(cat, results, report, lambda db, m: _record_move(db, m.src, m.dst, m.detail))
         if on_progress:
             on_progress(len(chunk))
     report.seconds = time.perf_counter() - start
@@ -393,10 +416,7 @@ def _reverse(lib, batch: str, rows, *, on_progress=None) -> BatchReport:
             back.status, back.note = d.get("prior_status") or "ok", d.get("prior_note")
         moves.append(back)
     report = execute(lib, moves, batch=f"undo-{batch}", op="undo", on_progress=on_progress)
-    with lib.catalog.write() as db:
-        db.execute(
-            "UPDATE journal SET state = 'undone' WHERE id IN (SELECT json_extract(detail, '$.undoes') "
-            "FROM journal WHERE batch = ? AND state = 'done')", (f"undo-{batch}",))
+    _mark_undone(lib, batch)
     return report
 
 
@@ -545,23 +565,13 @@ def rewrite(library, items: list[Rewrite], *, batch: str, on_progress=None) -> B
                 report.skipped.append((it.path, f"previous version could not be kept: {exc}"))
                 continue
             ready.append(it)
-        now = utcnow()
-        ids = []
-        cat.conn.execute("PRAGMA synchronous=FULL")
-        try:
-            with cat.write() as db:
-                for it in ready:
-                    db.execute("INSERT INTO versions(photo_id, path, sha256, batch, saved_at) VALUES (?,?,?,?,?)",
-                               (it.photo_id, it.path, it.old_sha256, batch, now))
-                    cur = db.execute(
-                        "INSERT INTO journal(batch, op, src, dst, sha256, state, created_at, detail) "
-                        "VALUES (?,?,?,?,?,'planned',?,?)",
-                        (batch, REWRITE, it.path, it.path, it.new_sha256, now,
-                         json.dumps({**it.detail, "old_sha256": it.old_sha256, "photo_id": it.photo_id},
-                                    sort_keys=True)))
-                    ids.append(cur.lastrowid)
-        finally:
-            cat.conn.execute("PRAGMA synchronous=NORMAL")
+        def kept(db, now, ready=ready):
+            db.executemany("INSERT INTO versions(photo_id, path, sha256, batch, saved_at) VALUES (?,?,?,?,?)",
+                           [(it.photo_id, it.path, it.old_sha256, batch, now) for it in ready])
+
+        ids = _journal_planned(cat, batch, [(REWRITE, it.path, it.path, it.new_sha256,
+                                             {**it.detail, "old_sha256": it.old_sha256, "photo_id": it.photo_id})
+                                            for it in ready], before=kept)
         results = []
         for jid, it in zip(ids, ready):
             p = lib.abs(it.path)
@@ -573,17 +583,10 @@ def rewrite(library, items: list[Rewrite], *, batch: str, on_progress=None) -> B
                     p.parent.mkdir(parents=True, exist_ok=True)
                     _write_new_bytes(p, it.data, create=it.old_sha256 is None)
             except OSError as exc:
-                results.append((jid, it, "rolled_back", f"{it.path}: {exc}"))
+                results.append((jid, it, "rolled_back", it.path, f"{it.path}: {exc}"))
                 continue
-            results.append((jid, it, "done", None))
-        with cat.write() as db:
-            for jid, it, state, why in results:
-                if state == "done":
-                    _record_rewrite(lib, db, it.path, it.new_sha256, it.old_sha256)
-                    report.done += 1
-                else:
-                    report.skipped.append((it.path, why))
-                db.execute("UPDATE journal SET state = ? WHERE id = ?", (state, jid))
+            results.append((jid, it, "done", it.path, None))
+        _settle(cat, results, report, lambda db, it: _record_rewrite(lib, db, it.path, it.new_sha256, it.old_sha256))
         if on_progress:
             on_progress(len(chunk))
     report.seconds = time.perf_counter() - start
@@ -611,10 +614,7 @@ def _reverse_rewrites(lib, batch: str, rows, *, on_progress=None) -> BatchReport
         items.append(Rewrite(path=r["src"], data=version_bytes(lib, d.get("old_sha256")),
                              old_sha256=r["sha256"], photo_id=d.get("photo_id"), detail={"undoes": r["id"]}))
     report = rewrite(lib, items, batch=f"undo-{batch}", on_progress=on_progress)
-    with lib.catalog.write() as db:
-        db.execute(
-            "UPDATE journal SET state = 'undone' WHERE id IN (SELECT json_extract(detail, '$.undoes') "
-            "FROM journal WHERE batch = ? AND state = 'done')", (f"undo-{batch}",))
+    _mark_undone(lib, batch)
     return report
 
 

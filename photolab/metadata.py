@@ -181,27 +181,14 @@ def _read(img, *, strict: bool = False) -> tuple[dict, dict, dict]:
     return tuple(out)
 
 
-def _jpeg_segments(data: bytes):
-    """(marker, payload start bytes) of a JPEG's segments before the scan."""
-    i, n = 2, len(data)
-    while i + 4 <= n and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xDA:
-            return
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        yield marker, data[i + 4:i + 4 + min(length - 2, 32)]
-        i += 2 + length
-
-
-def _unparsed_jpeg_blocks(data: bytes, exif: dict, iptc: dict) -> str | None:
+def _unparsed_jpeg_blocks(data: bytes, exif: dict) -> str | None:
     """A JPEG metadata block Exiv2 read nothing from (rewriting would lose it), or None."""
-    if data[:2] != b"\xff\xd8":
+    walk = _walk_jpeg(data)
+    if walk is None:
         return None
-    for marker, head in _jpeg_segments(data):
-        if marker == 0xE1 and head.startswith(b"Exif\0") and not exif:
+    for marker, a, _ in walk[0]:
+        if marker == 0xE1 and data[a + 4:a + 9] == b"Exif\0" and not exif:
             return "EXIF"
-        if marker == 0xED and head.startswith(b"Photoshop 3.0") and not iptc:
-            pass   # Photoshop resources without IPTC are kept as they are by Exiv2
     return None
 
 
@@ -227,9 +214,15 @@ def sidecar_candidates(photo: Path) -> list[Path]:
     return [photo.with_name(photo.name + ".xmp"), photo.with_suffix(".xmp")]
 
 
-def existing_sidecar(photo: Path) -> Path | None:
-    """The photo's sidecar if it has one (either naming, any case of ``.xmp``)."""
-    names = {p.name.lower(): p for p in photo.parent.iterdir()} if photo.parent.is_dir() else {}
+def existing_sidecar(photo: Path, listings: dict | None = None) -> Path | None:
+    """The photo's sidecar if it has one (either naming, any case of ``.xmp``). ``listings`` caches
+    each folder's names across calls (a pass over a folder of thousands reads it once)."""
+    folder = photo.parent
+    names = listings.get(folder) if listings is not None else None
+    if names is None:
+        names = {p.name.lower(): p for p in folder.iterdir()} if folder.is_dir() else {}
+        if listings is not None:
+            listings[folder] = names
     for cand in sidecar_candidates(photo):
         hit = names.get(cand.name.lower())
         if hit is not None and hit.is_file():
@@ -470,41 +463,62 @@ _JPEG_META = set(range(0xE0, 0xF0)) | {0xFE}      # APPn and COM: metadata; the 
 _PNG_META = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
 
 
-def _jpeg_payload(data: bytes) -> bytes | None:
-    """A JPEG's bytes less its APPn/COM segments (None if the structure is not plain)."""
+def _walk_jpeg(data: bytes):
+    """The segments before a JPEG's scan as (marker, start, end), where the scan starts, and whether
+    fill bytes sat between segments; None when the structure is not plain."""
     if data[:2] != b"\xff\xd8":
         return None
-    out, i, n = [], 2, len(data)
+    segs, i, n, fill = [], 2, len(data), False
     while i + 4 <= n:
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
         if marker == 0xFF:
             i += 1
+            fill = True
             continue
         if marker == 0xDA:   # start of scan: the rest is image data
-            out.append(data[i:])
-            return b"".join(out)
+            return segs, i, fill
         length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if marker not in _JPEG_META:
-            out.append(data[i:i + 2 + length])
+        if marker in (0x00, 0xD8) or length < 2 or i + 2 + length > n:
+            return None
+        segs.append((marker, i, i + 2 + length))
         i += 2 + length
     return None
 
 
-def _png_payload(data: bytes) -> bytes | None:
+def _walk_png(data: bytes):
+    """A PNG's chunks as (kind, start, end) up to IEND, and where IEND ends; None when not plain."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         return None
-    out, i, n = [], 8, len(data)
-    while i + 8 <= n:
+    chunks, i, n = [], 8, len(data)
+    while i + 12 <= n:
         length = struct.unpack(">I", data[i:i + 4])[0]
+        if i + 12 + length > n:
+            return None
         kind = data[i + 4:i + 8]
-        if kind not in _PNG_META:
-            out.append(data[i:i + 12 + length])
+        chunks.append((kind, i, i + 12 + length))
         i += 12 + length
         if kind == b"IEND":
-            return b"".join(out)
+            return chunks, i
     return None
+
+
+def _jpeg_payload(data: bytes) -> bytes | None:
+    """A JPEG's bytes less its APPn/COM segments (None if the structure is not plain)."""
+    walk = _walk_jpeg(data)
+    if walk is None:
+        return None
+    segs, scan, _ = walk
+    return b"".join(data[a:b] for m, a, b in segs if m not in _JPEG_META) + data[scan:]
+
+
+def _png_payload(data: bytes) -> bytes | None:
+    """A PNG's chunks less its text/EXIF/time chunks (None if the structure is not plain)."""
+    walk = _walk_png(data)
+    if walk is None:
+        return None
+    return b"".join(data[a:b] for kind, a, b in walk[0] if kind not in _PNG_META)
 
 
 def _pixel_digest(data: bytes) -> str:
@@ -564,21 +578,13 @@ _PS_SIG = b"Photoshop 3.0\0"
 
 
 def _split_jpeg(data: bytes) -> tuple[list[bytes], bytes] | None:
-    """(segments before the scan, each with its marker; the rest from SOS on), or None if not plain."""
-    if data[:2] != b"\xff\xd8":
+    """(segments before the scan, each with its marker; the rest from SOS on), or None if not plain
+    (fill bytes between segments included: splicing would not keep them)."""
+    walk = _walk_jpeg(data)
+    if walk is None or walk[2]:
         return None
-    segs, i, n = [], 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF or data[i + 1] in (0xFF, 0x00, 0xD8):
-            return None
-        if data[i + 1] == 0xDA:
-            return segs, data[i:]
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if length < 2 or i + 2 + length > n:
-            return None
-        segs.append(data[i:i + 2 + length])
-        i += 2 + length
-    return None
+    segs, scan, _ = walk
+    return [data[a:b] for _, a, b in segs], data[scan:]
 
 
 def _jpeg_own(seg: bytes, iptc: bool) -> bool:
@@ -608,18 +614,11 @@ def _splice_jpeg(old: bytes, new: bytes, iptc: bool) -> bytes | None:
 
 
 def _split_png(data: bytes) -> list[bytes] | None:
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
+    """The chunks of a PNG that ends at IEND, or None (not plain, or data after IEND)."""
+    walk = _walk_png(data)
+    if walk is None or walk[1] != len(data):
         return None
-    chunks, i, n = [], 8, len(data)
-    while i + 12 <= n:
-        length = struct.unpack(">I", data[i:i + 4])[0]
-        if i + 12 + length > n:
-            return None
-        chunks.append(data[i:i + 12 + length])
-        i += 12 + length
-        if chunks[-1][4:8] == b"IEND":
-            return chunks if i == n else None
-    return None
+    return [data[a:b] for _, a, b in walk[0]]
 
 
 def _png_own(chunk: bytes, iptc: bool) -> bool:
@@ -705,7 +704,7 @@ def render(data: bytes, decision: Decision, *, fmt: str | None, sidecar: bool,
     try:
         with ex.ImageData(data) as img:
             exif0, iptc0, xmp0 = _read(img, strict=True)
-            bad = _unparsed_jpeg_blocks(data, exif0, iptc0) if not sidecar else None
+            bad = _unparsed_jpeg_blocks(data, exif0) if not sidecar else None
             if bad:
                 raise MetadataError(f"existing {bad} block cannot be parsed by Exiv2; not rewritten")
             if fmt == "TIFF" and not sidecar:
@@ -859,7 +858,7 @@ def _plan_targets(lib, row, opts: WriteOptions, media: dict) -> list[tuple[str, 
     out = []
     if opts.where in ("in-file", "both") and in_place_ok:
         out.append(("file", photo, None))
-    side = existing_sidecar(photo)
+    side = existing_sidecar(photo, media.setdefault("listings", {}))
     if opts.where in ("sidecar", "both") or not in_place_ok or side is not None:
         if side is None:
             side = sidecar_candidates(photo)[0 if opts.sidecar_naming == "ext" else 1]
