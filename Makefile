@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_metadata.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_watch.py
+	$(PY) benchmarks/bench_faces.py
 
 clean:
 	rm -rf $(VENV) demo-library

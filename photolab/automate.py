@@ -10,8 +10,10 @@ One pass (:func:`run_once`, ``photolab run LIBRARY --import DIR --once``):
    tag them with the current head and thresholds;
 3. check them against the whole library for duplicates and quarantine the copies
    (exact and near; similar scenes are only reported);
-4. file them by the organize rules;
-5. write their metadata (people and place tags still wait for a person's review),
+4. suggest places from GPS and, once a person has named any face, find faces and
+   suggest names (both stay suggestions until a person confirms them);
+5. file them by the organize rules;
+6. write their metadata (people and place tags still wait for a person's review),
    after filing so that a new sidecar is made beside the photo where it now lives.
 
 Every step is journaled where it touches files, so a pass stopped at any point
@@ -66,6 +68,7 @@ class PassReport:
     duplicates: int = 0
     metadata: int = 0
     organized: int = 0
+    faces: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)     # (import path, reason)
     retrying: list[tuple[str, str]] = field(default_factory=list)
     stopped: bool = False
@@ -74,6 +77,8 @@ class PassReport:
     def summary(self) -> str:
         s = (f"{self.ready} new files: {self.gathered} gathered, {self.tagged} tagged, {self.duplicates} duplicates "
              f"quarantined, {self.metadata} metadata written, {self.organized} filed")
+        if self.faces:
+            s += f"; {self.faces} faces found"
         if self.waiting:
             s += f"; {self.waiting} still arriving"
         if self.retrying:
@@ -210,6 +215,7 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
     _record(lib, state_rows)
     steps = [("tag", lambda: tag_library(lib, progress=False, model=model)),
              ("dedupe", lambda: _dedupe_new(lib, new_ids)),
+             ("people", lambda: _people_new(lib, new_ids)),
              ("organize", lambda: _organize_new(lib, new_ids)),
              # after filing, so a new sidecar is made beside the photo where it now lives
              ("metadata", lambda: write_metadata(lib, photo_ids=new_ids, progress=False))]
@@ -228,12 +234,27 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
             new_ids = [i for i in new_ids if i not in gone]
         elif name == "metadata":
             report.metadata = out.counts().get("written", 0)
+        elif name == "people":
+            report.faces = out
         else:
             report.organized = out
     report.seconds = time.perf_counter() - start
     lib.catalog.finish_run(run_id, asdict(report))
     log.info("pass %s: %s", root, report.summary())
     return report
+
+
+def _people_new(lib, new_ids: list[int]) -> int:
+    """Places for the new photos; faces too once a person has named one (a library nobody names
+    faces in is not slowed by the face model). Returns the faces found."""
+    from .places import suggest_places
+
+    suggest_places(lib)
+    if not lib.catalog.query("SELECT 1 FROM faces WHERE person IS NOT NULL LIMIT 1"):
+        return 0
+    from .faces import scan_faces
+
+    return scan_faces(lib, photo_ids=new_ids, progress=False).faces
 
 
 def _dedupe_new(lib, new_ids: list[int]) -> int:

@@ -121,7 +121,7 @@ MIGRATIONS: list[str] = [
         photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
         tag         TEXT NOT NULL,
         score       REAL,                           -- NULL: nothing scores this tag yet
-        source      TEXT NOT NULL,                  -- prior | measure | head | none
+        source      TEXT NOT NULL,                  -- prior | measure | head | faces | none
         model       TEXT NOT NULL,
         PRIMARY KEY (photo_id, tag)
     );
@@ -262,6 +262,38 @@ MIGRATIONS: list[str] = [
         source      TEXT NOT NULL,
         model       TEXT NOT NULL,
         PRIMARY KEY (photo_id, tag)
+    );
+    """,
+    # 6 -> 7: people: detected faces, their embeddings and names; which photos were scanned
+    """
+    CREATE TABLE faces (
+        id          INTEGER PRIMARY KEY,
+        photo_id    INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        x           REAL NOT NULL,                  -- box: left, top, width, height as fractions
+        y           REAL NOT NULL,                  --   of the upright photo (EXIF orientation applied)
+        w           REAL NOT NULL,
+        h           REAL NOT NULL,
+        score       REAL NOT NULL,                  -- detector score
+        landmarks   TEXT NOT NULL,                  -- JSON [[x, y], ...], 5 points, fractions
+        embedding   BLOB NOT NULL,                  -- 128 float32 (dlib ResNet descriptor)
+        crop        TEXT NOT NULL,                  -- aligned crop, relative to .photolab/
+        cluster     INTEGER,                        -- group of unnamed faces (cluster_faces)
+        person      TEXT,                           -- the name a person gave it
+        named_by    TEXT,
+        named_at    TEXT,
+        suggestion  TEXT,                           -- the name photolab suggests (not written until confirmed)
+        distance    REAL,                           -- to the nearest named face of the suggested person
+        rejected    INTEGER NOT NULL DEFAULT 0,     -- 1: not a face, or not to be tagged
+        model       TEXT NOT NULL,
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX faces_photo ON faces(photo_id);
+    CREATE INDEX faces_person ON faces(person);
+    CREATE TABLE face_scans (
+        photo_id    INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+        model       TEXT NOT NULL,
+        faces       INTEGER NOT NULL,
+        at          TEXT NOT NULL
     );
     """,
 ]

@@ -315,6 +315,38 @@ def _cmd_places(args) -> int:
     return 0
 
 
+def _cmd_faces(args) -> int:
+    from .faces import cluster_faces, clusters, confirm_faces, faces, name_cluster, people, scan_faces
+
+    if args.name is not None:
+        cluster, _, name = args.name.partition("=")
+        if not cluster.strip().isdigit() or not name.strip():
+            raise ValueError(f"--name takes CLUSTER=NAME (e.g. 0=Anna), got {args.name!r}")
+        print(f"named {name_cluster(args.library, int(cluster), name)} faces {name.strip()!r}")
+    elif args.confirm:
+        print(f"confirmed {confirm_faces(args.library, confident_only=not args.tentative)} suggested names")
+    else:
+        report = scan_faces(args.library, progress=not args.quiet, workers=args.workers)
+        print(report.summary())
+        for pid, err in report.failed[:10]:
+            print(f"  failed: photo {pid}: {err}")
+        cluster_faces(args.library)
+    df = faces(args.library)
+    counts = df["status"].value_counts()
+    print("faces: " + ", ".join(f"{int(counts.get(k, 0))} {k}" for k in
+                                ("named", "confident", "tentative", "unknown", "rejected")))
+    ppl = people(args.library)
+    for name, r in ppl.iterrows():
+        print(f"  {name}: {r['faces']} named, {r['suggested']} suggested")
+    cl = clusters(args.library)
+    if len(cl):
+        print("unnamed clusters (name one with --name CLUSTER=NAME):")
+        for c, r in cl.head(10).iterrows():
+            hint = f", looks like {r['suggestion']}" if isinstance(r["suggestion"], str) else ""
+            print(f"  {c:4d}: {r['size']} faces in {r['photos']} photos{hint}")
+    return 0
+
+
 def _cmd_check(args) -> int:
     from .health import check
 
@@ -481,6 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--confirm-all", action="store_true", help="confirm every suggested place")
     s.set_defaults(func=_cmd_places)
 
+    s = sub.add_parser("faces", help="find faces, group them, suggest names; people tags wait for a person")
+    s.add_argument("library")
+    s.add_argument("--name", metavar="CLUSTER=NAME", help="name every face of an unnamed cluster")
+    s.add_argument("--confirm", action="store_true", help="accept the confident suggested names")
+    s.add_argument("--tentative", action="store_true", help="with --confirm: the tentative ones too")
+    s.add_argument("--workers", type=int, default=None, help="processes for detection (default: cores)")
+    s.set_defaults(func=_cmd_faces)
+
     s = sub.add_parser("check", help="is everything in place? catalog, offline model weights, free disk")
     s.add_argument("library")
     s.set_defaults(func=_cmd_check)
@@ -501,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     from .catalog import CatalogError
     from .fileops import FileOpError
     from .automate import AutomationError
+    from .faces import FaceModelError
     from .gather import GatherError
     from .metadata import MetadataError
     from .organize import RulesError
@@ -509,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError,
-            MetadataError, AutomationError, ValueError, KeyError) as exc:
+            MetadataError, AutomationError, FaceModelError, ValueError, KeyError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

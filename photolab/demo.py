@@ -89,6 +89,13 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     dups = dedupe.plan(lib)
     quarantined = dedupe.apply(lib, dups, progress=False)
     print(f"  dedupe : {dedupe.summary(dups)}; {quarantined.summary()} into quarantine")
+    from .faces import cluster_faces, scan_faces
+    from .places import suggest_places
+
+    fs = scan_faces(lib, progress=False)
+    cluster_faces(lib)
+    pl = suggest_places(lib)
+    print(f"  people : {fs.summary()}; places from GPS: {len(pl)} suggested (names and places wait for you)")
     moves = plan(lib)
     organized = apply(lib, moves, progress=False)
     print(f"  organize: {organized.summary()} (undo: photolab undo {lib.root} {organized.batch})")
@@ -122,6 +129,8 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
           f"{int((w['target'] == 'sidecar').sum())} XMP sidecars; {len(skipped)} photos not written in place "
           f"({int(skipped['photo_id'].isin(covered).sum())} of them have a sidecar instead), e.g. "
           f"{skipped['reason'].iloc[0] if len(skipped) else '-'}")
+    print(f"  people, places  : {fs.faces} faces found (name them: photolab faces {lib.root} --name 0=NAME); "
+          f"places: {', '.join(sorted(set(pl['tag']))) or 'none'} (confirm: photolab places {lib.root} --confirm-all)")
     print(f"  errors          : {len(errors)}")
     for path, status, error in errors:
         print(f"    {status}: {path}: {error}")

@@ -30,6 +30,15 @@ def check(library):
         rows.append(("model weights", weights.is_file(), f"{weights} (offline, from an installed package)"))
     except Exception as exc:  # noqa: BLE001
         rows.append(("model weights", False, f"{exc}"))
+    try:
+        from .faces import model_files
+
+        files = model_files()
+        import dlib  # noqa: F401
+
+        rows.append(("face model", True, f"dlib {dlib.__version__}; weights in {files['descriptor'].parent} (offline)"))
+    except Exception as exc:  # noqa: BLE001
+        rows.append(("face model", False, f"{exc}"))
     import importlib.util
 
     if importlib.util.find_spec("onnxruntime"):

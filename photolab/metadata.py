@@ -7,6 +7,12 @@ Fields (written with pyexiv2, read by digiKam, Lightroom, darktable, Immich, Pho
 - ``Xmp.lr.hierarchicalSubject`` (rdf:Bag of ``category|tag``) and
   ``Xmp.digiKam.TagsList`` (``category/tag``);
 - ``Xmp.xmp.Rating`` 0-5 with ``Xmp.MicrosoftPhoto.Rating`` (percent) to match;
+- named faces as MWG face regions (``Xmp.mwg-rs.Regions``: name, type Face, the area
+  as fractions of the stored image, which readers turn with the EXIF orientation as
+  they turn the pixels), beside the ``People|Name`` keywords, so digiKam, Lightroom
+  and Immich show the names on the faces. photolab writes regions only where a file
+  has none, or has the ones photolab wrote (a digest in its namespace tells): regions
+  another app or a person drew are never replaced;
 - photolab's own namespace (``photolab:``, :data:`NAMESPACE`): the tags photolab
   wrote (so a tag it no longer gives is taken out again, and only that),
   per-tag confidence, the model version, the tags a person confirmed, and the
@@ -86,7 +92,10 @@ K_CONF = f"Xmp.{PREFIX}.Confidence"
 K_MODEL = f"Xmp.{PREFIX}.Model"
 K_REVIEWED = f"Xmp.{PREFIX}.Reviewed"
 K_AUTORATING = f"Xmp.{PREFIX}.AutoRating"
-OWN_XMP = (K_SUBJECT, K_HIER, K_TAGSLIST, K_RATING, K_MSRATING, K_TAGS, K_CONF, K_MODEL, K_REVIEWED, K_AUTORATING)
+K_REGIONS_DIGEST = f"Xmp.{PREFIX}.Regions"
+REGIONS = "Xmp.mwg-rs.Regions"
+OWN_XMP = (K_SUBJECT, K_HIER, K_TAGSLIST, K_RATING, K_MSRATING, K_TAGS, K_CONF, K_MODEL, K_REVIEWED, K_AUTORATING,
+           K_REGIONS_DIGEST)
 OWN_IPTC = (K_IPTC_KW, K_IPTC_CS)
 _BAGS = ("dc:subject", "lr:hierarchicalSubject", f"{PREFIX}:Tags", f"{PREFIX}:Reviewed")
 _BAG_RE = re.compile(r"(<(%s)>\s*)<rdf:Seq>(.*?)</rdf:Seq>" % "|".join(map(re.escape, _BAGS)), re.S)
@@ -128,6 +137,8 @@ class Embedded:
     auto_rating: int | None = None
     confidence: str | None = None
     model: str | None = None
+    regions: dict = field(default_factory=dict)               # every Xmp.mwg-rs.Regions key
+    regions_digest: str | None = None                          # what photolab wrote there
 
     def all_keywords(self) -> list[str]:
         """Every keyword any of the fields holds (hierarchy leaves included), in first-seen order."""
@@ -200,7 +211,42 @@ def _embedded(exif: dict, iptc: dict, xmp: dict) -> Embedded:
         keywords=_as_list(xmp.get(K_SUBJECT)), hierarchical=_as_list(xmp.get(K_HIER)),
         tags_list=_as_list(xmp.get(K_TAGSLIST)), iptc_keywords=_as_list(iptc.get(K_IPTC_KW)),
         rating=rating, photolab_tags=_as_list(xmp.get(K_TAGS)), reviewed=_as_list(xmp.get(K_REVIEWED)),
-        auto_rating=_as_rating(xmp.get(K_AUTORATING)), confidence=xmp.get(K_CONF), model=xmp.get(K_MODEL))
+        auto_rating=_as_rating(xmp.get(K_AUTORATING)), confidence=xmp.get(K_CONF), model=xmp.get(K_MODEL),
+        regions={k: v for k, v in xmp.items() if _is_region_key(k)}, regions_digest=xmp.get(K_REGIONS_DIGEST))
+
+
+def _is_region_key(key: str) -> bool:
+    return key == REGIONS or key.startswith(REGIONS + "/")
+
+
+def region_values(faces: list[dict]) -> dict:
+    """The ``Xmp.mwg-rs.Regions`` keys for named faces (``name``, ``area`` = centre x, y, w, h as
+    fractions of the stored image, ``size`` = stored w, h px), as pyexiv2 writes and reads them."""
+    if not faces:
+        return {}
+    out = {REGIONS: 'type="Struct"'}
+    w, h = faces[0].get("size") or (None, None)
+    if w and h:
+        out.update({f"{REGIONS}/mwg-rs:AppliedToDimensions": 'type="Struct"',
+                    f"{REGIONS}/mwg-rs:AppliedToDimensions/stDim:w": str(int(w)),
+                    f"{REGIONS}/mwg-rs:AppliedToDimensions/stDim:h": str(int(h)),
+                    f"{REGIONS}/mwg-rs:AppliedToDimensions/stDim:unit": "pixel"})
+    out[f"{REGIONS}/mwg-rs:RegionList"] = 'type="Bag"'
+    for i, f in enumerate(faces, 1):
+        item = f"{REGIONS}/mwg-rs:RegionList[{i}]"
+        x, y, fw, fh = f["area"]
+        out.update({item: 'type="Struct"', f"{item}/mwg-rs:Name": f["name"], f"{item}/mwg-rs:Type": "Face",
+                    f"{item}/mwg-rs:Area": 'type="Struct"',
+                    f"{item}/mwg-rs:Area/stArea:x": f"{x:.5f}", f"{item}/mwg-rs:Area/stArea:y": f"{y:.5f}",
+                    f"{item}/mwg-rs:Area/stArea:w": f"{fw:.5f}", f"{item}/mwg-rs:Area/stArea:h": f"{fh:.5f}",
+                    f"{item}/mwg-rs:Area/stArea:unit": "normalized"})
+    return out
+
+
+def regions_digest(values: dict) -> str | None:
+    if not values:
+        return None
+    return hashlib.sha256(json.dumps(sorted(values.items())).encode()).hexdigest()[:16]
 
 
 def read_bytes(data: bytes) -> Embedded:
@@ -307,10 +353,13 @@ class Decision:
     auto_rating: int | None              # the quality suggestion, only where a file has no rating
     model: str | None
     places: list[str] = field(default_factory=list)   # 'Places|Country|Region|City', confirmed
+    people: list[str] = field(default_factory=list)   # 'People|Name', named by a person
+    faces: list[dict] = field(default_factory=list)   # named faces: name, area, size (see region_values)
 
     def digest(self, opts: WriteOptions) -> str:
         blob = json.dumps([self.tags, sorted(self.confidence.items()), self.reviewed, self.rating,
-                           self.auto_rating, self.model, self.places, asdict(opts)], sort_keys=True, default=list)
+                           self.auto_rating, self.model, self.places, self.people, self.faces, asdict(opts)],
+                          sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -329,6 +378,7 @@ def _rows(lib, sql: str, ids: list[int] | None, params: tuple = ()) -> list:
 def decisions_for_writing(library, options: WriteOptions | None = None, photo_ids=None) -> dict[int, Decision]:
     """Per usable photo (or per photo of ``photo_ids``), the :class:`Decision` that
     :func:`write_metadata` would write."""
+    from .faces import named_faces, person_path
     from .places import path as place_path
     from .tagging import accepted_tags, thresholds
 
@@ -355,6 +405,7 @@ def decisions_for_writing(library, options: WriteOptions | None = None, photo_id
     lowest = 1 if "places" not in opts.write_unreviewed else 0
     place_of = {r[0]: place_path(dict(r)) for r in _rows(
         lib, "SELECT photo_id, country, region, city FROM places WHERE confirmed >= ? AND {ids}", subset, (lowest,))}
+    named = named_faces(lib, subset, include_suggestions="people" in opts.write_unreviewed)
     thr = thresholds(lib, tax)
     out = {}
     for pid in ids:
@@ -376,7 +427,9 @@ def decisions_for_writing(library, options: WriteOptions | None = None, photo_id
             auto = min(hits) if hits else None
         out[pid] = Decision(tags=tags, confidence=conf, reviewed=sorted(t for t in mine if t in tax),
                             rating=ratings.get(pid), auto_rating=auto, model=models.get(pid),
-                            places=[place_of[pid]] if pid in place_of else [])
+                            places=[place_of[pid]] if pid in place_of else [],
+                            people=sorted({person_path(f["name"]) for f in named.get(pid, [])}),
+                            faces=named.get(pid, []))
     return out
 
 
@@ -404,7 +457,7 @@ def _merge(existing: list[str], ours: list[str], dropped: set[str]) -> list[str]
 def target_values(cur: Embedded, d: Decision, *, sidecar: bool, iptc: bool) -> tuple[dict, dict]:
     """(xmp, iptc) key -> value that the file should end up with (``None``: remove the key)."""
     prev = set(cur.photolab_tags)
-    ours = list(d.tags) + list(d.places)
+    ours = list(d.tags) + list(d.places) + list(d.people)
     dropped = prev - set(ours)
     names = _keywords_of(ours)
     xmp: dict = {
@@ -433,6 +486,13 @@ def target_values(cur: Embedded, d: Decision, *, sidecar: bool, iptc: bool) -> t
     for k in (K_SUBJECT, K_HIER, K_TAGSLIST, K_TAGS, K_REVIEWED):
         if not xmp[k]:
             xmp[k] = None
+    # face regions: only where the file has none or holds exactly what photolab wrote
+    if not cur.regions or (cur.regions_digest and cur.regions_digest == regions_digest(cur.regions)):
+        want = region_values(d.faces)
+        if want != cur.regions:
+            xmp.update({k: None for k in cur.regions if k not in want})
+            xmp.update(want)
+        xmp[K_REGIONS_DIGEST] = regions_digest(want)
     ipt: dict = {}
     if iptc and not sidecar:
         kw = _merge(cur.iptc_keywords, [_iptc_safe(n) for n in names], {_iptc_safe(t) for t in _keywords_of(dropped)})
@@ -726,6 +786,13 @@ def render(data: bytes, decision: Decision, *, fmt: str | None, sidecar: bool,
                 # into the XMP when writing: a keyword taken out of the XMP would come back from there
                 img.clear_iptc()
                 img.clear_exif()
+            if any(_is_region_key(k) for k in xmp_c):
+                # regions are replaced as a whole: every key of the old tree goes first, deepest first
+                # (deleting the root alone leaves its members)
+                img.modify_xmp({k: None for k in sorted((k for k in xmp0 if _is_region_key(k)), key=len,
+                                                        reverse=True)})
+                xmp_c = {**{k: v for k, v in xmp_t.items() if _is_region_key(k) and v is not None},
+                         **{k: v for k, v in xmp_c.items() if not _is_region_key(k)}}
             if xmp_c:
                 img.modify_xmp(xmp_c)
                 _set_bags(img)
@@ -786,7 +853,9 @@ def _verify(old, new, fmt, sidecar, exif0, iptc0, xmp0, icc0, xmp_t, iptc_t) -> 
         _same_exif(exif0, exif1)
     if {k: v for k, v in iptc0.items() if k not in OWN_IPTC} != {k: v for k, v in iptc1.items() if k not in OWN_IPTC}:
         raise MetadataError("other IPTC fields would change")
-    if {k: v for k, v in xmp0.items() if k not in OWN_XMP} != {k: v for k, v in xmp1.items() if k not in OWN_XMP}:
+    ours = set(OWN_XMP) | ({k for k in xmp0} | {k for k in xmp1} if any(_is_region_key(k) for k in xmp_t) else set())
+    ours = {k for k in ours if k in OWN_XMP or _is_region_key(k)}
+    if {k: v for k, v in xmp0.items() if k not in ours} != {k: v for k, v in xmp1.items() if k not in ours}:
         raise MetadataError("other XMP fields would change")
     if icc0 != icc1:
         raise MetadataError("ICC profile would change")
@@ -944,7 +1013,7 @@ def write_metadata(library, *, options: WriteOptions | None = None, dry_run: boo
     jobs = []
     for pid, d in decisions.items():
         row = rows[pid]
-        if not d.tags and d.rating is None and d.auto_rating is None:
+        if not (d.tags or d.places or d.people) and d.rating is None and d.auto_rating is None:
             jobs_for = [(t, p, w) for t, p, w in _plan_targets(lib, row, opts, media) if p.exists()]
         else:
             jobs_for = _plan_targets(lib, row, opts, media)

@@ -64,6 +64,7 @@ class TagReport:
     seconds: float = 0.0
     tag_counts: dict[str, int] = field(default_factory=dict)
     untrained: list[str] = field(default_factory=list)
+    by_faces: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -74,6 +75,8 @@ class TagReport:
              f"{len(self.failed)} failed")
         if self.untrained:
             s += f"; no score yet for {', '.join(self.untrained)} (train a head on corrections)"
+        if self.by_faces:
+            s += f"; {', '.join(self.by_faces)} scored by `photolab faces`"
         return s
 
 
@@ -395,7 +398,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     total_usable = cat.query(
         f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
         tuple(USABLE))[0][0]
-    report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags))
+    report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags), by_faces=tax.by_source("faces"))
     thumbs_dir = lib.state / "features" / "thumbs"
     start = time.perf_counter()
 

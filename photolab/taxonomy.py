@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 CATEGORIES = ("people", "places", "events", "objects", "quality")
-SOURCES = ("prior", "measure", "head")
+SOURCES = ("prior", "measure", "faces", "head")
 TAXONOMY_FILE = "taxonomy.txt"
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
 

@@ -471,3 +471,164 @@ def _pr_svg(curve, threshold: float, tag: str, size: int = 220) -> str:
 
 
 __all__ = ["DedupeReview", "ReviewGrid", "ThresholdTuner"]
+
+
+class FaceNamer(W.VBox):
+    """Name faces a cluster at a time: type a name (known names complete), take out the faces
+    that are someone else (select, then "split off"), reject what is not a face, merge two
+    clusters of the same person; or accept photolab's confident suggestions in bulk.
+
+    Attributes (traitlets):
+        position: index of the cluster on screen in :attr:`cluster_ids`.
+        selected: face ids ticked on screen (for split, reject, or to leave out when naming).
+
+    Methods ``name(text)``, ``split()``, ``reject()``, ``merge(other)``, ``select(face_id)``,
+    ``confirm_suggestions()``, ``next()`` and ``previous()`` act at once on the catalog
+    (through :mod:`photolab.faces`): a kernel restart loses nothing.
+    """
+
+    position = traitlets.Int(0)
+    selected = traitlets.List(traitlets.Int())
+
+    CROP = 96
+
+    def __init__(self, library, *, who: str = "me", **kwargs):
+        from . import faces as F
+
+        super().__init__(**kwargs)
+        self.F = F
+        self.lib = open_library(library)
+        self.who = who
+        self._title = W.HTML()
+        self._crops = W.HBox(layout=W.Layout(flex_flow="row wrap"))
+        self.name_box = W.Combobox(placeholder="name (e.g. Anna)", ensure_option=False)
+        name_b = W.Button(description="name them", button_style="success")
+        split_b = W.Button(description="split off selected")
+        reject_b = W.Button(description="not a face / don't tag", button_style="warning")
+        self.merge_box = W.Dropdown(description="same as", options=[])
+        merge_b = W.Button(description="merge")
+        prev_b, next_b = W.Button(description="◀ previous"), W.Button(description="next ▶")
+        confirm_b = W.Button(description="accept confident suggestions", button_style="info")
+        name_b.on_click(lambda _: self.name(self.name_box.value))
+        split_b.on_click(lambda _: self.split())
+        reject_b.on_click(lambda _: self.reject())
+        merge_b.on_click(lambda _: self.merge(self.merge_box.value))
+        prev_b.on_click(lambda _: self.previous())
+        next_b.on_click(lambda _: self.next())
+        confirm_b.on_click(lambda _: self.confirm_suggestions())
+        self._status = W.HTML()
+        self.children = [self._title, self._crops, W.HBox([self.name_box, name_b, split_b, reject_b]),
+                         W.HBox([self.merge_box, merge_b, prev_b, next_b, confirm_b]), self._status]
+        self.refresh()
+
+    # -- state ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read clusters and suggestions from the catalog, then redraw."""
+        self._clusters = self.F.clusters(self.lib)
+        self._faces = self.F.faces(self.lib)
+        self.position = min(self.position, max(0, len(self._clusters) - 1))
+        self.selected = [i for i in self.selected if i in self.face_ids]
+        self._render()
+
+    @property
+    def cluster_ids(self) -> list[int]:
+        return [int(c) for c in self._clusters.index]
+
+    @property
+    def current(self) -> int | None:
+        ids = self.cluster_ids
+        return ids[self.position] if ids else None
+
+    @property
+    def face_ids(self) -> list[int]:
+        c = self.current
+        return [] if c is None else list(self._clusters.loc[c, "faces"])
+
+    @traitlets.observe("position")
+    def _position_changed(self, change) -> None:
+        self.selected = []
+        self._render()
+
+    # -- actions ----------------------------------------------------------------------------
+    def select(self, face_id: int, value: bool | None = None) -> None:
+        """Tick (or untick) a face of the cluster on screen."""
+        face_id = int(face_id)
+        on = face_id not in self.selected if value is None else value
+        rest = [i for i in self.selected if i != face_id]
+        self.selected = rest + [face_id] if on else rest
+
+    def name(self, text: str | None = None) -> int:
+        """Name the cluster's faces, less the selected ones; returns how many were named."""
+        ids = [i for i in self.face_ids if i not in self.selected]
+        n = self.F.name_faces(self.lib, ids, text if text is not None else self.name_box.value, who=self.who) if ids else 0
+        self.selected = []
+        self.refresh()
+        return n
+
+    def split(self) -> int | None:
+        """Move the selected faces into a cluster of their own."""
+        if not self.selected:
+            return None
+        c = self.F.split_faces(self.lib, self.selected)
+        self.selected = []
+        self.refresh()
+        return c
+
+    def reject(self) -> int:
+        """Reject the selected faces (all of the cluster when none is selected)."""
+        ids = list(self.selected) or self.face_ids
+        n = self.F.reject_faces(self.lib, ids)
+        self.selected = []
+        self.refresh()
+        return n
+
+    def merge(self, other: int | None) -> None:
+        """Put cluster ``other``'s faces into the one on screen."""
+        if other is None or self.current is None or int(other) == self.current:
+            return
+        self.F.merge_clusters(self.lib, [self.current, int(other)])
+        self.refresh()
+
+    def confirm_suggestions(self, *, confident_only: bool = True) -> int:
+        n = self.F.confirm_faces(self.lib, confident_only=confident_only, who=self.who)
+        self.refresh()
+        return n
+
+    def next(self) -> None:
+        if self.position + 1 < len(self.cluster_ids):
+            self.position += 1
+
+    def previous(self) -> None:
+        if self.position > 0:
+            self.position -= 1
+
+    # -- view -------------------------------------------------------------------------------
+    def _render(self) -> None:
+        known = sorted(set(self._faces["person"].dropna()))
+        self.name_box.options = known
+        c = self.current
+        counts = self._faces["status"].value_counts()
+        self._status.value = ", ".join(f"{int(counts.get(k, 0))} {k}" for k in
+                                       ("named", "confident", "tentative", "unknown", "rejected")) + " faces"
+        if c is None:
+            self._title.value = "<b>No unnamed faces.</b> Scan more photos, or accept suggestions."
+            self._crops.children = []
+            self.merge_box.options = []
+            return
+        row = self._clusters.loc[c]
+        hint = row["suggestion"] if isinstance(row["suggestion"], str) else None
+        self._title.value = (f"<b>Cluster {c}</b> ({self.position + 1} of {len(self.cluster_ids)}) · "
+                             f"{row['size']} faces in {row['photos']} photos"
+                             + (f" · looks like <b>{hint}</b>" if hint else ""))
+        self.name_box.value = hint or ""
+        self.merge_box.options = [(f"cluster {o}", o) for o in self.cluster_ids if o != c]
+        cards = []
+        for fid in self.face_ids[:60]:
+            f = self._faces.loc[fid]
+            img = W.Image(value=Path(f["crop"]).read_bytes() if Path(f["crop"]).is_file() else b"", format="jpeg",
+                          layout=W.Layout(width=f"{self.CROP}px", height=f"{self.CROP}px"))
+            tick = W.Checkbox(value=fid in self.selected, description=f"#{fid}", indent=False,
+                              layout=W.Layout(width=f"{self.CROP}px"))
+            tick.observe(lambda ch, i=fid: self.select(i, ch["new"]), names="value")
+            cards.append(W.VBox([img, tick], layout=W.Layout(margin="2px")))
+        self._crops.children = cards

@@ -83,6 +83,17 @@ def _passed(lib_dir: Path) -> None:
         assert lib.catalog.query("SELECT count(*) FROM runs WHERE stage = 'maintain'")[0][0] == 1
 
 
+def _people_named_and_written(lib_dir: Path) -> None:
+    import photolab
+    from photolab.metadata import read_metadata
+
+    with photolab.open_library(lib_dir) as lib:
+        named = lib.catalog.query("SELECT p.path FROM faces f JOIN photos p ON p.id = f.photo_id "
+                                  "WHERE f.person = 'Eileen Collins'")
+        assert named, "the notebook names the astronaut's cluster"
+        assert "People|Eileen Collins" in read_metadata(lib_dir / named[0]["path"])["hierarchical"]
+
+
 def _checked(lib_dir: Path) -> None:
     import photolab
 
@@ -101,7 +112,8 @@ def test_start_here_links_every_notebook():
 AFTER = {"00_start_here.ipynb": _checked, "01_tag_library.ipynb": _tags_exported, "02_tune_thresholds.ipynb": _sampled_reviewed_tuned,
          "03_review.ipynb": _reviewed, "04_retrain.ipynb": _trained, "05_write_metadata.ipynb": _metadata_written_and_restored,
          "06_dedupe.ipynb": _deduped_and_restored,
-         "07_organize.ipynb": _organized_and_undone, "08_automation.ipynb": _passed}
+         "07_organize.ipynb": _organized_and_undone, "08_automation.ipynb": _passed,
+         "09_people_and_places.ipynb": _people_named_and_written}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
