@@ -84,6 +84,16 @@ def main() -> int:
         page = time.perf_counter() - t
         print(f"review grid      : queue of {len(grid.queue)} built in {opened:.1f} s; a 48-photo page renders in "
               f"{page:.2f} s (target <= 1 s)")
+        from photolab import review
+
+        with lib.catalog.write() as db:   # the cold start: 100 photos reviewed so far
+            db.execute("DELETE FROM reviews")
+            db.execute("INSERT INTO reviews(photo_id, who, at) SELECT DISTINCT photo_id, 'bench', '2026-01-01' "
+                       "FROM labels LIMIT 100")
+        for order in ("typical", "confidence"):
+            t = time.perf_counter()
+            q = review.review_queue(lib, order=order)
+            print(f"queue ({order:10s}): {len(q)} photos in {time.perf_counter() - t:.1f} s with 100 reviewed")
         print(f"peak RSS         : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MB")
         lib.close()
     return 0

@@ -232,13 +232,18 @@ def set_thresholds(library, values) -> None:
 
 # -- the queue -------------------------------------------------------------------------------
 def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, sample_name: str | None = None,
-                 diversity: bool = True, include_reviewed: bool = False, seed: int = 0):
+                 diversity: bool = True, include_reviewed: bool = False, seed: int = 0, order: str = "typical"):
     """Photos to review, in the order a person should see them.
 
     A photo is queued when its least confident decision is below ``cut``, or when it
-    has a people or place tag no person confirmed yet. Least confident first; with
-    ``diversity`` the order is interleaved over clusters of the embeddings, so a page
-    spans many scenes (and a trained head learns faster from it).
+    has a people or place tag no person confirmed yet, least confident first. With
+    ``order="typical"`` (the default) the first :data:`TYPICAL_FRONT` are the most typical
+    photo of each of the largest groups of similar photos that no review covers yet
+    (TypiClust): a head learns faster from those than from the least confident ones, which
+    are atypical boundary cases (``benchmarks/simulate_review.py`` measures both). Once
+    :data:`TYPICAL_MAX_CLUSTERS` photos are reviewed, uncertainty leads. With
+    ``diversity`` the rest of the front of the queue is interleaved over clusters of the
+    embeddings, so a page spans many scenes.
 
     Returns:
         A DataFrame indexed by photo id: ``path``, ``thumb``, ``confidence``, ``tags`` (accepted),
@@ -277,6 +282,8 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
         open_ = [t for t in have if (int(pids[k]), t) not in labeled]
         if open_:
             reasons[k] = f"{', '.join(open_)}: people and place tags need a person"
+    if order not in ("typical", "confidence"):
+        raise ValueError(f"order must be 'typical' or 'confidence', got {order!r}")
     keep = reasons != ""
     df = df.assign(reason=reasons)[keep]
     df["confidence"] = df["confidence"].fillna(0.0)
@@ -284,9 +291,60 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     if diversity and len(df) > 8:
         head = _interleave_by_cluster(lib, df.iloc[:DIVERSE_HEAD], seed)
         df = pd.concat([head, df.iloc[DIVERSE_HEAD:]])
+    if order == "typical" and len(df) > 8:
+        front = _typical_picks(lib, [int(i) for i in df.index], TYPICAL_FRONT, seed)
+        df = pd.concat([df.loc[front], df.drop(index=front)])
+        df.loc[front, "reason"] = [f"typical of a group of similar photos; {r}" for r in df.loc[front, "reason"]]
+
     thumbs = {r[0]: r[1] for r in lib.catalog.query("SELECT photo_id, thumb FROM features")}
     df.insert(1, "thumb", [str(lib.state / "features" / thumbs[p]) if thumbs.get(p) else None for p in df.index])
     return df.head(limit) if limit else df
+
+
+TYPICAL_FRONT = 48
+TYPICAL_FIT_MAX = 20_000      # queued photos the clustering looks at (a random share of more)
+TYPICAL_MAX_CLUSTERS = 500    # after this many reviews the queue is least confident first
+TYPICAL_MEMBERS_MAX = 2_000   # members of one cluster its typicality is measured over
+
+
+def _typical_picks(lib, candidates: list[int], n: int, seed: int) -> list[int]:
+    """The most typical photo of each of the largest clusters no reviewed photo covers yet
+    (TypiClust, Hacohen et al. 2022: in the low-budget regime typical examples teach a head more
+    than uncertain ones)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    done = [r[0] for r in lib.catalog.query("SELECT r.photo_id FROM reviews r JOIN features f ON f.photo_id = r.photo_id")]
+    if len(done) >= TYPICAL_MAX_CLUSTERS:   # past the first few hundred reviews: uncertainty leads
+        return []
+    if len(candidates) > TYPICAL_FIT_MAX:    # a large library: a random share stands for the rest
+        rng = np.random.default_rng(seed)
+        candidates = [candidates[i] for i in np.sort(rng.choice(len(candidates), TYPICAL_FIT_MAX, replace=False))]
+    ids = candidates + done
+    emb = _embeddings(lib, ids)
+    emb = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-9)
+    k = int(min(len(ids), len(done) + n, TYPICAL_MAX_CLUSTERS))
+    if k < 2:
+        return []
+    labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3 if len(ids) <= 5000 else 1,
+                             batch_size=2048).fit_predict(emb)
+    covered = set(labels[len(candidates):])
+    sizes = np.bincount(labels, minlength=k)
+    picks = []
+    for c in sorted(set(labels[:len(candidates)]) - covered, key=lambda c: -sizes[c]):
+        members = np.flatnonzero(labels[:len(candidates)] == c)
+        if len(members) > TYPICAL_MEMBERS_MAX:
+            members = np.random.default_rng(seed).choice(members, TYPICAL_MEMBERS_MAX, replace=False)
+        if len(members) == 1:
+            picks.append(candidates[members[0]])
+        else:
+            e = emb[members]
+            d = np.sqrt(np.maximum(0.0, 2 - 2 * e @ e.T))
+            kk = min(20, len(members) - 1)
+            typ = 1.0 / (np.sort(d, axis=1)[:, 1:kk + 1].mean(axis=1) + 1e-9)
+            picks.append(candidates[members[int(np.argmax(typ))]])
+        if len(picks) >= n:
+            break
+    return picks
 
 
 def _interleave_by_cluster(lib, df, seed: int):

@@ -74,6 +74,26 @@ def test_queue_confirm_undo_and_progress(lib):
         review.confirm(lib, pid, ["no such tag"])
 
 
+def test_queue_front_is_typical_photos_then_least_confident(lib):
+    typical = review.review_queue(lib, cut=1.01)
+    plain = review.review_queue(lib, cut=1.01, order="confidence", diversity=False)
+    assert set(typical.index) == set(plain.index)
+    assert plain["confidence"].is_monotonic_increasing
+    front = typical[typical["reason"].str.startswith("typical of a group")]
+    assert 2 <= len(front) <= review.TYPICAL_FRONT and list(typical.index[:len(front)]) == list(front.index)
+    # the front spreads over the library: no two of its photos are near-copies of each other
+    emb = review._embeddings(lib, [int(i) for i in front.index])
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = emb @ emb.T - np.eye(len(emb))
+    assert sim.max() < 0.99
+    # a reviewed photo's group is covered: the next front takes other groups
+    review.confirm(lib, int(front.index[0]), [])
+    again = review.review_queue(lib, cut=1.01)
+    assert int(front.index[0]) not in again.index
+    with pytest.raises(ValueError, match="order"):
+        review.review_queue(lib, order="fastest")
+
+
 def test_people_and_places_always_queued(lib):
     pid = ids(lib)["mate_Dune.jpg"]
     with lib.catalog.write() as db:
