@@ -172,8 +172,8 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
 
     Args:
         workers: processes (default: the cores; 1 runs in this process).
-        force: scan again (a person's names and rejections on the old faces are lost; the
-            faces are matched to the new ones by position and keep their names).
+        force: scan again; each new face that overlaps an old one (box IoU >= 0.5) keeps the
+            name or rejection a person gave the old one.
     """
     from tqdm.auto import tqdm
 

@@ -314,3 +314,14 @@ def test_an_import_pass_suggests_known_people_on_new_photos(lib, tmp_path, share
     from photolab.metadata import read_metadata
 
     assert "Barack Obama" not in read_metadata(lib.root / new["path"].iloc[0])["keywords"]
+
+
+def test_a_forced_rescan_keeps_names_and_rejections(lib):
+    named = face_of(lib, "test__obama1.jpg")
+    stranger = face_of(lib, "test__obama_and_biden.jpg", 2)
+    F.name_faces(lib, [named], "Barack Obama")
+    F.reject_faces(lib, [stranger])
+    F.scan_faces(lib, progress=False, force=True, workers=1)
+    df = by_file(lib)
+    assert list(df.loc[df["file"] == "test__obama1.jpg", "person"]) == ["Barack Obama"]
+    assert (df.loc[df["file"] == "test__obama_and_biden.jpg", "status"] == "rejected").sum() == 1
