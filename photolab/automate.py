@@ -247,9 +247,9 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
 def _people_new(lib, new_ids: list[int]) -> int:
     """Places for the new photos; faces too once a person has named one (a library nobody names
     faces in is not slowed by the face model). Returns the faces found."""
-    from .places import suggest_places
+    from .places import lookup_new
 
-    suggest_places(lib)
+    lookup_new(lib)   # (the places table itself is for people; a pass does not build it)
     if not lib.catalog.query("SELECT 1 FROM faces WHERE person IS NOT NULL LIMIT 1"):
         return 0
     from .faces import scan_faces

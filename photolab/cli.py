@@ -328,8 +328,8 @@ def _cmd_faces(args) -> int:
     else:
         report = scan_faces(args.library, progress=not args.quiet, workers=args.workers)
         print(report.summary())
-        for pid, err in report.failed[:10]:
-            print(f"  failed: photo {pid}: {err}")
+        for path, err in report.failed[:10]:
+            print(f"  failed: {path}: {err} (it is retried on the next run)")
         cluster_faces(args.library)
     df = faces(args.library)
     counts = df["status"].value_counts()

@@ -194,6 +194,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
     _models()   # fail early, here, when the weights are missing
     start = time.perf_counter()
     jobs = [(r["id"], str(lib.abs(r["path"])), r["kind"]) for r in rows]
+    path_of = {r["id"]: r["path"] for r in rows}
     n = workers or min(os.cpu_count() or 1, 4)
     crops = lib.state / "faces"
     bar = tqdm(total=len(jobs), desc="faces", unit="img", disable=not progress)
@@ -215,7 +216,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
         for pid, found, error in results:
             bar.update(1)
             if error:
-                report.failed.append((pid, error))
+                report.failed.append((path_of[pid], error))
                 continue
             report.scanned += 1
             report.faces += len(found)
@@ -229,6 +230,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
             pool.shutdown(cancel_futures=True)
     report.seconds = time.perf_counter() - start
     identify(lib)
+    _score_counts(lib)
     return report
 
 
@@ -327,9 +329,12 @@ def people(library):
 def clusters(library, *, include_named: bool = False):
     """Clusters of unnamed faces, largest first: ``size``, ``faces`` (ids), ``suggestion`` (the name
     most of its faces are suggested) and ``photos``."""
+    return _clusters_of(faces(library), include_named=include_named)
+
+
+def _clusters_of(df, *, include_named: bool = False):
     import pandas as pd
 
-    df = faces(library)
     df = df[df["status"] != "rejected"]
     if not include_named:
         df = df[df["status"] != "named"]
@@ -419,6 +424,7 @@ def unname_faces(library, face_ids) -> int:
     n = _update(lib, "UPDATE faces SET person = NULL, named_by = NULL, named_at = NULL, rejected = 0 "
                      "WHERE id IN ({ids})", _ids(face_ids))
     identify(lib)
+    _score_counts(lib)
     return n
 
 
@@ -429,6 +435,7 @@ def reject_faces(library, face_ids) -> int:
     n = _update(lib, "UPDATE faces SET rejected = 1, person = NULL, suggestion = NULL, distance = NULL, "
                      "cluster = NULL WHERE id IN ({ids})", _ids(face_ids))
     identify(lib)
+    _score_counts(lib)
     return n
 
 
@@ -473,8 +480,7 @@ def confirm_faces(library, face_ids=None, *, photo_ids=None, confident_only: boo
 # -- suggestions ----------------------------------------------------------------------------------
 def identify(library) -> dict[str, int]:
     """Suggest a name for every unnamed face from the faces a person named: the nearest named face's
-    person when it is closer than :data:`TOLERANCE`, else none (``unknown``). Scores ``portrait`` and
-    ``group`` from the face counts. Returns counts by status."""
+    person when it is closer than :data:`TOLERANCE`, else none (``unknown``). Returns counts by status."""
     lib = open_library(library)
     named = lib.catalog.query("SELECT id, person, embedding FROM faces WHERE person IS NOT NULL AND rejected = 0")
     todo = lib.catalog.query("SELECT id, embedding FROM faces WHERE person IS NULL AND rejected = 0")
@@ -505,9 +511,11 @@ def identify(library) -> dict[str, int]:
             updates = [(None, None, r["id"]) for r in todo]
     with lib.catalog.write() as db:
         db.executemany("UPDATE faces SET suggestion = ?, distance = ? WHERE id = ?", updates)
-    _score_counts(lib)
-    st = faces(lib)["status"].value_counts()
-    return {k: int(v) for k, v in st.items()}
+    rows = lib.catalog.query(
+        "SELECT CASE WHEN rejected THEN 'rejected' WHEN person IS NOT NULL THEN 'named' "
+        f"WHEN suggestion IS NOT NULL AND distance < {CONFIDENT} THEN 'confident' "
+        "WHEN suggestion IS NOT NULL THEN 'tentative' ELSE 'unknown' END, count(*) FROM faces GROUP BY 1")
+    return {r[0]: int(r[1]) for r in rows}
 
 
 def count_scores(boxes: list[tuple[float, float, float, float]]) -> dict[str, float]:

@@ -853,9 +853,12 @@ def _verify(old, new, fmt, sidecar, exif0, iptc0, xmp0, icc0, xmp_t, iptc_t) -> 
         _same_exif(exif0, exif1)
     if {k: v for k, v in iptc0.items() if k not in OWN_IPTC} != {k: v for k, v in iptc1.items() if k not in OWN_IPTC}:
         raise MetadataError("other IPTC fields would change")
-    ours = set(OWN_XMP) | ({k for k in xmp0} | {k for k in xmp1} if any(_is_region_key(k) for k in xmp_t) else set())
-    ours = {k for k in ours if k in OWN_XMP or _is_region_key(k)}
-    if {k: v for k, v in xmp0.items() if k not in ours} != {k: v for k, v in xmp1.items() if k not in ours}:
+    regions = any(_is_region_key(k) for k in xmp_t)   # photolab rewrote the regions: they are its own
+
+    def others(xmp: dict) -> dict:
+        return {k: v for k, v in xmp.items() if k not in OWN_XMP and not (regions and _is_region_key(k))}
+
+    if others(xmp0) != others(xmp1):
         raise MetadataError("other XMP fields would change")
     if icc0 != icc1:
         raise MetadataError("ICC profile would change")

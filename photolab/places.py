@@ -70,6 +70,12 @@ def suggest_places(library):
     """Look up every usable photo with GPS whose place is not known yet (or whose position changed);
     returns :func:`places`."""
     lib = open_library(library)
+    lookup_new(lib)
+    return places(lib)
+
+
+def lookup_new(lib) -> int:
+    """The look-up of :func:`suggest_places` without the library-wide table; returns the photos looked up."""
     usable = ", ".join("?" * len(USABLE))
     rows = lib.catalog.query(
         "SELECT p.id, p.gps_lat, p.gps_lon FROM photos p LEFT JOIN places pl ON pl.photo_id = p.id "
@@ -84,7 +90,7 @@ def suggest_places(library):
                 db.execute("INSERT INTO places(photo_id, lat, lon, country, region, city, km, confirmed, at) "
                            "VALUES (?,?,?,?,?,?,?,0,?)", (r["id"], r["gps_lat"], r["gps_lon"], f["country"],
                                                          f["region"], f["city"], f["km"], now))
-    return places(lib)
+    return len(rows)
 
 
 def places(library):
