@@ -403,6 +403,19 @@ class Catalog:
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()
 
+    def query_ids(self, sql: str, ids, params: tuple = (), *, column: str = "photo_id",
+                  chunk: int = 900) -> list[sqlite3.Row]:
+        """``sql`` with an ``{ids}`` placeholder in its WHERE clause: for every row (``ids`` None),
+        or for ``column IN ids`` in chunks that stay under SQLite's parameter limit."""
+        if ids is None:
+            return self.query(sql.replace("{ids}", "1"), params)
+        ids = [int(i) for i in ids]
+        out: list[sqlite3.Row] = []
+        for k in range(0, len(ids), chunk):
+            part = ids[k:k + chunk]
+            out += self.query(sql.replace("{ids}", f"{column} IN ({', '.join('?' * len(part))})"), (*params, *part))
+        return out
+
     def dataframe(self, sql: str, params: Any = (), *, index_col: str | None = None):
         """Run a query and return a pandas DataFrame."""
         import pandas as pd

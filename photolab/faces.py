@@ -188,7 +188,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
         want = {int(i) for i in photo_ids}
         rows = [r for r in rows if r["id"] in want]
     report = FaceScanReport()
-    report.skipped = lib.catalog.query(f"SELECT count(*) FROM face_scans WHERE model = ?", (MODEL,))[0][0]
+    report.skipped = lib.catalog.query("SELECT count(*) FROM face_scans WHERE model = ?", (MODEL,))[0][0]
     if not rows:
         return report
     _models()   # fail early, here, when the weights are missing
@@ -236,15 +236,18 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
 
 def _store(lib, batch, crops: Path) -> None:
     now = utcnow()
+    stale: set[str] = set()
     with lib.catalog.write() as db:
         for pid, found in batch:
-            old = db.execute("SELECT id, x, y, w, h, person, named_by, named_at, rejected FROM faces "
+            old = db.execute("SELECT id, x, y, w, h, person, named_by, named_at, rejected, crop FROM faces "
                              "WHERE photo_id = ?", (pid,)).fetchall()
+            stale |= {r["crop"] for r in old if r["crop"]}
             db.execute("DELETE FROM faces WHERE photo_id = ?", (pid,))
             for i, f in enumerate(found):
                 x, y, w, h = f["box"]
                 keep = _same_face(old, f["box"])   # a rescan keeps what a person said about the face
                 rel = f"faces/{pid // 1000:04d}/{pid}-{i}.jpg"
+                stale.discard(rel)
                 path = lib.state / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
@@ -259,6 +262,9 @@ def _store(lib, batch, crops: Path) -> None:
                      keep["named_at"] if keep else None, keep["rejected"] if keep else 0, MODEL, now))
             db.execute("INSERT OR REPLACE INTO face_scans(photo_id, model, faces, at) VALUES (?,?,?,?)",
                        (pid, MODEL, len(found), now))
+    # crops of faces a rescan no longer finds: a cache of ours, removed once the catalog no longer names them
+    for rel in stale:
+        (lib.state / rel).unlink(missing_ok=True)
 
 
 def _iou(a, b) -> float:
@@ -586,14 +592,13 @@ def named_faces(library, photo_ids=None, *, include_suggestions: bool = False) -
     lib = open_library(library)
     cond = "f.person IS NOT NULL" if not include_suggestions else \
         f"(f.person IS NOT NULL OR (f.suggestion IS NOT NULL AND f.distance < {CONFIDENT}))"
-    rows = lib.catalog.query(
+    rows = lib.catalog.query_ids(
         "SELECT f.photo_id, coalesce(f.person, f.suggestion) AS name, f.x, f.y, f.w, f.h, p.orientation, p.width, "
-        f"p.height FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.rejected = 0 AND {cond} ORDER BY f.photo_id, f.x")
-    want = None if photo_ids is None else {int(i) for i in photo_ids}
+        f"p.height FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.rejected = 0 AND {cond} AND {{ids}} "
+        "ORDER BY f.photo_id, f.x", None if photo_ids is None else sorted({int(i) for i in photo_ids}),
+        column="f.photo_id")
     out: dict[int, list[dict]] = {}
     for r in rows:
-        if want is not None and r["photo_id"] not in want:
-            continue
         sx, sy, sw, sh = to_stored((r["x"], r["y"], r["w"], r["h"]), r["orientation"])
         out.setdefault(r["photo_id"], []).append({
             "name": r["name"], "area": (round(sx + sw / 2, 5), round(sy + sh / 2, 5), round(sw, 5), round(sh, 5)),

@@ -363,18 +363,6 @@ class Decision:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _rows(lib, sql: str, ids: list[int] | None, params: tuple = ()) -> list:
-    """``sql`` (ending in a WHERE clause to extend) for all photos, or for ``ids`` in chunks."""
-    if ids is None:
-        return lib.catalog.query(sql.replace("{ids}", "1"), params)
-    out = []
-    for k in range(0, len(ids), 900):
-        part = ids[k:k + 900]
-        out += lib.catalog.query(sql.replace("{ids}", f"photo_id IN ({', '.join('?' * len(part))})"),
-                                 (*params, *part))
-    return out
-
-
 def decisions_for_writing(library, options: WriteOptions | None = None, photo_ids=None) -> dict[int, Decision]:
     """Per usable photo (or per photo of ``photo_ids``), the :class:`Decision` that
     :func:`write_metadata` would write."""
@@ -395,16 +383,17 @@ def decisions_for_writing(library, options: WriteOptions | None = None, photo_id
         subset = ids
     accepted = accepted_tags(lib, photo_ids=subset)
     confirmed: dict[int, set[str]] = {}
-    for pid, tag in _rows(lib, "SELECT photo_id, tag FROM labels WHERE value = 1 AND {ids}", subset):
+    rows = lib.catalog.query_ids
+    for pid, tag in rows("SELECT photo_id, tag FROM labels WHERE value = 1 AND {ids}", subset):
         confirmed.setdefault(pid, set()).add(tag)
-    ratings = {r[0]: r[1] for r in _rows(lib, "SELECT photo_id, rating FROM ratings WHERE source = 'person' "
-                                              "AND {ids}", subset)}
-    models = {r[0]: r[1] for r in _rows(lib, "SELECT photo_id, model FROM features WHERE {ids}", subset)}
-    score = {(r[0], r[1]): r[2] for r in _rows(lib, "SELECT photo_id, tag, score FROM scores WHERE "
-                                                   "score IS NOT NULL AND {ids}", subset)}
+    ratings = {r[0]: r[1] for r in rows("SELECT photo_id, rating FROM ratings WHERE source = 'person' AND {ids}",
+                                        subset)}
+    models = {r[0]: r[1] for r in rows("SELECT photo_id, model FROM features WHERE {ids}", subset)}
+    score = {(r[0], r[1]): r[2] for r in rows("SELECT photo_id, tag, score FROM scores WHERE "
+                                              "score IS NOT NULL AND {ids}", subset)}
     lowest = 1 if "places" not in opts.write_unreviewed else 0
-    place_of = {r[0]: place_path(dict(r)) for r in _rows(
-        lib, "SELECT photo_id, country, region, city FROM places WHERE confirmed >= ? AND {ids}", subset, (lowest,))}
+    place_of = {r[0]: place_path(dict(r)) for r in rows(
+        "SELECT photo_id, country, region, city FROM places WHERE confirmed >= ? AND {ids}", subset, (lowest,))}
     named = named_faces(lib, subset, include_suggestions="people" in opts.write_unreviewed)
     thr = thresholds(lib, tax)
     out = {}

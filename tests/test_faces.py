@@ -321,7 +321,18 @@ def test_a_forced_rescan_keeps_names_and_rejections(lib):
     stranger = face_of(lib, "test__obama_and_biden.jpg", 2)
     F.name_faces(lib, [named], "Barack Obama")
     F.reject_faces(lib, [stranger])
+    # a face an earlier scan found and this one will not: its crop must not stay behind
+    pid, crop = lib.catalog.query("SELECT photo_id, crop FROM faces WHERE id = ?", (named,))[0]
+    ghost = crop.replace(f"{pid}-0.jpg", f"{pid}-7.jpg")
+    shutil.copyfile(lib.state / crop, lib.state / ghost)
+    with lib.catalog.write() as db:
+        db.execute("INSERT INTO faces(photo_id, x, y, w, h, score, landmarks, embedding, crop, rejected, model, at) "
+                   "SELECT photo_id, 0.01, 0.01, 0.05, 0.05, score, landmarks, embedding, ?, 0, model, at "
+                   "FROM faces WHERE id = ?", (ghost, named))
     F.scan_faces(lib, progress=False, force=True, workers=1)
     df = by_file(lib)
     assert list(df.loc[df["file"] == "test__obama1.jpg", "person"]) == ["Barack Obama"]
     assert (df.loc[df["file"] == "test__obama_and_biden.jpg", "status"] == "rejected").sum() == 1
+    assert not (lib.state / ghost).exists() and all(Path(c).is_file() for c in df["crop"])
+    on_disk = {p.relative_to(lib.state).as_posix() for p in (lib.state / "faces").rglob("*.jpg")}
+    assert on_disk == {c for (c,) in lib.catalog.query("SELECT crop FROM faces")}
