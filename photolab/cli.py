@@ -472,9 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--apply", action="store_true", help="store the suggested thresholds")
     s.set_defaults(func=_cmd_thresholds)
 
-    s = sub.add_parser("train", help="train a tag head on your labeled photos; used when it beats the current one")
+    s = sub.add_parser("train", help="train a tag head on your labeled photos; used, tag by tag, where it beats "
+                                     "the active one")
     s.add_argument("library")
-    s.add_argument("--force", action="store_true", help="use the new head even if it does not beat the active one")
+    s.add_argument("--force", action="store_true",
+                   help="use the new weights on every tag, even where they do not beat the active head")
     s.add_argument("--no-metadata", action="store_true",
                    help="leave out photos labeled only by keywords other apps wrote")
     s.add_argument("--list", action="store_true", help="list trained heads")

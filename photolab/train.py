@@ -19,10 +19,14 @@ Each run cross-validates (5 folds) and reports, per tag, the out-of-fold average
 precision beside the prior's on the same photos. The head replaces a tag's
 scores only where it is at least as good as the prior (or where nothing else
 scores the tag). A new head is saved as a version under
-``.photolab/models/heads/`` and made active only if it beats the active one on
-the corrections made since that one was trained (its held-out set), or on
-cross-validation when there are none, unless forced. :func:`use_head` rolls back
-to any version, or to the prior alone.
+``.photolab/models/heads/`` and compared with the active one tag by tag: on each
+tag's corrections made since the active head was trained (its held-out set), or
+on cross-validation where those hold no positive or no negative. A tag keeps the
+active head's weights where the new ones do worse, and takes the new ones where
+they do at least as well or where the active head does not score it; the new
+version is made active when at least one tag gained, or when forced (then with
+the new weights on every tag). :func:`use_head` rolls back to any version, or to
+the prior alone.
 """
 
 from __future__ import annotations
@@ -258,7 +262,8 @@ def _baseline_scores(lib, ids: np.ndarray, tags: list[str]) -> np.ndarray:
 def train(library, *, force: bool = False, use_metadata: bool = True, seed: int = 0, folds: int = FOLDS,
           activate: bool = True) -> TrainReport:
     """Train a head on every labeled example, cross-validate it, save it as a version, and make
-    it active when it beats the active one (see the module text); returns a :class:`TrainReport`."""
+    it active when it beats the active one on at least one tag, keeping the active head's weights
+    on the tags where it does not (see the module text); returns a :class:`TrainReport`."""
     import pandas as pd
     from safetensors.numpy import save_file
     from sklearn.model_selection import KFold
@@ -296,37 +301,26 @@ def train(library, *, force: bool = False, use_metadata: bool = True, seed: int 
     report.metrics = metrics
     report.replaces = [t for t in tags if metrics.at[t, "replaces"]]
     version = "head-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{int(time.time() * 1000) % 1000:03d}"
+    # compare with the active head, tag by tag, on what it has not seen: labels made after it was trained
+    active = _active(lib)
+    better, why, mixed = True, "first head", None
+    if active is not None:
+        mixed, better, why = _against_active(lib, active, ids, X, M, Y, tags, oof, metrics, report.replaces,
+                                             (W, Wm, b))
+        metrics["weights"] = [mixed[3].get(t, "new") for t in tags]
+    chosen = (W, Wm, b) if (force or mixed is None) else mixed[:3]
     folder = lib.state.joinpath(*HEADS_DIR)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({"weight": W, "measure_weight": Wm, "bias": b}, str(folder / f"{version}.safetensors"),
-              metadata={"tags": json.dumps(tags), "arch": arch})
-    # compare with the active head on what it has not seen: labels made after it was trained
-    active = _active(lib)
-    better, why = True, "first head" if active is None else ""
-    if active is not None:
-        held = [i for i, pid in enumerate(ids) if _labeled_after(lib, int(pid), active["created"])]
-        oW, oWm, ob, otags = _load_head(lib, active["version"])
-        common = [t for t in report.replaces if t in otags and t in json.loads(active["replaces"])]
-        if held and common:
-            new_ap = np.nanmean([_ap(Y[held, tags.index(t)], oof[held, tags.index(t)]) for t in common])
-            old_p = _predict(X[held], M[held], oW, oWm, ob)
-            old_ap = np.nanmean([_ap(Y[held, tags.index(t)], old_p[:, otags.index(t)]) for t in common])
-            better = not (new_ap < old_ap - 1e-9) if new_ap == new_ap and old_ap == old_ap else True
-            why = f"held-out macro AP {new_ap:.3f} vs {old_ap:.3f} for the active head on {len(held)} new labels"
-        else:
-            old_metrics = pd.DataFrame(json.loads(active["metrics"])).set_index("tag")
-            tags_both = [t for t in common if t in old_metrics.index]
-            new_cv = metrics.loc[tags_both, "cv_ap"].mean() if tags_both else float("nan")
-            old_cv = old_metrics.loc[tags_both, "cv_ap"].mean() if tags_both else float("nan")
-            better = not (new_cv < old_cv - 1e-9) if new_cv == new_cv and old_cv == old_cv else True
-            why = f"cross-validated macro AP {new_cv:.3f} vs {old_cv:.3f}" if tags_both else "nothing to compare"
+    save_file({"weight": chosen[0], "measure_weight": chosen[1], "bias": chosen[2]},
+              str(folder / f"{version}.safetensors"), metadata={"tags": json.dumps(tags), "arch": arch})
     with lib.catalog.write() as db:
         db.execute("INSERT INTO heads(version, created, examples, tags, replaces, metrics, active) "
                    "VALUES (?,?,?,?,?,?,0)",
                    (version, utcnow(), len(ids), json.dumps(tags), json.dumps(report.replaces),
                     metrics.reset_index().to_json(orient="records")))
     report.version = version
-    report.why = why + ("" if better else "; not better, so not used") + ("; forced" if force and not better else "")
+    report.why = why + ("" if better else "; not better on any tag, so not used") + \
+        ("; forced: the new weights on every tag" if force and mixed is not None else "")
     if activate and (better or force):
         use_head(lib, version)
         report.activated = True
@@ -335,8 +329,54 @@ def train(library, *, force: bool = False, use_metadata: bool = True, seed: int 
     return report
 
 
-def _labeled_after(lib, pid: int, when: str) -> bool:
-    return bool(lib.catalog.query("SELECT 1 FROM labels WHERE photo_id = ? AND at > ? LIMIT 1", (pid, when)))
+def _against_active(lib, active, ids, X, M, Y, tags, oof, metrics, replaces, new):
+    """Tag by tag, the new weights or the active head's: a tag the active head does not score
+    takes the new ones; otherwise the new ones (out of fold) must do at least as well on the
+    tag's labels made since the active head was trained (its held-out set), or, where those
+    hold no positive or no negative, on cross-validation. One tag's noise then neither blocks
+    another tag's gain nor lets a worse tag in.
+
+    Returns ((W, Wm, b, {tag: version kept}), any tag better or new, why)."""
+    import pandas as pd
+
+    W, Wm, b = (a.copy() for a in new)
+    oW, oWm, ob, otags = _load_head(lib, active["version"])
+    old_replaces = set(json.loads(active["replaces"]))
+    if oW.shape[1:] != W.shape[1:] or oWm.shape[1:] != Wm.shape[1:]:   # made over another backbone's embedding
+        return (W, Wm, b, {}), True, "the active head was made for other embeddings: the new one replaces it"
+    # per tag, the photos whose label for it was made after the active head was trained
+    fresh = set(map(tuple, lib.catalog.query("SELECT photo_id, tag FROM labels WHERE at > ?", (active["created"],))))
+    pos = {int(pid): i for i, pid in enumerate(ids)}
+    held_of = {t: sorted(pos[p] for p, tag in fresh if tag == t and p in pos) for t in replaces}
+    rows_any = sorted({i for h in held_of.values() for i in h})
+    old_all = dict(zip(rows_any, _predict(X[rows_any], M[rows_any], oW, oWm, ob))) if rows_any else {}
+    old_metrics = pd.DataFrame(json.loads(active["metrics"])).set_index("tag")
+    kept, gains, notes = {}, 0, []
+    for t in replaces:
+        j = tags.index(t)
+        if t not in old_replaces or t not in otags:
+            gains += 1
+            notes.append(f"{t} new")
+            continue
+        o = otags.index(t)
+        held = held_of[t]
+        y = Y[held, j]
+        if np.nansum(y) >= 1 and np.nansum(1 - y) >= 1:
+            old_s = np.array([old_all[i][o] for i in held])
+            new_ap, old_ap, on = _ap(y, oof[held, j]), _ap(y, old_s), f"{len(held)} new labels"
+        else:
+            new_ap = float(metrics.at[t, "cv_ap"])
+            old_ap = float(old_metrics.at[t, "cv_ap"]) if t in old_metrics.index else float("nan")
+            on = "cross-validation"
+        if old_ap == old_ap and not new_ap >= old_ap - 1e-9:
+            W[j], Wm[j], b[j] = oW[o], oWm[o], ob[o]
+            kept[t] = active["version"]
+            notes.append(f"{t} kept {old_ap:.2f} > {new_ap:.2f} on {on}")
+        else:
+            gains += 1
+            notes.append(f"{t} {new_ap:.2f} vs {old_ap:.2f} on {on}")
+    why = "per tag against the active head: " + ("; ".join(notes) if notes else "nothing to compare")
+    return (W, Wm, b, kept), gains > 0 or not replaces, why
 
 
 def _active(lib):

@@ -328,8 +328,9 @@ class ReviewGrid(W.VBox):
                       "value")
             toggles.append(b)
         add = W.Combobox(placeholder="add tag…", options=tuple(self.tax.names), ensure_option=False,
-                         layout=W.Layout(width="190px"))
-        add.on_submit(lambda box: self.add_tag(pid, box.value) if self.tax.resolve(box.value) else None)
+                         continuous_update=False, layout=W.Layout(width="190px"))
+        # the value arrives on Enter or when the box loses focus, not per keystroke
+        add.observe(lambda ch: self.add_tag(pid, ch["new"]) if self.tax.resolve(ch["new"]) else None, "value")
         rating = W.Dropdown(options=[("rating", None)] + [(str(i), i) for i in range(6)], layout=W.Layout(width="90px"))
         rating.observe(lambda ch: self.rate(pid, ch["new"]), "value")
         big = W.Button(description="open", layout=W.Layout(width="60px"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -151,9 +152,53 @@ def test_train_learns_a_head_tag_and_rolls_back(lib):
     assert lib.catalog.query("SELECT count(*) FROM scores WHERE source = 'head'")[0][0] == len(scores)
     # a second run with nothing new is compared on cross-validation
     again = train.train(lib)
-    assert "macro AP" in again.why and len(train.heads(lib)) == 2
+    assert "per tag against the active head" in again.why and len(train.heads(lib)) == 2
     with pytest.raises(KeyError):
         train.use_head(lib, "head-nope")
+
+
+def test_a_new_head_is_judged_tag_by_tag(lib):
+    from safetensors.numpy import load_file
+
+    i, party = _label_party(lib)
+    first = train.train(lib)
+    assert first.activated and first.replaces == ["party"]
+    time.sleep(1.1)                                  # labels are stamped to the second
+    bday = ["kde_ColorfulCups.jpg", "coffee.png", "chelsea.png", "mate_Wood.jpg"]
+    for name, pid in i.items():                      # party said again, and a tag the active head lacks
+        if lib.catalog.query("SELECT 1 FROM features WHERE photo_id = ?", (pid,)):
+            review.confirm(lib, pid, (["party"] if name in party else []) + (["birthday"] if name in bday else []),
+                           scope=["party", "birthday"])
+    rep = train.train(lib)
+    assert rep.activated and set(rep.replaces) == {"party", "birthday"}, rep.summary()
+    assert "birthday new" in rep.why and rep.metrics.at["birthday", "weights"] == "new"
+    heads_dir = lib.state / "models" / "heads"
+    saved, old = (load_file(str(heads_dir / f"{v}.safetensors")) for v in (rep.version, first.version))
+    tags = list(rep.metrics.index)
+    p = tags.index("party")
+    if rep.metrics.at["party", "weights"] == first.version:       # kept: the active head's row, unchanged
+        assert np.array_equal(saved["weight"][p], old["weight"][p]) and "party kept" in rep.why
+    else:
+        assert rep.metrics.at["party", "weights"] == "new"
+    assert lib.catalog.query("SELECT count(*) FROM scores WHERE tag = 'birthday' AND source = 'head'")[0][0] > 0
+
+    # new weights that do worse on a tag's fresh labels do not get in; the active head's stay
+    active = train._active(lib)
+    ids_, X, M, Y, tags = train.training_data(lib)
+    W, Wm, b, _ = train._load_head(lib, active["version"])
+    time.sleep(1.1)
+    review.confirm(lib, i["kde_Kite.jpg"], ["party"], scope=["party"])
+    review.confirm(lib, i["mate_Storm.jpg"], [], scope=["party"])
+    ids_, X, M, Y, tags = train.training_data(lib)
+    W2, Wm2, b2 = W.copy(), Wm.copy(), b.copy()
+    p = tags.index("party")
+    W2[p], Wm2[p], b2[p] = 0, 0, 0                   # a constant: no better than chance
+    oof = train._predict(X, M, W2, Wm2, b2)
+    metrics = rep.metrics.copy()
+    (nW, _, nb, kept), better, why = train._against_active(lib, active, ids_, X, M, Y, tags, oof, metrics,
+                                                          ["party"], (W2, Wm2, b2))
+    assert kept == {"party": active["version"]} and not better and "party kept" in why
+    assert np.array_equal(nW[p], W[p]) and nb[p] == b[p]
 
 
 def test_too_few_labels_says_so(lib):
@@ -194,6 +239,10 @@ def test_review_grid_clicks_are_stored_at_once_and_undo(lib):
     had = grid.tags_of(pid)
     grid.add_tag(pid, "bday")                       # alias
     assert "birthday" in grid.tags_of(pid)
+    pid2 = grid.page_ids[1]                         # typed into a card's box and entered
+    box = next(w for w in grid._grid.children[1].children if type(w).__name__ == "Combobox")
+    box.value = "celebration"
+    assert "party" in grid.tags_of(pid2)
     tag = next(iter(had)) if had else "dog"
     grid.toggle(pid, tag)
     assert (tag in grid.tags_of(pid)) != (tag in had)
