@@ -8,15 +8,16 @@
 ORDER is the review queue's order: ``typical`` (the default) or ``confidence``.
 
 The photos are copied into a fresh library and tagged. Per seed (default 12 on
-labeled, 3 on personal) a different 30 % (labeled) or 50 % (personal) are held out; reviews are drawn from
-the rest, either in the review queue's order or at random, and answered from
-``labels.csv`` (a confirmation labels every ground-truth tag: 1 for the photo's
-tags, 0 for the others; on labeled with the few corrections in :data:`CORRECTIONS`). After each round ``train`` runs and the held-out photos
-are scored with whatever is active (the prior, or the head on the tags it
-replaces); the script prints per-tag average precision on them per round, and
-the means over the seeds (a held-out share of 150 photos holds only about 9
-birds, so one seed alone swings by ±0.1; the median and the number of seeds
-reaching AP 0.9 are printed beside the mean).
+labeled, 3 on personal) a different 30 % (labeled) or 50 % (personal) are held
+out; reviews are drawn from the rest, either in the review queue's order or at
+random, and answered from ``labels.csv`` (a confirmation labels every
+ground-truth tag: 1 for the photo's tags, 0 for the others; on labeled with the
+few corrections in :data:`CORRECTIONS`). After each round ``train`` runs and the
+held-out photos are scored with whatever is active (the prior, or the head on
+the tags it replaces); the script prints per-tag average precision on them per
+round, and the means over the seeds (a held-out share of 150 photos holds only
+about 9 birds, so one seed alone swings by ±0.1; the median and the number of
+seeds reaching AP 0.9 are printed beside the mean).
 
 On ``labeled`` two tags are changed to show what the head learns that the prior
 cannot: ``bird`` is taken away from the prior (scored by the head only), and

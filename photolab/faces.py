@@ -332,10 +332,10 @@ def people(library):
     }, index=pd.Index(names, name="person"))
 
 
-def clusters(library, *, include_named: bool = False):
+def clusters(library, *, include_named: bool = False, table=None):
     """Clusters of unnamed faces, largest first: ``size``, ``faces`` (ids), ``suggestion`` (the name
-    most of its faces are suggested) and ``photos``."""
-    return _clusters_of(faces(library), include_named=include_named)
+    most of its faces are suggested) and ``photos``. ``table``: a :func:`faces` table already read."""
+    return _clusters_of(faces(library) if table is None else table, include_named=include_named)
 
 
 def _clusters_of(df, *, include_named: bool = False):

@@ -253,6 +253,8 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
 
     from .tagging import decisions
 
+    if order not in ("typical", "confidence"):
+        raise ValueError(f"order must be 'typical' or 'confidence', got {order!r}")
     lib = open_library(library)
     tax = load_taxonomy(lib)
     df = decisions(lib)
@@ -282,8 +284,6 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
         open_ = [t for t in have if (int(pids[k]), t) not in labeled]
         if open_:
             reasons[k] = f"{', '.join(open_)}: people and place tags need a person"
-    if order not in ("typical", "confidence"):
-        raise ValueError(f"order must be 'typical' or 'confidence', got {order!r}")
     keep = reasons != ""
     df = df.assign(reason=reasons)[keep]
     df["confidence"] = df["confidence"].fillna(0.0)

@@ -526,7 +526,7 @@ class FaceNamer(W.VBox):
     def refresh(self) -> None:
         """Re-read clusters and suggestions from the catalog, then redraw."""
         self._faces = self.F.faces(self.lib)
-        self._clusters = self.F._clusters_of(self._faces)
+        self._clusters = self.F.clusters(self.lib, table=self._faces)
         self.position = min(self.position, max(0, len(self._clusters) - 1))
         self.selected = [i for i in self.selected if i in self.face_ids]
         self._render()

@@ -83,8 +83,7 @@ def test_queue_front_is_typical_photos_then_least_confident(lib):
     front = typical[typical["reason"].str.startswith("typical of a group")]
     assert 2 <= len(front) <= review.TYPICAL_FRONT and list(typical.index[:len(front)]) == list(front.index)
     # the front spreads over the library: no two of its photos are near-copies of each other
-    emb = review._embeddings(lib, [int(i) for i in front.index])
-    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = review._embeddings(lib, [int(i) for i in front.index])   # unit length
     sim = emb @ emb.T - np.eye(len(emb))
     assert sim.max() < 0.99
     # a reviewed photo's group is covered: the next front takes other groups
@@ -184,7 +183,6 @@ def test_a_new_head_is_judged_tag_by_tag(lib):
 
     # new weights that do worse on a tag's fresh labels do not get in; the active head's stay
     active = train._active(lib)
-    ids_, X, M, Y, tags = train.training_data(lib)
     W, Wm, b, _ = train._load_head(lib, active["version"])
     time.sleep(1.1)
     review.confirm(lib, i["kde_Kite.jpg"], ["party"], scope=["party"])
