@@ -15,6 +15,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .catalog import Catalog, CatalogError
+from .errors import PhotolabError
 from .gather import GatherError, gather
 from .index import index_library, inspect_file, photos
 from .library import Library, LibraryError, init_library, open_library
@@ -22,7 +23,7 @@ from .tagging import decisions, export_csv, tag_library
 from .taxonomy import TaxonomyError, load_taxonomy
 
 __all__ = [
-    "Catalog", "CatalogError", "GatherError", "Library", "LibraryError", "TaxonomyError", "__version__",
+    "Catalog", "CatalogError", "GatherError", "Library", "LibraryError", "PhotolabError", "TaxonomyError", "__version__",
     "decisions", "export_csv", "gather", "index_library", "init_library", "inspect_file", "load_taxonomy",
     "open_library", "photos", "tag_library",
 ]

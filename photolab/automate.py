@@ -41,6 +41,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import PhotolabError
 from .catalog import utcnow
 from .library import open_library
 
@@ -53,7 +54,7 @@ PARTIAL = ("*.part", "*.partial", "*.crdownload", "*.download", "*.tmp", "*.!syn
 WATCH_LOCK = "watch.lock"
 
 
-class AutomationError(RuntimeError):
+class AutomationError(PhotolabError, RuntimeError):
     """The watcher or a pass cannot start; the message says why."""
 
 

@@ -27,6 +27,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import PhotolabError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
@@ -39,7 +41,7 @@ def force_offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-class BackboneError(RuntimeError):
+class BackboneError(PhotolabError, RuntimeError):
     """The model cannot be loaded; the message says which file and what to do."""
 
 

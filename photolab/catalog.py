@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import filelock
 
+from .errors import PhotolabError
+
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".photolab"
@@ -301,7 +303,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class CatalogError(RuntimeError):
+class CatalogError(PhotolabError, RuntimeError):
     """The catalog cannot be opened or written; the message says why and what to do."""
 
 

@@ -539,20 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .backbone import BackboneError
-    from .catalog import CatalogError
-    from .fileops import FileOpError
-    from .automate import AutomationError
-    from .faces import FaceModelError
-    from .gather import GatherError
-    from .metadata import MetadataError
-    from .organize import RulesError
-    from .taxonomy import TaxonomyError
+    from .errors import PhotolabError
 
     try:
         return int(args.func(args) or 0)
-    except (CatalogError, GatherError, BackboneError, TaxonomyError, RulesError, FileOpError, OSError,
-            MetadataError, AutomationError, FaceModelError, ValueError, KeyError) as exc:
+    except (PhotolabError, OSError, ValueError, KeyError) as exc:
         print(f"photolab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import PhotolabError
 from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
@@ -64,7 +65,7 @@ MODEL_FILES = {
 }
 
 
-class FaceModelError(RuntimeError):
+class FaceModelError(PhotolabError, RuntimeError):
     """The face model's weights are missing or cannot be loaded."""
 
 

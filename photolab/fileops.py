@@ -35,6 +35,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import PhotolabError
 from .catalog import STATE_DIR, utcnow
 from .library import open_library
 
@@ -48,7 +49,7 @@ ILLEGAL = set('<>:"/\\|?*')
 MAX_COMPONENT = 80       # characters per file or folder name made from user text
 
 
-class FileOpError(RuntimeError):
+class FileOpError(PhotolabError, RuntimeError):
     """A journaled operation cannot go ahead; the message names the file and why."""
 
 

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import PhotolabError
 from .catalog import utcnow
 from .fileops import clean_component, sha256_file, verified_copy
 from .library import Library, open_library
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 
-class GatherError(RuntimeError):
+class GatherError(PhotolabError, RuntimeError):
     """A source cannot be gathered (missing, not a folder, inside the library)."""
 
 

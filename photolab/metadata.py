@@ -56,6 +56,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import PhotolabError
 from .catalog import utcnow
 from .fileops import FileOpError, Rewrite, new_batch, prune_versions, recover, rewrite, sha256_file, version_bytes
 from .index import USABLE
@@ -103,7 +104,7 @@ _BAG_RE = re.compile(r"(<(%s)>\s*)<rdf:Seq>(.*?)</rdf:Seq>" % "|".join(map(re.es
 _exiv2 = None
 
 
-class MetadataError(RuntimeError):
+class MetadataError(PhotolabError, RuntimeError):
     """A file's metadata cannot be read or written safely; the message names the file and why."""
 
 

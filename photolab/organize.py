@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
+from .errors import PhotolabError
 from .catalog import STATE_DIR
 from .events import EventOptions, capture_time, detect_events
 from .fileops import BatchReport, Move, clean_component, execute, new_batch, recover, undo
@@ -38,7 +39,7 @@ KEYS = {"tag", "category", "event", "camera", "date", "place", "gps", "kind"}
 MAX_FOLDER = 200         # characters for the whole target folder
 
 
-class RulesError(ValueError):
+class RulesError(PhotolabError, ValueError):
     """The rules file is malformed; the message names the file and line."""
 
 

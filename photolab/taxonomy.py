@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .errors import PhotolabError
+
 CATEGORIES = ("people", "places", "events", "objects", "quality")
 SOURCES = ("prior", "measure", "faces", "head")
 TAXONOMY_FILE = "taxonomy.txt"
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(PhotolabError, ValueError):
     """A taxonomy file is malformed; the message names the file and line."""
 
 
