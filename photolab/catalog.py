@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import sqlite3
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -302,9 +304,96 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+BACKUP_DIR = "backups"        # .photolab/backups/catalog-<UTC time>-<reason>.sqlite
+BACKUPS_RECENT = 3            # generations kept: the newest few, whatever their age,
+BACKUPS_DAILY = 3             # and the newest of each of the last few days
+BACKUP_MIN_AGE_S = 600.0      # bulk changes closer together than this share one backup
+
 
 class CatalogError(PhotolabError, RuntimeError):
     """The catalog cannot be opened or written; the message says why and what to do."""
+
+
+def explain(exc: BaseException, path: str | os.PathLike) -> CatalogError | None:
+    """A one-line :class:`CatalogError` for an SQLite error a user can fix (disk full, read-only,
+    damaged file), naming the catalog file and the next step; ``None`` for other errors."""
+    msg = str(exc).lower()
+    path = Path(path)
+    root = path.parent.parent if path.parent.name == STATE_DIR else path.parent
+    if "disk i/o error" in msg:   # what SQLite says when a write to a full disk fails part-way
+        try:
+            import shutil
+
+            usage = shutil.disk_usage(path.parent)
+            if usage.free < max(1 << 20, usage.total // 1000):
+                msg = "disk is full"
+        except OSError:
+            pass
+    if "disk is full" in msg or "no space left" in msg:
+        try:
+            import shutil
+
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "no space left"
+        return CatalogError(f"{path}: the disk holding the catalog is full ({free}); free space on it and run the "
+                            "command again (the unfinished change was rolled back, nothing is lost)")
+    if "malformed" in msg or "not a database" in msg or "database corrupt" in msg:
+        return CatalogError(f"{path}: the catalog file is damaged ({exc}); restore a backup generation with "
+                            f"`photolab repair {root} --restore-catalog` (`--list-backups` shows them)")
+    if "readonly" in msg or "read-only" in msg or "unable to open database" in msg:
+        return CatalogError(f"{path}: the library is read-only or its folder cannot be written ({exc}); "
+                            "make it writable (remount it read-write, fix the owner) to change it; "
+                            "reading commands such as export-csv and check work on a read-only library")
+    if "disk i/o error" in msg:
+        return CatalogError(f"{path}: the disk reported an I/O error ({exc}); check the disk (dmesg, SMART) and "
+                            "copy the library to a healthy disk before running photolab on it again")
+    return None
+
+
+def list_backups(root: str | os.PathLike) -> list[Path]:
+    """The catalog's backup generations of the library at ``root``, newest first."""
+    folder = Path(root) / STATE_DIR / BACKUP_DIR
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.glob("catalog-*.sqlite") if p.is_file()), key=lambda p: p.name, reverse=True)
+
+
+def _backup_day(p: Path) -> str:
+    return p.name.split("-")[1][:8]
+
+
+def _marks(conn) -> tuple:
+    """The newest run and journal entry: a catalog that has not changed since keeps both."""
+    try:
+        return tuple(conn.execute(f"SELECT max(id) FROM {t}").fetchone()[0] for t in ("runs", "journal"))
+    except sqlite3.Error:
+        return ()
+
+
+def _change_marks_of(path: Path) -> tuple:
+    try:
+        conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return ()
+    try:
+        return _marks(conn)
+    finally:
+        conn.close()
+
+
+def _rotate_backups(folder: Path) -> None:
+    """Keep the :data:`BACKUPS_RECENT` newest generations and the newest of each of the last
+    :data:`BACKUPS_DAILY` days; remove the others."""
+    gens = sorted(folder.glob("catalog-*.sqlite"), key=lambda p: p.name, reverse=True)
+    keep = set(gens[:BACKUPS_RECENT])
+    days: dict[str, Path] = {}
+    for p in gens:
+        days.setdefault(_backup_day(p), p)
+    keep.update(list(days.values())[:BACKUPS_DAILY])
+    for p in gens:
+        if p not in keep:
+            p.unlink(missing_ok=True)
 
 
 def utcnow() -> str:
@@ -329,19 +418,43 @@ class Catalog:
         self.lock_timeout = lock_timeout
         self._lock = filelock.FileLock(str(self.path.with_name(LOCK_FILE)), timeout=lock_timeout)
         self._depth = 0
+        # a library on a read-only mount (or a folder this user cannot write) is opened for reading
+        self.read_only = self.path.is_file() and (not os.access(self.path.parent, os.W_OK)
+                                                  or not os.access(self.path, os.W_OK))
         try:
-            self.conn = sqlite3.connect(
-                str(self.path), timeout=lock_timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise CatalogError(f"{self.path}: cannot open the catalog ({exc})") from exc
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA cache_size=-131072")   # 128 MB: bulk score writes keep their index pages in memory
-        self.conn.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
-        self.migrate()
+            self.conn = self._connect(lock_timeout)
+            self.conn.row_factory = sqlite3.Row
+            if not self.read_only:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA cache_size=-131072")   # 128 MB: bulk score writes keep their index pages in memory
+            self.conn.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise (explain(exc, self.path) or CatalogError(f"{self.path}: cannot open the catalog ({exc})")) from exc
+
+    def _connect(self, lock_timeout: float) -> sqlite3.Connection:
+        kw = dict(timeout=lock_timeout, isolation_level=None, check_same_thread=False)
+        if not self.read_only:
+            return sqlite3.connect(str(self.path), **kw)
+        uri = "file:" + urllib.parse.quote(str(self.path))
+        try:
+            conn = sqlite3.connect(uri + "?mode=ro", uri=True, **kw)
+            conn.execute("PRAGMA user_version").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size:
+                raise
+            # a cleanly closed WAL catalog on a read-only mount: nothing can change it meanwhile
+            return sqlite3.connect(uri + "?immutable=1", uri=True, **kw)
+
+    def _refuse_read_only(self) -> None:
+        raise CatalogError(
+            f"{self.path}: the library is read-only (its folder cannot be written); this command changes the "
+            "catalog: make the library writable (remount it read-write) and run it again; reading commands "
+            "such as export-csv and check work as it is")
 
     # -- schema -----------------------------------------------------------
     @property
@@ -358,6 +471,10 @@ class Catalog:
             )
         if current == SCHEMA_VERSION:
             return
+        if self.read_only:
+            self._refuse_read_only()
+        if current > 0:
+            self.backup(f"before-schema-{SCHEMA_VERSION}", min_age=0)
         with self.write():
             current = self.version  # another process may have migrated meanwhile
             for target in range(current + 1, SCHEMA_VERSION + 1):
@@ -380,6 +497,8 @@ class Catalog:
             finally:
                 self._depth -= 1
             return
+        if self.read_only:
+            self._refuse_read_only()
         try:
             self._lock.acquire()
         except filelock.Timeout as exc:
@@ -394,10 +513,21 @@ class Catalog:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
             else:
                 self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            err = explain(exc, self.path)
+            if err is None:
+                raise
+            raise err from exc
         finally:
             self._depth = 0
             self._lock.release()
@@ -444,6 +574,50 @@ class Catalog:
                 "UPDATE runs SET finished_at = ?, report = ? WHERE id = ?",
                 (utcnow(), json.dumps(report, default=str, sort_keys=True), run_id),
             )
+
+    # -- backups ----------------------------------------------------------
+    def backup(self, reason: str = "manual", *, min_age: float = BACKUP_MIN_AGE_S) -> Path | None:
+        """Copy the catalog (SQLite's online backup) to ``.photolab/backups/`` and rotate the
+        generations; skipped when one is younger than ``min_age`` seconds (a day's first backup is
+        always made). Returns the new file, or ``None`` when none was made. A failure (a full disk)
+        is logged, never raised: the change it precedes is journaled anyway."""
+        if self.read_only:
+            return None
+        folder = self.path.parent / BACKUP_DIR
+        gens = list_backups(self.path.parent.parent) if self.path.parent.name == STATE_DIR else sorted(
+            folder.glob("catalog-*.sqlite"), reverse=True)
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
+        today = stamp[:8]
+        marks = self._change_marks()
+        if gens and _backup_day(gens[0]) == today and min_age > 0:
+            # a recent generation that already holds every run and journaled change: nothing to add
+            if time.time() - gens[0].stat().st_mtime < min_age and _change_marks_of(gens[0]) == marks:
+                return None
+        if not any(_backup_day(p) == today for p in gens):
+            reason = "daily"
+        reason = "".join(c if c.isalnum() or c in "-_" else "_" for c in reason)[:40]
+        dest = folder / f"catalog-{stamp}-{reason}.sqlite"
+        tmp = folder / f".{dest.name}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            out = sqlite3.connect(str(tmp))
+            try:
+                self.conn.backup(out)
+            finally:
+                out.close()
+            os.replace(tmp, dest)
+            _rotate_backups(folder)
+        except (OSError, sqlite3.Error) as exc:
+            tmp.unlink(missing_ok=True)
+            full = "full" in str(exc).lower() or getattr(exc, "errno", None) == 28
+            (log.info if full else log.warning)("%s: catalog backup not made (%s)", folder, exc)
+            return None
+        log.info("catalog backed up to %s", dest)
+        return dest
+
+    def _change_marks(self) -> tuple:
+        return _marks(self.conn)
 
     def close(self) -> None:
         self.conn.close()

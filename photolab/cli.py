@@ -356,6 +356,35 @@ def _cmd_check(args) -> int:
     return 0 if df["ok"].all() else 1
 
 
+def _cmd_repair(args) -> int:
+    from .catalog import list_backups
+
+    if args.list_backups:
+        gens = list_backups(args.library)
+        for k, p in enumerate(gens, 1):
+            print(f"  {k}: {p.name} ({p.stat().st_size / 1e6:.1f} MB)")
+        print(f"{len(gens)} catalog backup generations under {args.library}/.photolab/backups/")
+        return 0
+    if args.restore_catalog is not None:
+        from .repair import restore_catalog
+
+        used, kept = restore_catalog(args.library, None if args.restore_catalog == "newest" else args.restore_catalog)
+        print(f"catalog restored from {used.name}" + (f"; the replaced catalog is kept as {kept.name}" if kept else ""))
+        print(f"next: `photolab index {args.library}` catalogs what changed on disk since that backup")
+        return 0
+    from .repair import repair
+
+    report = repair(args.library)
+    print(f"repair: {report.summary()}")
+    for name in report.unlinked:
+        print(f"  second name removed: {name}")
+    for name in report.temp_removed:
+        print(f"  temporary file removed: {name}")
+    for names in report.left.other_links:
+        print(f"  left alone (hard links photolab did not make): {' = '.join(names)}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -527,12 +556,55 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("library")
     s.set_defaults(func=_cmd_check)
 
+    s = sub.add_parser("repair", help="fix what a crash or kill left (interrupted moves, second names, temp files); "
+                                      "--restore-catalog puts a catalog backup back")
+    s.add_argument("library")
+    s.add_argument("--restore-catalog", nargs="?", const="newest", metavar="GENERATION",
+                   help="replace the catalog by a backup generation (1 = newest, the default; or its file name)")
+    s.add_argument("--list-backups", action="store_true", help="list the catalog's backup generations")
+    s.set_defaults(func=_cmd_repair)
+
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")
     s.add_argument("--sample", default=None, help="folder of photos to use (default: sample_data/)")
     s.add_argument("--keep", action="store_true", help="keep an existing demo library instead of starting fresh")
     s.set_defaults(func=_cmd_demo)
     return p
+
+
+def _disk_full(exc: BaseException) -> bool:
+    import errno
+
+    return getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in str(exc).lower()
+
+
+def _one_line(exc: BaseException, args) -> str:
+    """The message of a user-fixable error, naming the file and the next step."""
+    import sqlite3
+    from pathlib import Path
+
+    from .catalog import CATALOG_FILE, STATE_DIR, explain
+    from .errors import PhotolabError
+
+    if isinstance(exc, PhotolabError):
+        return str(exc)
+    library = getattr(args, "library", None) or getattr(args, "into", None)
+    if isinstance(exc, sqlite3.DatabaseError) and library:
+        err = explain(exc, Path(library).expanduser().resolve() / STATE_DIR / CATALOG_FILE)
+        if err is not None:
+            return str(err)
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return (f"{exc.filename or library}: the library is read-only (read-only file system); this command "
+                "writes to it: remount it read-write and run it again; reading commands such as export-csv "
+                "and check work as it is")
+    if _disk_full(exc):
+        where = getattr(exc, "filename", None) or library or "the disk"
+        return (f"{where}: no space left on the device ({str(exc).splitlines()[0][:200]}); free space on that "
+                "disk and run the command again (finished work is saved)")
+    msg = " ".join(str(exc).split())
+    return msg if isinstance(exc, (OSError, ValueError, KeyError)) else f"{type(exc).__name__}: {msg}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,8 +616,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (PhotolabError, OSError, ValueError, KeyError) as exc:
-        print(f"photolab: error: {exc}", file=sys.stderr)
+        print(f"photolab: error: {_one_line(exc, args)}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        import sqlite3
+
+        if isinstance(exc, sqlite3.DatabaseError) or _disk_full(exc):
+            print(f"photolab: error: {_one_line(exc, args)}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("photolab: interrupted; finished work is saved, run the command again to continue", file=sys.stderr)
         return 130

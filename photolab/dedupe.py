@@ -764,6 +764,8 @@ def purge(library, *, batch: str | None = None) -> int:
             raise FileOpError(f"batch {batch} is {young.iloc[0]['age_days']:.1f} days old; the retention is "
                               f"{retention_days(lib):g} days; it is kept until then")
     deleted = 0
+    if table["purgeable"].any():
+        lib.catalog.backup("before-purge")
     for b in table.loc[table["purgeable"], "batch"]:
         entries = lib.catalog.query("SELECT id, dst FROM journal WHERE batch = ? AND op = 'quarantine' "
                                     "AND state = 'done'", (b,))

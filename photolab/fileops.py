@@ -23,6 +23,7 @@ catalog matches the disk. :func:`undo` reverses a whole batch, itself journaled.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -128,6 +129,88 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+LOCKS_DIR = "locks"     # .photolab/locks/<batch>.lock: held by the process applying that batch
+
+
+def _batch_lock_path(lib, batch: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in batch)
+    return lib.state / LOCKS_DIR / f"{safe}.lock"
+
+
+@contextlib.contextmanager
+def batch_owner(lib, batch: str):
+    """Hold ``batch``'s owner lock while its journal entries are written and settled.
+
+    The lock is an OS file lock, so it is released the moment its process dies
+    (SIGKILL included): :func:`recover` takes over only batches whose lock it can
+    take, and leaves the batches of running processes alone.
+    """
+    import filelock
+
+    path = _batch_lock_path(lib, batch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path), timeout=lib.catalog.lock_timeout)
+    try:
+        lock.acquire()
+    except filelock.Timeout as exc:
+        raise FileOpError(f"{path}: batch {batch} is held by another photolab process; wait for it") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def _take_dead_batch(lib, batch: str):
+    """The owner lock of ``batch`` if its owner is gone (the caller releases it), else ``None``."""
+    import filelock
+
+    path = _batch_lock_path(lib, batch)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(path), timeout=0)
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return None
+    except OSError:      # a read-only library: nothing can be recovered there anyway
+        return None
+    return lock
+
+
+def _release_dead_batch(lock) -> None:
+    lock.release()
+    try:
+        os.unlink(lock.lock_file)
+    except OSError:
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def temp_owner(name: str) -> int | None:
+    """The process id in a temporary file name ``.photolab-tmp-<pid>-<name>`` (``None``: not one)."""
+    if not name.startswith(TMP_PREFIX):
+        return None
+    pid, _, _ = name[len(TMP_PREFIX):].partition("-")
+    return int(pid) if pid.isdigit() else None
+
+
 def verified_copy(src: Path, dest: Path) -> str:
     """Copy ``src`` to a new file ``dest`` (never overwriting), verified by SHA-256.
 
@@ -178,8 +261,15 @@ def verified_copy(src: Path, dest: Path) -> str:
 
 
 def _partial_copies(dst: Path) -> list[Path]:
-    """Temporary copies towards ``dst`` that a killed process left behind."""
-    return list(dst.parent.glob(f"{TMP_PREFIX}*-{dst.name}")) if dst.parent.is_dir() else []
+    """Temporary copies towards ``dst`` that a killed process left behind (never those of a running one)."""
+    if not dst.parent.is_dir():
+        return []
+    out = []
+    for p in dst.parent.glob(f"{TMP_PREFIX}*-{dst.name}"):
+        pid = temp_owner(p.name)
+        if pid is not None and pid != os.getpid() and not pid_alive(pid):
+            out.append(p)
+    return out
 
 
 def move_file(src: Path, dst: Path) -> None:
@@ -261,45 +351,53 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
     lib = open_library(library)
     recover(lib)
     cat = lib.catalog
+    if moves:
+        cat.backup(f"before-{op}")
     report = BatchReport(batch=batch)
     start = time.perf_counter()
-    for i in range(0, len(moves), CHUNK):
-        chunk = moves[i:i + CHUNK]
-        for m in chunk:
-            if m.status is not None:  # what undo puts back
-                row = cat.conn.execute("SELECT status, error FROM photos WHERE path = ?", (m.src,)).fetchone()
-                m.detail = {**m.detail, "status": m.status, "note": m.note,
-                            "prior_status": row["status"] if row else None, "prior_note": row["error"] if row else None}
-        ids = _journal_planned(cat, batch, [(op, m.src, m.dst, m.sha256, m.detail) for m in chunk])
-        results = []
-        for jid, m in zip(ids, chunk):
-            src, dst = lib.abs(m.src), lib.abs(m.dst)
-            if not src.exists():
-                results.append((jid, m, "rolled_back", m.src, f"{m.src}: no longer there"))
-                continue
-            try:
-                move_file(src, dst)
-            except FileExistsError:
-                results.append((jid, m, "rolled_back", m.src, f"{m.dst}: name taken meanwhile; not overwritten"))
-                continue
-            except OSError as exc:
-                results.append((jid, m, "rolled_back", m.src, f"{m.src}: {exc}"))
-                continue
-            results.append((jid, m, "done", m.src, None))
-            if remove_empty:
-                _remove_empty_dirs(lib, src.parent)
-        _settle(cat, results, report, lambda db, m: _record_move(db, m.src, m.dst, m.detail))
-        if on_progress:
-            on_progress(len(chunk))
+    with batch_owner(lib, batch):
+        for i in range(0, len(moves), CHUNK):
+            chunk = moves[i:i + CHUNK]
+            for m in chunk:
+                if m.status is not None:  # what undo puts back
+                    row = cat.conn.execute("SELECT status, error FROM photos WHERE path = ?", (m.src,)).fetchone()
+                    m.detail = {**m.detail, "status": m.status, "note": m.note,
+                                "prior_status": row["status"] if row else None, "prior_note": row["error"] if row else None}
+            ids = _journal_planned(cat, batch, [(op, m.src, m.dst, m.sha256, m.detail) for m in chunk])
+            results = []
+            for jid, m in zip(ids, chunk):
+                src, dst = lib.abs(m.src), lib.abs(m.dst)
+                if not src.exists():
+                    results.append((jid, m, "rolled_back", m.src, f"{m.src}: no longer there"))
+                    continue
+                try:
+                    move_file(src, dst)
+                except FileExistsError:
+                    results.append((jid, m, "rolled_back", m.src, f"{m.dst}: name taken meanwhile; not overwritten"))
+                    continue
+                except OSError as exc:
+                    results.append((jid, m, "rolled_back", m.src, f"{m.src}: {exc}"))
+                    continue
+                results.append((jid, m, "done", m.src, None))
+                if remove_empty:
+                    _remove_empty_dirs(lib, src.parent)
+            _settle(cat, results, report, lambda db, m: _record_move(db, m.src, m.dst, m.detail))
+            if on_progress:
+                on_progress(len(chunk))
     report.seconds = time.perf_counter() - start
+    if report.done:
+        cat.backup(f"after-{op}")   # the newest generation holds this batch's journal (for undo)
     log.info("%s", report.summary())
     return report
 
 
 def _record_move(db, src: str, dst: str, detail: dict) -> None:
     """The catalog side of a finished move: the new path, and the new status if the move sets one."""
-    db.execute("DELETE FROM photos WHERE path = ? AND status = 'missing'", (dst,))
-    db.execute("UPDATE photos SET path = ? WHERE path = ?", (dst, src))
+    if db.execute("SELECT 1 FROM photos WHERE path = ?", (src,)).fetchone():
+        # the row of the file's old name carries its history; a row for the new name is either a
+        # stale 'missing' one or one an index made of the second link of a half-done move
+        db.execute("DELETE FROM photos WHERE path = ?", (dst,))
+        db.execute("UPDATE photos SET path = ? WHERE path = ?", (dst, src))
     if detail.get("status") is not None:
         db.execute("UPDATE photos SET status = ?, error = ? WHERE path = ?", (detail["status"], detail["note"], dst))
 
@@ -307,57 +405,86 @@ def _record_move(db, src: str, dst: str, detail: dict) -> None:
 def recover(library) -> dict[str, int]:
     """Finish or roll back every move a killed process left half-done; returns counts by outcome.
 
-    For each ``planned`` journal entry: if the file already has its new name,
-    the move is finished (the old name, a second link to the same file, is
-    removed) and the catalog updated; if it still has only its old name, the
-    move is rolled back (a partial temporary copy is removed). Runs under the
-    catalog's writer lock, so two processes never recover at once.
+    Only batches whose owner is gone are touched: each batch's owner holds its
+    lock (:func:`batch_owner`) while it runs, so the batches of running
+    processes (a ``write-metadata`` beside the watcher) are left alone.
+
+    For each ``planned`` journal entry of a dead batch: if the file already has
+    its new name, the move is finished (the old name, a second link to the same
+    file, is removed) and the catalog updated; if it still has only its old
+    name, the move is rolled back (a partial temporary copy is removed). Runs
+    under the catalog's writer lock, so two processes never recover at once.
     """
     lib = open_library(library)
     cat = lib.catalog
     counts = {"finished": 0, "rolled_back": 0, "conflict": 0}
-    if not cat.query("SELECT 1 FROM journal WHERE state = 'planned' LIMIT 1"):
+    pending = [r[0] for r in cat.query("SELECT DISTINCT batch FROM journal WHERE state = 'planned'")]
+    if not pending:
         return counts
-    with cat.write() as db:
-        rows = db.execute("SELECT id, batch, op, src, dst, sha256, detail FROM journal WHERE state = 'planned' "
-                          "ORDER BY id").fetchall()
-        for r in rows:
-            if r["op"] == REWRITE:
-                counts[_recover_rewrite(lib, db, r)] += 1
-                continue
-            src, dst = lib.abs(r["src"]), lib.abs(r["dst"])
-            detail = json.loads(r["detail"] or "{}")
-            for partial in _partial_copies(dst):   # an interrupted cross-filesystem copy: never verified
-                partial.unlink(missing_ok=True)
-            s_ok, d_ok = src.exists(), dst.exists()
-            if d_ok and s_ok:
-                same = os.path.samefile(src, dst) or (
-                    r["sha256"] and not db.execute("SELECT 1 FROM photos WHERE path = ?", (r["dst"],)).fetchone()
-                    and sha256_file(dst) == r["sha256"])  # a verified cross-filesystem copy
-                if not same:
-                    # the target name belongs to some other file: this move never happened
-                    db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
-                    counts["rolled_back"] += 1
-                    continue
-                os.unlink(src)
-                d_ok, s_ok = True, False
-            if d_ok and not s_ok:
-                _record_move(db, r["src"], r["dst"], detail)
-                db.execute("UPDATE journal SET state = 'done' WHERE id = ?", (r["id"],))
-                counts["finished"] += 1
-                _remove_empty_dirs(lib, src.parent)
-            elif s_ok:
-                db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
-                counts["rolled_back"] += 1
-                _remove_empty_dirs(lib, dst.parent)
-            else:
-                db.execute("UPDATE journal SET state = 'conflict', detail = ? WHERE id = ?",
-                           (json.dumps({"error": "neither the old nor the new name exists"}), r["id"]))
-                counts["conflict"] += 1
-                log.error("%s -> %s: file missing from both places (batch %s)", r["src"], r["dst"], r["batch"])
+    held = {}
+    for b in pending:
+        lock = _take_dead_batch(lib, b)
+        if lock is None:
+            log.debug("batch %s is being applied by a running process; left alone", b)
+        else:
+            held[b] = lock
+    if not held:
+        return counts
+    try:
+        with cat.write() as db:
+            rows = [r for r in db.execute("SELECT id, batch, op, src, dst, sha256, detail FROM journal "
+                                          "WHERE state = 'planned' ORDER BY id").fetchall() if r["batch"] in held]
+            for r in rows:
+                counts[_recover_one(lib, db, r)] += 1
+    finally:
+        for lock in held.values():
+            _release_dead_batch(lock)
     if any(counts.values()):
         log.warning("recovered an interrupted operation: %s", counts)
     return counts
+
+
+def _recover_one(lib, db, r) -> str:
+    """Settle one ``planned`` journal entry of a dead batch; returns the outcome."""
+    if r["op"] == REWRITE:
+        return _recover_rewrite(lib, db, r)
+    src, dst = lib.abs(r["src"]), lib.abs(r["dst"])
+    detail = json.loads(r["detail"] or "{}")
+    for partial in _partial_copies(dst):   # an interrupted cross-filesystem copy: never verified
+        partial.unlink(missing_ok=True)
+    s_ok, d_ok = src.exists(), dst.exists()
+    if d_ok and s_ok:
+        same = os.path.samefile(src, dst) or (
+            r["sha256"] and not db.execute("SELECT 1 FROM photos WHERE path = ? AND status != 'missing'",
+                                           (r["dst"],)).fetchone()
+            and sha256_file(dst) == r["sha256"])  # a verified cross-filesystem copy
+        if not same:
+            # the target name belongs to some other file: this move never happened
+            db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
+            return "rolled_back"
+        os.unlink(src)
+        fsync_dir(src.parent)
+        d_ok, s_ok = True, False
+    if d_ok and not s_ok:
+        _record_move(db, r["src"], r["dst"], detail)
+        db.execute("UPDATE journal SET state = 'done' WHERE id = ?", (r["id"],))
+        _remove_empty_dirs(lib, src.parent)
+        return "finished"
+    if s_ok:
+        db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
+        _remove_empty_dirs(lib, dst.parent)
+        return "rolled_back"
+    db.execute("UPDATE journal SET state = 'conflict', detail = ? WHERE id = ?",
+               (json.dumps({**detail, "error": "neither the old nor the new name exists"}), r["id"]))
+    log.error("%s -> %s: file missing from both places (batch %s)", r["src"], r["dst"], r["batch"])
+    return "conflict"
+
+
+def live_moves(library) -> list[tuple[str, str]]:
+    """``(src, dst)`` of the moves running processes have planned and not yet settled."""
+    lib = open_library(library)
+    rows = lib.catalog.query("SELECT batch, src, dst FROM journal WHERE state = 'planned' AND op != ?", (REWRITE,))
+    return [(r["src"], r["dst"]) for r in rows]
 
 
 def batches(library, op: str | None = None):
@@ -549,48 +676,53 @@ def rewrite(library, items: list[Rewrite], *, batch: str, on_progress=None) -> B
     lib = open_library(library)
     recover(lib)
     cat = lib.catalog
+    if items:
+        cat.backup("before-rewrite")
     report = BatchReport(batch=batch, verb="rewritten")
     start = time.perf_counter()
-    for i in range(0, len(items), CHUNK):
-        chunk, ready = items[i:i + CHUNK], []
-        for it in chunk:
-            p = lib.abs(it.path)
-            cur = _file_sha(p)
-            if cur != it.old_sha256:
-                report.skipped.append((it.path, "changed since it was read; not rewritten"))
-                continue
-            try:
-                if cur is not None:
-                    _keep_version(lib, p, cur)
-            except (OSError, FileOpError) as exc:
-                report.skipped.append((it.path, f"previous version could not be kept: {exc}"))
-                continue
-            ready.append(it)
-        def kept(db, now, ready=ready):
-            db.executemany("INSERT INTO versions(photo_id, path, sha256, batch, saved_at) VALUES (?,?,?,?,?)",
-                           [(it.photo_id, it.path, it.old_sha256, batch, now) for it in ready])
+    with batch_owner(lib, batch):
+        for i in range(0, len(items), CHUNK):
+            chunk, ready = items[i:i + CHUNK], []
+            for it in chunk:
+                p = lib.abs(it.path)
+                cur = _file_sha(p)
+                if cur != it.old_sha256:
+                    report.skipped.append((it.path, "changed since it was read; not rewritten"))
+                    continue
+                try:
+                    if cur is not None:
+                        _keep_version(lib, p, cur)
+                except (OSError, FileOpError) as exc:
+                    report.skipped.append((it.path, f"previous version could not be kept: {exc}"))
+                    continue
+                ready.append(it)
+            def kept(db, now, ready=ready):
+                db.executemany("INSERT INTO versions(photo_id, path, sha256, batch, saved_at) VALUES (?,?,?,?,?)",
+                               [(it.photo_id, it.path, it.old_sha256, batch, now) for it in ready])
 
-        ids = _journal_planned(cat, batch, [(REWRITE, it.path, it.path, it.new_sha256,
-                                             {**it.detail, "old_sha256": it.old_sha256, "photo_id": it.photo_id})
-                                            for it in ready], before=kept)
-        results = []
-        for jid, it in zip(ids, ready):
-            p = lib.abs(it.path)
-            try:
-                if it.data is None:
-                    os.unlink(p)
-                    fsync_dir(p.parent)
-                else:
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    _write_new_bytes(p, it.data, create=it.old_sha256 is None)
-            except OSError as exc:
-                results.append((jid, it, "rolled_back", it.path, f"{it.path}: {exc}"))
-                continue
-            results.append((jid, it, "done", it.path, None))
-        _settle(cat, results, report, lambda db, it: _record_rewrite(lib, db, it.path, it.new_sha256, it.old_sha256))
-        if on_progress:
-            on_progress(len(chunk))
+            ids = _journal_planned(cat, batch, [(REWRITE, it.path, it.path, it.new_sha256,
+                                                 {**it.detail, "old_sha256": it.old_sha256, "photo_id": it.photo_id})
+                                                for it in ready], before=kept)
+            results = []
+            for jid, it in zip(ids, ready):
+                p = lib.abs(it.path)
+                try:
+                    if it.data is None:
+                        os.unlink(p)
+                        fsync_dir(p.parent)
+                    else:
+                        p.parent.mkdir(parents=True, exist_ok=True)
+                        _write_new_bytes(p, it.data, create=it.old_sha256 is None)
+                except OSError as exc:
+                    results.append((jid, it, "rolled_back", it.path, f"{it.path}: {exc}"))
+                    continue
+                results.append((jid, it, "done", it.path, None))
+            _settle(cat, results, report, lambda db, it: _record_rewrite(lib, db, it.path, it.new_sha256, it.old_sha256))
+            if on_progress:
+                on_progress(len(chunk))
     report.seconds = time.perf_counter() - start
+    if report.done:
+        cat.backup("after-rewrite")   # the newest generation holds this batch's journal (for undo)
     return report
 
 
@@ -649,6 +781,6 @@ def prune_versions(library, *, keep: int | None = None, days: float | None = Non
     return len(drop)
 
 
-__all__ = ["BatchReport", "FileOpError", "Move", "batches", "clean_component", "execute", "fsync_dir", "move_file", "new_batch",
+__all__ = ["BatchReport", "FileOpError", "Move", "batch_owner", "batches", "live_moves", "pid_alive", "clean_component", "execute", "fsync_dir", "move_file", "new_batch",
            "prune_versions", "recover", "rewrite", "Rewrite", "sha256_file", "undo", "undo_one", "verified_copy",
            "version_bytes", "version_path"]

@@ -23,6 +23,9 @@ def check(library):
         rows.append(("catalog", True, f"{lib.root}: schema {lib.catalog.version}, {n} files cataloged"))
     except Exception as exc:  # noqa: BLE001 - reported, not raised: this is a check
         rows.append(("catalog", False, str(exc)))
+        lib = None
+    if lib is not None:
+        rows += _leftover_rows(lib)
     try:
         from .backbone import packaged_weights
 
@@ -52,6 +55,46 @@ def check(library):
     exiftool = shutil.which("exiftool")
     rows.append(("ExifTool (optional)", True, exiftool or "not installed: only needed to check metadata independently"))
     return pd.DataFrame(rows, columns=["check", "ok", "detail"])
+
+
+def _leftover_rows(lib) -> list[tuple[str, bool, str]]:
+    """The catalog's own integrity, and what a killed process can leave (see :mod:`photolab.repair`)."""
+    from .catalog import list_backups
+    from .repair import find_leftovers
+
+    fix = f"run `photolab repair {lib.root}`"
+    rows = []
+    try:
+        bad = [r[0] for r in lib.catalog.query("PRAGMA quick_check")]
+        ok = bad == ["ok"]
+        rows.append(("catalog file", ok, "SQLite quick_check: ok" if ok else
+                     f"{lib.catalog.path} is damaged ({bad[0]}); restore a backup with "
+                     f"`photolab repair {lib.root} --restore-catalog`"))
+    except Exception as exc:  # noqa: BLE001
+        rows.append(("catalog file", False, str(exc)))
+        return rows
+    try:
+        found = find_leftovers(lib)
+    except Exception as exc:  # noqa: BLE001
+        return rows + [("journal", False, str(exc))]
+    dead = sum(found.dead_batches.values())
+    live = f"; {sum(found.live_batches.values())} moves being applied by a running photolab" if found.live_batches else ""
+    rows.append(("journal", not dead, (f"{dead} interrupted moves in {len(found.dead_batches)} batches; {fix}"
+                                       if dead else "no interrupted moves") + live))
+    rows.append(("catalog paths", not found.duplicate_rows,
+                 f"{len(found.duplicate_rows)} paths cataloged twice (e.g. {found.duplicate_rows[0]}); {fix}"
+                 if found.duplicate_rows else "every path cataloged once"))
+    note = f"; {len(found.other_links)} hard links photolab did not make are left as they are" if found.other_links else ""
+    rows.append(("hard links", not found.linked,
+                 (f"{len(found.linked)} files under two names (e.g. {' = '.join(found.linked[0])}); {fix}"
+                  if found.linked else "no file under two names") + note))
+    rows.append(("temp files", not found.temp_files,
+                 f"{len(found.temp_files)} temporary files of stopped processes (e.g. {found.temp_files[0]}); {fix}"
+                 if found.temp_files else "none left behind"))
+    backups = list_backups(lib.root)
+    rows.append(("catalog backup", True, f"{len(backups)} generations, newest {backups[0].name}" if backups else
+                 "none yet (one is made before the first bulk change and daily)"))
+    return rows
 
 
 __all__ = ["check"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .catalog import STATE_DIR, utcnow
 from .exif import PhotoInfo, finish_capture_time, open_image, read_pillow_info, read_raw_info
-from .fileops import TMP_PREFIX, sha256_file
+from .fileops import TMP_PREFIX, live_moves, recover, sha256_file
 from .library import open_library
 from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, sniff_other, sniff_raw
 
@@ -271,22 +271,35 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
 
     lib = open_library(library)
     cat = lib.catalog
+    recover(lib)   # a killed move leaves a file under two names for a moment: settle it first
+    cat.backup("before-index")
     run_id = cat.start_run("index")
     report = IndexReport()
     on_disk = walk_library(lib.root)
+    # a move a running process is making: the new name is the same file as the cataloged old one
+    live = live_moves(lib)
+    moving, moved_from = {dst for _, dst in live}, {src for src, _ in live}
+    on_disk = [f for f in on_disk if f[0] not in moving]
     report.scanned = len(on_disk)
     known = {r["path"]: (r["size"], r["mtime_ns"], r["status"])
              for r in cat.query("SELECT path, size, mtime_ns, status FROM photos")}
+    # verdicts a passing read failure gave (a file moved or unreadable for a moment while the
+    # labeling pass ran): not the file's fault, so it is read again
+    passing = {r[0] for r in cat.query(
+        "SELECT path FROM photos WHERE status = 'corrupt' AND (error LIKE 'cannot decode: FileNotFoundError%' "
+        "OR error LIKE 'cannot decode: %[Errno %')")}
 
     todo = []
     for rel, size, mtime_ns in on_disk:
         prev = known.get(rel)
-        if not force and prev and prev[0] == size and prev[1] == mtime_ns and prev[2] != "missing":
+        if not force and prev and prev[0] == size and prev[1] == mtime_ns and prev[2] != "missing" \
+                and rel not in passing:
             report.unchanged += 1
             continue
         todo.append((str(lib.abs(rel)), rel, size, mtime_ns, max_pixels))
     disk_paths = {rel for rel, _, _ in on_disk}
-    gone = [p for p, v in known.items() if p not in disk_paths and v[2] not in ("missing", "quarantined")
+    gone = [p for p, v in known.items() if p not in disk_paths and p not in moved_from
+            and v[2] not in ("missing", "quarantined")
             and not p.startswith(STATE_DIR + "/")]
 
     now = utcnow()
@@ -308,17 +321,29 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
            f"ON CONFLICT(path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}, "
            "indexed_at = excluded.indexed_at")
 
+    # a file that moved without photolab (or while its catalog was restored from a backup) is
+    # recognised by its content: its row, with everything a person added to it, follows it
+    lost: dict[str, str | None] = {}
+    for r in cat.query("SELECT path, sha256 FROM photos WHERE status = 'missing' AND sha256 IS NOT NULL"):
+        lost[r["sha256"]] = None if r["sha256"] in lost else r["path"]
+    renames: list[tuple[str, str]] = []
+
     def flush():
         if batch:
             with cat.write() as db:
+                db.executemany("UPDATE photos SET path = ? WHERE path = ? AND status = 'missing'", renames)
                 db.executemany(sql, batch)
             batch.clear()
+            renames.clear()
 
     with tqdm(total=len(todo), desc="index", unit="file", disable=not progress or not todo) as bar, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore")  # decoder complaints become each file's status instead
         for rel, row in results:
             row["path"] = rel
+            if rel not in known and lost.get(row.get("sha256")):
+                renames.append((rel, lost.pop(row["sha256"])))
+                log.info("%s: the file cataloged as %s, moved", rel, renames[-1][1])
             batch.append(tuple(row.get(c) for c in _COLUMNS) + (now,))
             report.read += 1
             if len(batch) >= 500:

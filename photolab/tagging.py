@@ -357,6 +357,40 @@ def export_csv(library, out: str | os.PathLike) -> Path:
 
 
 # -- the pass -----------------------------------------------------------------
+def _second_try(lib, row, prep, error: str):
+    """A photo that failed to decode: try again at the catalog's current path (another process may
+    have moved it meanwhile) and tell a lasting failure from a passing one.
+
+    Returns ``(row, prepared, error, lasting)``. Only a file that still has the size, time and
+    content the index recorded and still fails is ``lasting`` (marked corrupt); a file that moved,
+    vanished, changed or could not be read for the moment keeps its status and is tried again on
+    the next pass (``index``, ``tag``, ``maintain``)."""
+    from .fileops import sha256_file
+
+    cur = lib.catalog.query("SELECT id, path, kind, width, height, sha256, size, mtime_ns, status "
+                            "FROM photos WHERE id = ?", (row["id"],))
+    if not cur or cur[0]["status"] not in USABLE:
+        return row, None, f"{error} (no longer a usable photo in the catalog)", False
+    cur = cur[0]
+    _, prepared, again = prep(cur)
+    if again is None:
+        return cur, prepared, None, False
+    p = lib.abs(cur["path"])
+    try:
+        st = p.stat()
+    except OSError:
+        return cur, None, f"{again} (not at {cur['path']} now: moved or removed meanwhile; tried again next pass)", False
+    if st.st_size != cur["size"] or st.st_mtime_ns != cur["mtime_ns"]:
+        return cur, None, f"{again} (changed since it was indexed; tried again after the next index)", False
+    try:
+        same = cur["sha256"] is None or sha256_file(p) == cur["sha256"]
+    except OSError as exc:
+        return cur, None, f"{again} (read error {exc.strerror or exc}; tried again next pass)", False
+    if not same:
+        return cur, None, f"{again} (content changed since it was indexed; tried again next pass)", False
+    return cur, None, again, True
+
+
 def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
                 force: bool = False) -> TagReport:
@@ -376,8 +410,11 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
 
     from .backbone import engine, load_backbone
 
+    from .fileops import recover
+
     lib = open_library(library)
     cat = lib.catalog
+    recover(lib)   # the catalog's paths are the files' paths before any is read
     tax = load_taxonomy(lib)
     bb = model or load_backbone(cache_dir=lib.state / "models" / "backbone")
     run = engine(bb, threads=model_threads, runtime=runtime)
@@ -417,10 +454,13 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         for item in results:
             row, prepared, error = item
             if error:
+                row, prepared, error, lasting = _second_try(lib, row, prep, error)
+            if error:
                 report.failed.append((row["path"], error))
-                with cat.write() as db:
-                    db.execute("UPDATE photos SET status = 'corrupt', error = ? WHERE id = ?",
-                               (f"cannot decode: {error}", row["id"]))
+                if lasting:   # the very bytes the index read do not decode
+                    with cat.write() as db:
+                        db.execute("UPDATE photos SET status = 'corrupt', error = ? WHERE id = ?",
+                                   (f"cannot decode: {error}", row["id"]))
                 bar.update(1)
                 continue
             batch.append((row, prepared))

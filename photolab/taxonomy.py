@@ -136,6 +136,8 @@ def load_taxonomy(library=None) -> Taxonomy:
     lib = open_library(library)
     path = lib.state / TAXONOMY_FILE
     if not path.exists():
+        if lib.catalog.read_only:   # a read-only library: the default, without writing it there
+            return parse_taxonomy(default_taxonomy_text(), path="photolab/data/taxonomy.txt")
         path.write_text(default_taxonomy_text(), encoding="utf-8")
     return parse_taxonomy(path.read_text(encoding="utf-8"), path=path)
 
