@@ -364,9 +364,11 @@ def _backup_day(p: Path) -> str:
 
 
 def _marks(conn) -> tuple:
-    """The newest run and journal entry: a catalog that has not changed since keeps both."""
+    """The newest run and journal entry, and how many moves are done: a catalog no stage ran on
+    and nothing was journaled in since has the same marks."""
     try:
-        return tuple(conn.execute(f"SELECT max(id) FROM {t}").fetchone()[0] for t in ("runs", "journal"))
+        return (conn.execute("SELECT max(id) FROM runs").fetchone()[0],
+                *conn.execute("SELECT max(id), sum(state = 'done') FROM journal").fetchone())
     except sqlite3.Error:
         return ()
 

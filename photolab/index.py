@@ -331,7 +331,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     def flush():
         if batch:
             with cat.write() as db:
-                db.executemany("UPDATE photos SET path = ? WHERE path = ? AND status = 'missing'", renames)
+                db.executemany("UPDATE OR IGNORE photos SET path = ? WHERE path = ? AND status = 'missing'", renames)
                 db.executemany(sql, batch)
             batch.clear()
             renames.clear()

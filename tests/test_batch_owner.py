@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import photolab
 from photolab.fileops import Move, batch_owner, execute, recover
 from photolab.tagging import set_labels
@@ -50,6 +52,7 @@ def writer(root: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_recovery_leaves_a_live_write_metadata_alone(tmp_path):
     pristine = tmp_path / "pristine"
     build(pristine)

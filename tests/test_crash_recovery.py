@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import photolab
 from photolab import dedupe, organize
 from photolab.fileops import recover, undo
@@ -58,6 +60,7 @@ def assert_consistent(root: Path, counts: collections.Counter, what: str) -> Non
     assert bad.empty, f"{what}: check reports {bad.to_dict('records')}"
 
 
+@pytest.mark.slow
 def test_kill_organize_then_index_never_wedges(tmp_path):
     root = tmp_path / "Photos"
     small_library(root)
