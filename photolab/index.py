@@ -276,13 +276,15 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     run_id = cat.start_run("index")
     report = IndexReport()
     on_disk = walk_library(lib.root)
-    # a move a running process is making: the new name is the same file as the cataloged old one
-    live = live_moves(lib)
-    moving, moved_from = {dst for _, dst in live}, {src for src, _ in live}
-    on_disk = [f for f in on_disk if f[0] not in moving]
     report.scanned = len(on_disk)
     known = {r["path"]: (r["size"], r["mtime_ns"], r["status"])
              for r in cat.query("SELECT path, size, mtime_ns, status FROM photos")}
+    # a move a running process is making: the new name is the same file as the cataloged old one
+    live = live_moves(lib)
+    moving, moved_from = {dst for _, dst in live}, {src for src, _ in live}
+    if moving:
+        on_disk = [f for f in on_disk if f[0] not in moving]
+        report.scanned = len(on_disk)
     # verdicts a passing read failure gave (a file moved or unreadable for a moment while the
     # labeling pass ran): not the file's fault, so it is read again
     passing = {r[0] for r in cat.query(

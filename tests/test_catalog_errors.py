@@ -64,6 +64,7 @@ def test_full_disk_is_one_line_with_the_next_step(mount_point):
     for src in sorted(sample.glob("kde_*.jpg"))[:3]:
         shutil.copyfile(src, folder / src.name)
     cli("init", root, ok=True)
+    shutil.copyfile(Path(photolab.__file__).parent / "data" / "taxonomy.txt", root / ".photolab" / "taxonomy.txt")
     fd = os.open(mount_point / "filler", os.O_WRONLY | os.O_CREAT)   # the rest of the disk, to the last block
     for size in (1 << 16, 512, 1):
         try:
@@ -74,6 +75,9 @@ def test_full_disk_is_one_line_with_the_next_step(mount_point):
     os.close(fd)
     line = error_line(cli("index", root))
     assert str(root / ".photolab" / "catalog.sqlite") in line and "full" in line and "free space" in line, line
+    # the labeling pass converts the model weights into the library first (safetensors, ~19 MB)
+    line = error_line(cli("tag", root))
+    assert str(root) in line and ("full" in line or "no space left" in line) and "free space" in line, line
     (mount_point / "filler").unlink()
     out = cli("index", root, ok=True)                  # and once there is room, it just works
     assert "3 read" in out.stdout
