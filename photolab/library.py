@@ -92,6 +92,8 @@ def _catalog_is_lost(path: Path) -> bool:
     """No catalog file, an empty one, or one without a schema (not a damaged one: that is reported as such)."""
     if not path.is_file() or path.stat().st_size == 0:
         return True
+    if path.stat().st_size > 8192:    # more than a header page: it has a schema (or is damaged, not lost)
+        return False
     try:
         conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True)
         try:

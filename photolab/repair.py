@@ -32,7 +32,7 @@ class Leftovers:
 
     dead_batches: dict[str, int] = field(default_factory=dict)    # batch -> planned entries, owner gone
     live_batches: dict[str, int] = field(default_factory=dict)    # batch -> planned entries, owner running
-    linked: list[list[str]] = field(default_factory=list)          # names of one file, journaled or cataloged twice
+    linked: list[list[str]] = field(default_factory=list)          # names of one file that a move made
     other_links: list[list[str]] = field(default_factory=list)     # hard links photolab did not make
     temp_files: list[str] = field(default_factory=list)            # temporary files of processes that are gone
     duplicate_rows: list[str] = field(default_factory=list)        # paths cataloged more than once
@@ -80,10 +80,10 @@ def find_leftovers(library) -> Leftovers:
     out.duplicate_rows = [r[0] for r in cat.query("SELECT path FROM photos GROUP BY path HAVING count(*) > 1")]
     groups, temps = _scan(lib.root)
     if groups:
-        cataloged = {r[0] for r in cat.query("SELECT path FROM photos WHERE status != 'missing'")}
         journaled = {p for r in cat.query("SELECT src, dst FROM journal WHERE op != 'rewrite'") for p in r if p}
         for names in groups.values():
-            ours = sum(n in cataloged for n in names) > 1 or any(n in journaled for n in names)
+            # a second name a move made (its link step); links a person made are theirs to keep
+            ours = any(n in journaled for n in names)
             (out.linked if ours else out.other_links).append(names)
     out.temp_files = sorted(str(p.relative_to(lib.root)) for p in temps
                             if (pid := temp_owner(p.name)) is not None and pid != os.getpid() and not pid_alive(pid))
@@ -132,7 +132,10 @@ def repair(library) -> RepairReport:
                 if name == keep:
                     continue
                 p = lib.abs(name)
-                if not os.path.samefile(p, lib.abs(keep)):   # changed meanwhile: leave it
+                try:
+                    if not os.path.samefile(p, lib.abs(keep)):   # changed meanwhile: leave it
+                        continue
+                except OSError:
                     continue
                 os.unlink(p)
                 fsync_dir(p.parent)

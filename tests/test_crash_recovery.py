@@ -141,3 +141,27 @@ def test_landed_wedge_is_repaired(tmp_path):
     assert len(tree(root)) == len(photos)
     with photolab.open_library(root) as lib:
         assert recover(lib) == {"finished": 0, "rolled_back": 0, "conflict": 0}
+
+
+def test_check_and_repair_handle_temp_files_and_leave_a_persons_links(tmp_path):
+    root = tmp_path / "Photos"
+    small_library(root, copies=1)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()                                       # a process id that has ended
+    dead = root / "import0" / f".photolab-tmp-{gone.pid}-kde_Kite_0.jpg"
+    dead.write_bytes(b"partial copy")
+    live = root / "import0" / f".photolab-tmp-{os.getppid()}-kde_Path_0.jpg"
+    live.write_bytes(b"being written")
+    os.link(root / "import0" / "mate_Dune_0.jpg", root / "dune-link.jpg")   # a person's own hard link
+    with photolab.init_library(root) as lib:
+        photolab.index_library(lib, progress=False)
+    rows = check(root).set_index("check")
+    assert not rows.loc["temp files", "ok"] and dead.name in rows.loc["temp files", "detail"]
+    assert rows.loc["hard links", "ok"] and "did not make" in rows.loc["hard links", "detail"]
+    out = subprocess.run(CLI + ["repair", str(root)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "temporary file removed: import0/" + dead.name in out.stdout
+    assert not dead.exists() and live.exists(), "only a stopped process's temporary file goes"
+    assert (root / "dune-link.jpg").exists() and (root / "import0" / "mate_Dune_0.jpg").exists()
+    live.unlink()
+    assert check(root).set_index("check").loc["temp files", "ok"]
