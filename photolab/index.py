@@ -310,6 +310,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
             db.executemany("UPDATE photos SET status = 'missing', error = 'file no longer on disk', "
                            "indexed_at = ? WHERE path = ?", [(now, p) for p in gone])
     report.missing = len(gone)
+    gone_set = set(gone)
 
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
@@ -346,6 +347,8 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
             if rel not in known and lost.get(row.get("sha256")):
                 renames.append((rel, lost.pop(row["sha256"])))
                 log.info("%s: the file cataloged as %s, moved", rel, renames[-1][1])
+                if renames[-1][1] in gone_set:
+                    report.missing -= 1
             batch.append(tuple(row.get(c) for c in _COLUMNS) + (now,))
             report.read += 1
             if len(batch) >= 500:

@@ -18,6 +18,7 @@ import photolab
 from photolab import dedupe, organize
 from photolab.fileops import recover, undo
 from photolab.health import check
+from photolab.tagging import set_labels
 
 from conftest import SAMPLE
 from test_organize import catalog_matches_disk, tree
@@ -165,3 +166,29 @@ def test_check_and_repair_handle_temp_files_and_leave_a_persons_links(tmp_path):
     assert (root / "dune-link.jpg").exists() and (root / "import0" / "mate_Dune_0.jpg").exists()
     live.unlink()
     assert check(root).set_index("check").loc["temp files", "ok"]
+
+
+def test_index_follows_a_file_moved_outside_photolab(tmp_path):
+    """A file moved by another program (or after a catalog backup was put back) keeps its row,
+    and with it what a person added; a deleted file is still `missing`."""
+    root = tmp_path / "Photos"
+    small_library(root, copies=1)
+    with photolab.init_library(root) as lib:
+        photolab.index_library(lib, progress=False)
+        pid = lib.catalog.query("SELECT id FROM photos WHERE path = 'import0/kde_Kite_0.jpg'")[0][0]
+        set_labels(lib, [(pid, "dog", 1)])
+        (root / "elsewhere").mkdir()
+        os.rename(root / "import0" / "kde_Kite_0.jpg", root / "elsewhere" / "kite.jpg")
+        (root / "import0" / "kde_Path_0.jpg").unlink()
+        report = photolab.index_library(lib, progress=False)
+        assert report.missing == 1                      # the deleted one; the moved one was followed
+        row = lib.catalog.query("SELECT id, status FROM photos WHERE path = 'elsewhere/kite.jpg'")[0]
+        assert (row["id"], row["status"]) == (pid, "ok")
+        assert lib.catalog.query("SELECT value FROM labels WHERE photo_id = ?", (pid,))[0][0] == 1
+        assert lib.catalog.query("SELECT status FROM photos WHERE path = 'import0/kde_Path_0.jpg'")[0][0] == "missing"
+        catalog_matches_disk_but_missing(lib)
+
+
+def catalog_matches_disk_but_missing(lib) -> None:
+    paths = {r["path"] for r in lib.catalog.query("SELECT path FROM photos WHERE status != 'missing'")}
+    assert paths == set(tree(lib.root))
