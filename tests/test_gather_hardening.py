@@ -258,3 +258,68 @@ def test_gather_killed_at_random_moments_never_duplicates_or_leaves_debris(tmp_p
         assert {shown(p.relative_to(src).as_posix()): sha(p) for p in src.rglob("*") if p.is_file()} == before
         lib.close()
     assert killed >= 15      # most trials were really interrupted
+
+
+# -- the watcher and a pass with odd files in the import folder -------------------------------
+def _import_states(root: Path) -> dict[str, str]:
+    try:
+        with photolab.open_library(root) as lib:
+            return {r[0]: r[1] for r in lib.catalog.query("SELECT path, state FROM import_state")}
+    except Exception:   # noqa: BLE001 - the watcher may be creating the tables
+        return {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_watch_and_run_once_take_in_the_good_files_beside_odd_ones(tmp_path):
+    root = tmp_path / "lib"
+    photolab.init_library(root).close()
+    imp = tmp_path / "import"
+    imp.mkdir()
+    if not _bytes_names_allowed(imp):
+        pytest.skip("this filesystem refuses names that are not UTF-8")
+    photos = sorted(SAMPLE.glob("kde_*.jpg"))
+    put(imp, BAD, photos[0])
+    put(imp, DASH, photos[1])
+    put(imp, LONG, photos[2])
+    for p in photos[3:5]:
+        put(imp, p.name, p)
+    os.symlink("/etc/passwd", imp / "passwd.jpg")
+    old = time.time() - 60
+    for p in imp.iterdir():
+        os.utime(p, (old, old), follow_symlinks=False)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "photolab.cli", "-q", "watch", str(root), "--import", str(imp),
+                             "--stable-seconds", "0.5", "--rescan", "2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and len(_import_states(root)) < 6:
+            time.sleep(0.5)
+        time.sleep(4.5)                       # two more rescans: nothing is taken in twice
+        assert proc.poll() is None, proc.stdout.read()    # the first pass did not stop the watcher
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    states = _import_states(root)
+    assert states.pop(str(imp / "passwd.jpg")) == "failed"
+    assert states == {shown(p): "done" for p in imp.iterdir() if not p.is_symlink()}
+    with photolab.open_library(root) as lib:
+        files = library_files(lib)
+        reason = lib.catalog.query("SELECT reason FROM import_state WHERE path = ?", (str(imp / "passwd.jpg"),))
+    assert "outside the source" in reason[0][0]
+    want = sorted(sha(p) for p in imp.iterdir() if not p.is_symlink())
+    photo_shas = sorted(v for k, v in files.items() if not k.endswith(".xmp"))
+    # each good file once (metadata writing may have given a copy new bytes: compare by what was kept)
+    assert len(photo_shas) == len(want) == 5, sorted(files)
+    assert not any("passwd" in k for k in files)
+    # a pass afterwards finds nothing new and copies nothing again
+    out = subprocess.run([sys.executable, "-m", "photolab.cli", "-q", "run", str(root), "--import", str(imp),
+                          "--once", "--stable-seconds", "0.2"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with photolab.open_library(root) as lib:
+        assert len([k for k in library_files(lib) if not k.endswith(".xmp")]) == 5
+    assert debris(root, imp) == []
