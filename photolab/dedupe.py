@@ -366,7 +366,7 @@ def _keeper_order(row: dict, opts: DedupeOptions, new: frozenset = frozenset()) 
     meta = sum(x is not None for x in (row["captured_at"], row["camera_make"], row["gps_lat"])) + (
         row["captured_source"] == "DateTimeOriginal")
     return (-(row["width"] or 0) * (row["height"] or 0), pref.index(fmt) if fmt in pref else len(pref),
-            row["status"] != "ok", -meta, row["id"] in new, (row["captured_at"] or "9999")[:19], row["path"])
+            row["status"] != "ok", -meta, bool(new) and row["id"] in new, (row["captured_at"] or "9999")[:19], row["path"])
 
 
 def _describe(row: dict) -> str:
