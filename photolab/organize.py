@@ -374,8 +374,10 @@ def plan(library, *, rules: Rules | None = None):
 
 
 def _suffixed(name: str, n: int) -> str:
-    stem, dot, ext = name.rpartition(".")
-    return f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+    """``name`` with `` (n)`` before its extension, shortened to fit one folder entry (255 bytes)."""
+    from .names import fit
+
+    return fit(name, f" ({n})")
 
 
 def write_plan_csv(plan_df, out: str | os.PathLike) -> Path:
