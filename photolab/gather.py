@@ -116,13 +116,6 @@ def _register_source(lib: Library, src: Path) -> tuple[int, str]:
         return int(cur.lastrowid), label
 
 
-def _free_name(dest: Path) -> Path:
-    for candidate in _candidates(dest):
-        if not candidate.exists():
-            return candidate
-    raise AssertionError("unreachable")
-
-
 def _candidates(dest: Path):
     """``dest``, then ``dest`` with ``_1``, ``_2``, … before its extension (each within 255 bytes)."""
     yield dest
