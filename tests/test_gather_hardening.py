@@ -234,7 +234,7 @@ def test_gather_killed_at_random_moments_never_duplicates_or_leaves_debris(tmp_p
         assert child.stdout.readline().strip() == "ready", child.stderr.read()
         t0 = time.perf_counter()
         # the first trial runs to the end to learn how long a gather takes; the rest are killed
-        delay = None if trial == 0 else rng.uniform(0, 1.2 * max(durations))
+        delay = None if trial == 0 else rng.uniform(0, 0.9 * max(durations))
         if delay is None:
             child.wait(timeout=60)
             durations.append(time.perf_counter() - t0)
@@ -257,7 +257,7 @@ def test_gather_killed_at_random_moments_never_duplicates_or_leaves_debris(tmp_p
         assert len({r["dest"] for r in logged}) == len(expected)
         assert {shown(p.relative_to(src).as_posix()): sha(p) for p in src.rglob("*") if p.is_file()} == before
         lib.close()
-    assert killed >= 15      # most trials were really interrupted
+    assert killed >= 10      # most trials were really interrupted (the machine may be slower or faster)
 
 
 # -- the watcher and a pass with odd files in the import folder -------------------------------
