@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --config=jupyter/jupyter_lab_config.py --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_index.py

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .privacy import quiet_environment as _quiet_environment
+
+_quiet_environment()   # before any dependency that records telemetry is loaded
+
 from .catalog import Catalog, CatalogError
 from .errors import PhotolabError
 from .gather import GatherError, gather

@@ -44,6 +44,7 @@ from pathlib import Path
 from .errors import PhotolabError
 from .catalog import utcnow
 from .library import open_library
+from .names import shown
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def arrived_files(library, import_dir, *, stable_seconds: float = STABLE_SECONDS
                 st = p.stat()
             except OSError:
                 continue
-            k = known.get(str(p))
+            k = known.get(shown(p))
             if k and k["size"] == st.st_size and k["mtime_ns"] == st.st_mtime_ns and (
                     k["state"] in ("done", "failed") or (k["next_try"] or 0) > now):
                 continue
@@ -168,8 +169,9 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
     stats = {p: p.stat() for p in ready}
     g = gather([root], lib, progress=progress, only=ready)
     report.gathered = g.copied
-    failed_copy = {Path(p).resolve(): why for p, why in g.failed}
-    source_id = lib.catalog.query("SELECT id FROM sources WHERE path = ?", (str(root),))[0][0]
+    failed_copy = dict(g.failed)          # shown path -> reason
+    set_aside = dict(g.set_aside)         # links: never retried
+    source_id = lib.catalog.query("SELECT id FROM sources WHERE path = ?", (shown(root),))[0][0]
     dest_of = {}
     for r in lib.catalog.query("SELECT source_rel, dest FROM gather_log WHERE source_id = ? ORDER BY copied_at, rowid",
                                (source_id,)):
@@ -182,17 +184,23 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
     now, state_rows, new_ids = utcnow(), [], []
     for p in ready:
         st = stats[p]
-        rel = p.relative_to(root).as_posix()
-        tries = attempts.get(str(p), 0) + 1
-        if p.resolve() in failed_copy:
-            why = f"not copied: {failed_copy[p.resolve()]}"
+        key = shown(p)    # the catalog's text for the file (escaped where the name is not UTF-8)
+        rel = shown(p.relative_to(root).as_posix())
+        tries = attempts.get(key, 0) + 1
+        if key in set_aside:
+            why = f"not copied: {set_aside[key]}"
+            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+            report.failed.append((key, why))
+            continue
+        if key in failed_copy:
+            why = f"not copied: {failed_copy[key]}"
             if tries >= MAX_ATTEMPTS:
-                state_rows.append((str(p), st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
-                report.failed.append((str(p), why))
+                state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+                report.failed.append((key, why))
             else:
-                state_rows.append((str(p), st.st_size, st.st_mtime_ns, "retry", tries,
+                state_rows.append((key, st.st_size, st.st_mtime_ns, "retry", tries,
                                    time.time() + BACKOFF * 2 ** (tries - 1), None, why, now))
-                report.retrying.append((str(p), why))
+                report.retrying.append((key, why))
             continue
         dest = dest_of.get(rel)
         for _ in range(50):   # follow later moves (organize runs after every pass)
@@ -202,15 +210,15 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
         row = rows.get(dest)
         if row is None:
             why = "not a photo or companion photolab takes in" if dest is None else "copied, but not in the catalog"
-            state_rows.append((str(p), st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
-            report.failed.append((str(p), why))
+            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+            report.failed.append((key, why))
             continue
         if row["kind"] in ("photo", "raw") and row["status"] not in USABLE:
             why = f"{row['status']}: {row['error']}"
-            state_rows.append((str(p), st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
-            report.failed.append((str(p), why))
+            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
+            report.failed.append((key, why))
             continue
-        state_rows.append((str(p), st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
+        state_rows.append((key, st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
         if row["kind"] in ("photo", "raw"):
             new_ids.append(row["id"])
     _record(lib, state_rows)
@@ -390,13 +398,14 @@ def maintain(library, *, apply_dedupe: bool = True) -> dict:
     """The quarterly check-up: catalog against the disk, re-tag and re-score what changed,
     dedupe across the whole library, purge quarantine past retention, trim metadata versions."""
     from . import dedupe
-    from .fileops import prune_versions, recover
+    from .fileops import clean_temp_files, prune_versions, recover
     from .index import index_library
     from .tagging import tag_library
     from .train import rescore
 
     lib = open_library(library)
     out: dict = {"recovered": recover(lib)}
+    out["temp_files_removed"] = len(clean_temp_files(lib.root))   # left by killed runs
     ix = index_library(lib, progress=False)
     out["index"] = ix.summary()
     missing = lib.catalog.query("SELECT path FROM photos WHERE status = 'missing'")

@@ -127,7 +127,10 @@ def engine(backbone: Backbone, *, threads: int = 1, runtime: str = "auto") -> En
 
 def _onnx_engine(bb: Backbone, threads: int) -> Engine:
     import numpy as np
-    import onnxruntime as ort
+
+    from .privacy import onnxruntime
+
+    ort = onnxruntime()
 
     cache = bb.cache_dir or Path.home() / ".cache" / "photolab"
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in bb.version)

@@ -28,6 +28,10 @@ def _cmd_gather(args) -> int:
     print(f"gather: {report.summary()}")
     for path, reason in report.failed:
         print(f"  failed: {path}: {reason}")
+    for path, reason in report.set_aside:
+        print(f"  set aside: {path}: {reason}")
+    for path, dest in report.renamed:
+        print(f"  renamed: {path} -> {dest} (the name was not valid UTF-8)")
     return 1 if report.failed else 0
 
 

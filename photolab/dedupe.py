@@ -23,7 +23,9 @@ pairs they return are checked.
 
 The keeper of a group has the highest resolution; ties go to the preferred
 format (RAW > HEIC > JPEG > PNG > WebP by default), then an intact file over a
-damaged one, then more metadata, then the earliest capture time.
+damaged one, then more metadata, then (in a pass over new files, ``only=``) the
+copy already in the library over the one just imported, then the earliest
+capture time.
 
 ``plan`` changes nothing. ``apply`` moves the others, with their sidecars and
 companions, into ``.photolab/quarantine/<batch>/`` (journaled, see
@@ -356,14 +358,15 @@ class _Union:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _keeper_order(row: dict, opts: DedupeOptions) -> tuple:
-    """Sort key, best copy first: resolution, format preference, intact, more metadata, earliest capture, path."""
+def _keeper_order(row: dict, opts: DedupeOptions, new: frozenset = frozenset()) -> tuple:
+    """Sort key, best copy first: resolution, format preference, intact, more metadata, a copy already in the
+    library over one in ``new`` (the files a pass is taking in), earliest capture, path."""
     fmt = "RAW" if row["kind"] == "raw" else (row["format"] or "").upper()
     pref = opts.format_preference
     meta = sum(x is not None for x in (row["captured_at"], row["camera_make"], row["gps_lat"])) + (
         row["captured_source"] == "DateTimeOriginal")
     return (-(row["width"] or 0) * (row["height"] or 0), pref.index(fmt) if fmt in pref else len(pref),
-            row["status"] != "ok", -meta, (row["captured_at"] or "9999")[:19], row["path"])
+            row["status"] != "ok", -meta, bool(new) and row["id"] in new, (row["captured_at"] or "9999")[:19], row["path"])
 
 
 def _describe(row: dict) -> str:
@@ -372,9 +375,9 @@ def _describe(row: dict) -> str:
 
 
 def _group_rows(part: list[int], edges: dict, rows_by_id: dict, opts: DedupeOptions,
-               group_no: int) -> list[dict]:
+               group_no: int, new: frozenset = frozenset()) -> list[dict]:
     """Plan rows of one duplicate group, the keeper first; each copy says which file it duplicates and how."""
-    ranked = sorted(part, key=lambda pid: _keeper_order(rows_by_id[pid], opts))
+    ranked = sorted(part, key=lambda pid: _keeper_order(rows_by_id[pid], opts, new))
     keeper = rows_by_id[ranked[0]]
     # exact clusters inside the group: same bytes or same pixels, linked through edges
     cl = _Union(len(ranked))
@@ -511,7 +514,8 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
             keeper_of[part[0]] = part[0]
             continue
         group_no += 1
-        rows = _group_rows(part, edges, rows_by_id, opts, group_no)
+        rows = _group_rows(part, edges, rows_by_id, opts, group_no,
+                           frozenset(int(x) for x in only) if only is not None else frozenset())
         keeper_of.update((r["photo_id"], rows[0]["photo_id"]) for r in rows)
         out.extend(rows)
 

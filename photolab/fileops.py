@@ -34,6 +34,7 @@ import stat
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from glob import escape as _glob_escape
 from pathlib import Path
 
 from .errors import PhotolabError
@@ -104,6 +105,47 @@ def clean_component(text: str) -> str:
     if out.lower() == STATE_DIR:
         out = "_" + out
     return out
+
+
+def temp_name(name: str) -> str:
+    """The temporary name for a file about to be called ``name``: ``.photolab-tmp-<pid>-<name>``, or,
+    where that would pass the 255-byte limit of one folder entry, a short hash of ``name`` in its place."""
+    tmp = f"{TMP_PREFIX}{os.getpid()}-{name}"
+    if len(os.fsencode(tmp)) <= 255:
+        return tmp
+    return f"{TMP_PREFIX}{os.getpid()}-{_name_hash(name)}"
+
+
+def _name_hash(name: str) -> str:
+    return "h" + hashlib.sha256(os.fsencode(name)).hexdigest()[:20]
+
+
+
+
+def clean_temp_files(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """Remove the temporary copies (``.photolab-tmp-<pid>-*``) that killed photolab processes left in
+    ``folder`` (and below it); a live process's are left alone. Returns the files removed."""
+    removed: list[Path] = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    walker = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for here, _dirs, files in walker:
+        for name in files:
+            if not name.startswith(TMP_PREFIX):
+                continue
+            pid = temp_owner(name)
+            if pid is None or pid == os.getpid() or pid_alive(pid):
+                continue
+            p = Path(here) / name
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(p)
+    if removed:
+        log.info("removed %d temporary files left by interrupted runs under %s", len(removed), folder)
+    return removed
 
 
 def sha256_file(path: Path) -> str:
@@ -198,7 +240,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError):
         return False
     return True
 
@@ -228,7 +270,7 @@ def verified_copy(src: Path, dest: Path) -> str:
         OSError: the source cannot be read or the copy does not verify.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{TMP_PREFIX}{os.getpid()}-{dest.name}")
+    tmp = dest.with_name(temp_name(dest.name))
     h = hashlib.sha256()
     try:
         with open(src, "rb") as fin, open(tmp, "xb") as fout:
@@ -260,15 +302,22 @@ def verified_copy(src: Path, dest: Path) -> str:
     return expected
 
 
+def glob_escape(pattern: str) -> str:
+    """``pattern`` with the glob characters of the file name in it escaped (the ``*`` photolab puts
+    there stays a wildcard)."""
+    return "*".join(_glob_escape(part) for part in pattern.split("*"))
+
+
 def _partial_copies(dst: Path) -> list[Path]:
     """Temporary copies towards ``dst`` that a killed process left behind (never those of a running one)."""
     if not dst.parent.is_dir():
         return []
     out = []
-    for p in dst.parent.glob(f"{TMP_PREFIX}*-{dst.name}"):
-        pid = temp_owner(p.name)
-        if pid is not None and pid != os.getpid() and not pid_alive(pid):
-            out.append(p)
+    for pattern in (f"{TMP_PREFIX}*-{dst.name}", f"{TMP_PREFIX}*-{_name_hash(dst.name)}"):
+        for p in dst.parent.glob(glob_escape(pattern)):
+            pid = temp_owner(p.name)
+            if pid is not None and pid != os.getpid() and not pid_alive(pid):
+                out.append(p)
     return out
 
 
@@ -601,7 +650,7 @@ def _keep_version(lib, src: Path, sha: str) -> None:
 def _write_new_bytes(path: Path, data: bytes, *, create: bool) -> None:
     """Give ``path`` the content ``data`` in one atomic step: a synced temporary file beside it,
     then a rename over it (or, for a new file, a link that fails if the name is taken)."""
-    tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
+    tmp = path.with_name(temp_name(path.name))
     try:
         with open(tmp, "xb") as f:
             f.write(data)
@@ -781,6 +830,7 @@ def prune_versions(library, *, keep: int | None = None, days: float | None = Non
     return len(drop)
 
 
-__all__ = ["BatchReport", "FileOpError", "Move", "batch_owner", "batches", "live_moves", "pid_alive", "clean_component", "execute", "fsync_dir", "move_file", "new_batch",
+__all__ = ["BatchReport", "FileOpError", "Move", "batch_owner", "batches", "clean_component", "clean_temp_files",
+           "execute", "fsync_dir", "live_moves", "move_file", "new_batch", "pid_alive", "temp_name",
            "prune_versions", "recover", "rewrite", "Rewrite", "sha256_file", "undo", "undo_one", "verified_copy",
            "version_bytes", "version_path"]

@@ -7,6 +7,18 @@ temporary file, flushed to disk, read back and compared by SHA-256 before it
 takes its final name; an existing file is never overwritten. Duplicates are
 kept (dedupe comes later). Re-running is idempotent: a source file whose
 content was already copied from the same place is skipped.
+
+A run killed at any moment leaves nothing behind that the next run does not
+settle: before a copy takes a new name (``IMG_0001_1.jpg``), the files already
+holding that name and its numbered variants are compared by content, so a copy
+that a killed run finished but did not record yet is recorded, not made twice;
+and the temporary files of killed runs are removed. Temporary files are only
+ever written inside the library, never into a source or import folder.
+
+Odd files never stop a batch: a name that is not valid UTF-8 is copied under a
+valid name (see :mod:`photolab.names`) and shown escaped; a symbolic link is not
+followed (a link could lead anywhere, e.g. ``/etc/passwd``) but set aside by
+name with the reason.
 """
 
 from __future__ import annotations
@@ -19,9 +31,10 @@ from pathlib import Path
 
 from .errors import PhotolabError
 from .catalog import utcnow
-from .fileops import clean_component, sha256_file, verified_copy
+from .fileops import clean_component, clean_temp_files, sha256_file, verified_copy
 from .library import Library, open_library
 from .media import companions, kind_by_extension
+from .names import fit, library_name, shown
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +53,17 @@ class GatherReport:
     companions: int = 0       # sidecars, AAE edits and live-photo videos copied with their photo
     ignored: int = 0          # files that are neither photos nor companions
     failed: list[tuple[str, str]] = field(default_factory=list)
+    set_aside: list[tuple[str, str]] = field(default_factory=list)   # (path, reason): links, not followed
+    renamed: list[tuple[str, str]] = field(default_factory=list)     # (source path, library path): odd names
     sources: dict[str, str] = field(default_factory=dict)   # source path -> folder in the library
     by_kind: Counter = field(default_factory=Counter)
 
     def summary(self) -> str:
-        return (f"{self.copied} copied ({self.companions} companions), {self.skipped} already gathered, "
-                f"{self.ignored} ignored, {len(self.failed)} failed")
+        s = (f"{self.copied} copied ({self.companions} companions), {self.skipped} already gathered, "
+             f"{self.ignored} ignored, {len(self.failed)} failed")
+        if self.set_aside:
+            s += f", {len(self.set_aside)} set aside"
+        return s
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -77,7 +95,7 @@ def source_facts(path: Path) -> tuple[bool, bool]:
 def _register_source(lib: Library, src: Path) -> tuple[int, str]:
     """Source id and library folder for ``src``, creating them on first sight."""
     cat = lib.catalog
-    key = str(src)
+    key = shown(src)
     removable, read_only = source_facts(src)
     now = utcnow()
     with cat.write() as db:
@@ -86,7 +104,7 @@ def _register_source(lib: Library, src: Path) -> tuple[int, str]:
             db.execute("UPDATE sources SET last_seen = ?, removable = ?, read_only = ? WHERE id = ?",
                        (now, int(removable), int(read_only), row["id"]))
             return row["id"], row["label"]
-        base = clean_component(src.name.strip(" .") or "source")
+        base = clean_component(library_name(src.name).strip(" .") or "source")
         label, n = base, 1
         while db.execute("SELECT 1 FROM sources WHERE label = ?", (label,)).fetchone() or \
                 (lib.root / label).exists():
@@ -98,39 +116,86 @@ def _register_source(lib: Library, src: Path) -> tuple[int, str]:
         return int(cur.lastrowid), label
 
 
-def _free_name(dest: Path) -> Path:
-    if not dest.exists():
-        return dest
+def _candidates(dest: Path):
+    """``dest``, then ``dest`` with ``_1``, ``_2``, … before its extension (each within 255 bytes)."""
+    yield dest
     n = 1
     while True:
-        candidate = dest.with_name(f"{dest.stem}_{n}{dest.suffix}")
-        if not candidate.exists():
-            return candidate
+        yield dest.with_name(fit(dest.name, f"_{n}"))
         n += 1
 
 
-def _plan_source(src: Path) -> tuple[list[Path], list[Path], int]:
-    """Photos and their companions under ``src`` (sorted), and how many files are ignored."""
+def _place_for(path: Path, dest: Path, claimed: set[Path]) -> tuple[Path, str | None]:
+    """Where the copy of ``path`` goes, and its SHA-256 if it is already there.
+
+    The names ``dest``, ``dest_1``, … are tried in turn; one that holds a file of the same size
+    and content as ``path`` (and is not the recorded copy of another source file) is the copy
+    a killed run made before it could record it. Otherwise the first free name is returned."""
+    size = None
+    digest = None
+    for candidate in _candidates(dest):
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            return candidate, None
+        if candidate in claimed:
+            continue
+        if size is None:
+            size = os.stat(path).st_size
+        if st.st_size == size and os.path.isfile(candidate) and not os.path.islink(candidate):
+            if digest is None:
+                digest = sha256_file(path)
+            if sha256_file(candidate) == digest:
+                return candidate, digest
+    raise AssertionError("unreachable")
+
+
+def _plan_source(src: Path) -> tuple[list[Path], list[Path], int, list[tuple[Path, str]]]:
+    """Photos and their companions under ``src`` (sorted), how many files are ignored, and the
+    symbolic links set aside (not followed) with their reason."""
     photos: list[Path] = []
     companion_files: list[Path] = []
+    links: list[tuple[Path, str]] = []
     ignored = 0
     for folder, dirs, files in os.walk(src):
+        folder_path = Path(folder)
+        for d in sorted(dirs):
+            if not d.startswith(".") and (folder_path / d).is_symlink():
+                links.append((folder_path / d, _link_reason(src, folder_path / d)))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         names = set(files)
         taken: set[str] = set()
-        folder_path = Path(folder)
         for name in sorted(files):
-            if name.startswith("."):
+            if name.startswith(".") or name in taken:
                 continue
             if kind_by_extension(name) in ("photo", "raw"):
+                if (folder_path / name).is_symlink():
+                    taken.add(name)
+                    links.append((folder_path / name, _link_reason(src, folder_path / name)))
+                    continue
                 photos.append(folder_path / name)
                 for c in companions(Path(name), names):
                     if c not in taken:
                         taken.add(c)
-                        companion_files.append(folder_path / c)
+                        if (folder_path / c).is_symlink():
+                            links.append((folder_path / c, _link_reason(src, folder_path / c)))
+                        else:
+                            companion_files.append(folder_path / c)
         ignored += sum(1 for n in names if not n.startswith(".") and n not in taken
                        and kind_by_extension(n) not in ("photo", "raw"))
-    return photos, companion_files, ignored
+    return photos, companion_files, ignored, links
+
+
+def _link_reason(src: Path, link: Path) -> str:
+    target = Path(os.path.realpath(link))
+    if target == src or src in target.parents:
+        return f"a symbolic link to {shown(target.relative_to(src))} in the same source; not followed (that file is gathered itself)"
+    return f"a symbolic link to {shown(target)}, outside the source; not followed (copy the file itself if you want it)"
+
+
+def _library_rel(rel: str) -> str:
+    """The path a source file gets under its library folder: every part a valid UTF-8 name."""
+    return "/".join(library_name(part) for part in rel.split("/"))
 
 
 def gather(sources, into, *, progress: bool = True, only=None) -> GatherReport:
@@ -161,37 +226,58 @@ def gather(sources, into, *, progress: bool = True, only=None) -> GatherReport:
         if src == lib.root or lib.root in src.parents:
             raise GatherError(f"{source}: is inside the library {lib.root}; gather reads from outside it")
         source_id, label = _register_source(lib, src)
-        report.sources[str(src)] = label
-        photo_files, companion_files, ignored = _plan_source(src)
+        report.sources[shown(src)] = label
+        clean_temp_files(lib.root / label)   # what killed runs left
+        photo_files, companion_files, ignored, links = _plan_source(src)
         if only is not None:
             wanted = {Path(p).resolve() for p in only}
             photo_files = [p for p in photo_files if p.resolve() in wanted]
             companion_files = [p for p in companion_files if p.resolve() in wanted]
+            named = {Path(os.path.realpath(Path(p).parent)) / Path(p).name for p in only}   # links unresolved
+            links = [(p, why) for p, why in links if p in named]
+        for link, why in links:
+            report.set_aside.append((shown(link), why))
+            log.warning("%s: %s", shown(link), why)
         report.ignored += ignored
-        done = {(r["source_rel"], r["sha256"]): r["dest"] for r in cat.query(
-            "SELECT source_rel, sha256, dest FROM gather_log WHERE source_id = ?", (source_id,))}
+        logged = cat.query("SELECT source_rel, sha256, dest FROM gather_log WHERE source_id = ?", (source_id,))
+        done = {(r["source_rel"], r["sha256"]): r["dest"] for r in logged}
         done_rels = {rel for rel, _ in done}
+        dest_of_rel: dict[str, set[Path]] = {}
+        for r in logged:
+            dest_of_rel.setdefault(r["source_rel"], set()).add(lib.abs(r["dest"]))
+        all_dests = {p for dests in dest_of_rel.values() for p in dests}
         companion_set = set(companion_files)
         for path in tqdm(photo_files + companion_files, desc=f"gather {label}", unit="file",
                          disable=not progress):
-            rel = path.relative_to(src).as_posix()
+            raw_rel = path.relative_to(src).as_posix()
+            rel = shown(raw_rel)    # the catalog's text for the source file (escaped if not UTF-8)
             try:
                 if rel in done_rels:
                     digest = sha256_file(path)
                     if (rel, digest) in done:  # even if the copy was since moved or quarantined
                         report.skipped += 1
                         continue
-                dest = _free_name(lib.root / label / rel)
-                digest = verified_copy(path, dest)
+                # another source file's recorded copy is never taken for this one's
+                claimed = all_dests - dest_of_rel.get(rel, set())
+                dest, digest = _place_for(path, lib.root / label / _library_rel(raw_rel), claimed)
+                if digest is None:
+                    digest = verified_copy(path, dest)
+                else:
+                    log.info("%s: already copied to %s by an interrupted run; recorded", rel, lib.rel(dest))
             except OSError as exc:
-                report.failed.append((str(path), f"{exc.strerror or exc}"))
-                log.warning("%s: not gathered (%s)", path, exc)
+                report.failed.append((shown(path), shown(str(exc.strerror or exc))))
+                log.warning("%s: not gathered (%s)", shown(path), shown(str(exc)))
                 continue
             dest_rel = lib.rel(dest)
+            if raw_rel != rel:
+                report.renamed.append((shown(path), dest_rel))
+                log.warning("%s: name is not valid UTF-8; copied as %s", shown(path), dest_rel)
             with cat.write() as db:
                 db.execute(
                     "INSERT OR REPLACE INTO gather_log(source_id, source_rel, sha256, size, dest, copied_at) "
                     "VALUES (?,?,?,?,?,?)", (source_id, rel, digest, dest.stat().st_size, dest_rel, utcnow()))
+            dest_of_rel.setdefault(rel, set()).add(dest)
+            all_dests.add(dest)
             report.copied += 1
             report.by_kind[kind_by_extension(path)] += 1
             if path in companion_set:

@@ -23,6 +23,7 @@ from .exif import PhotoInfo, finish_capture_time, open_image, read_pillow_info, 
 from .fileops import TMP_PREFIX, live_moves, recover, sha256_file
 from .library import open_library
 from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, sniff_other, sniff_raw
+from .names import is_clean, library_name, shown
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,11 @@ class IndexReport:
         return d
 
 
-def walk_library(root: Path) -> list[tuple[str, int, int]]:
-    """All files under ``root`` except photolab's own state: (relative path, size, mtime_ns)."""
+def walk_library(root: Path, odd: list | None = None) -> list[tuple[str, int, int]]:
+    """All files under ``root`` except photolab's own state: (relative path, size, mtime_ns).
+
+    A file or folder whose name is not valid UTF-8 cannot be cataloged: it is left out, with a
+    warning, and ``(shown path, reason)`` is added to ``odd`` if given."""
     out: list[tuple[str, int, int]] = []
     stack = [(root, "")]
     while stack:
@@ -90,6 +94,13 @@ def walk_library(root: Path) -> list[tuple[str, int, int]]:
             if name.startswith(TMP_PREFIX):
                 continue
             rel = prefix + name
+            if not is_clean(name):
+                why = ("name is not valid UTF-8; not cataloged (rename it, e.g. "
+                       f"to {library_name(name)!r}, or gather it from outside the library)")
+                log.warning("%s: %s", shown(rel), why)
+                if odd is not None:
+                    odd.append((shown(rel), why))
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((Path(entry.path), rel + "/"))
@@ -275,7 +286,8 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     cat.backup("before-index")
     run_id = cat.start_run("index")
     report = IndexReport()
-    on_disk = walk_library(lib.root)
+    odd: list[tuple[str, str]] = []
+    on_disk = walk_library(lib.root, odd)
     report.scanned = len(on_disk)
     known = {r["path"]: (r["size"], r["mtime_ns"], r["status"])
              for r in cat.query("SELECT path, size, mtime_ns, status FROM photos")}
@@ -362,6 +374,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
         report.by_status[r["status"]] += 1
         if r["status"] != "ok":
             report.problems.append((r["path"], r["status"], r["error"] or ""))
+    report.problems += [(path, "unreadable", why) for path, why in odd]
     cat.finish_run(run_id, report.as_dict())
     log.info("index %s: %s", lib.root, report.summary())
     return report

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from .errors import PhotolabError
+from .taxonomy import read_text_file
 from .catalog import STATE_DIR
 from .events import EventOptions, capture_time, detect_events
 from .fileops import BatchReport, Move, clean_component, execute, new_batch, recover, undo
@@ -36,6 +37,8 @@ RULES_FILE = "rules.txt"
 PLAN_COLUMNS = ["source", "target", "rule", "reason"]
 FIELDS = {"year", "month", "day", "event", "tag", "camera", "make", "model", "place", "kind"}
 KEYS = {"tag", "category", "event", "camera", "date", "place", "gps", "kind"}
+#: fields the unsorted folder may use: it holds photos without a capture date, so no date or event
+UNSORTED_FIELDS = FIELDS - {"year", "month", "day", "event"}
 MAX_FOLDER = 200         # characters for the whole target folder
 
 
@@ -95,6 +98,11 @@ def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=No
             settings[key] = value.strip()
             if key == "unsorted":
                 _check_target(settings[key], fail)
+                dated = sorted({name for _, name, _, _ in string.Formatter().parse(settings[key])
+                                if name is not None} - UNSORTED_FIELDS)
+                if dated:
+                    fail(f"the unsorted folder holds photos without a capture date, so {{{dated[0]}}} cannot be "
+                         f"used there; use {', '.join('{' + f + '}' for f in sorted(UNSORTED_FIELDS))} or plain text")
             elif key in ("gap_hours", "max_km"):
                 try:
                     if float(settings[key]) <= 0:
@@ -180,7 +188,7 @@ def load_rules(library, *, path: str | os.PathLike | None = None, taxonomy=None)
         if not path.exists():
             path.write_text(default_rules_text(), encoding="utf-8")
     path = Path(path)
-    return parse_rules(path.read_text(encoding="utf-8"), path=path, taxonomy=taxonomy or load_taxonomy(lib))
+    return parse_rules(read_text_file(path, RulesError, "rules"), path=path, taxonomy=taxonomy or load_taxonomy(lib))
 
 
 # -- safe names ---------------------------------------------------------------
@@ -320,15 +328,15 @@ def plan(library, *, rules: Rules | None = None):
                 kept.append((r["path"], "no rule matches"))
                 continue
             uses_date = any(f in rule.target for f in ("{year", "{month", "{day", "{event"))
+            values = {"year": when.year if when else 0, "month": when.month if when else 0,
+                      "day": when.day if when else 0, "event": r["event"] or "No event",
+                      "tag": (matched or r["dominant"] or "untagged").replace("_", " ").title(),
+                      "camera": camera or "Unknown camera", "make": r["camera_make"] or "Unknown",
+                      "model": r["camera_model"] or "Unknown", "place": "Unknown place", "kind": r["kind"]}
             if when is None and uses_date:
-                target_folder = render_target(rules.unsorted, {})
+                target_folder = render_target(rules.unsorted, {k: values[k] for k in UNSORTED_FIELDS})
                 why = "no capture date"
             else:
-                values = {"year": when.year if when else 0, "month": when.month if when else 0,
-                          "day": when.day if when else 0, "event": r["event"] or "No event",
-                          "tag": (matched or r["dominant"] or "untagged").replace("_", " ").title(),
-                          "camera": camera or "Unknown camera", "make": r["camera_make"] or "Unknown",
-                          "model": r["camera_model"] or "Unknown", "place": "Unknown place", "kind": r["kind"]}
                 target_folder = render_target(rule.target, values)
                 why = ", ".join(x for x in (
                     f"tag {matched}" if matched else None,
@@ -366,8 +374,10 @@ def plan(library, *, rules: Rules | None = None):
 
 
 def _suffixed(name: str, n: int) -> str:
-    stem, dot, ext = name.rpartition(".")
-    return f"{stem} ({n}).{ext}" if dot else f"{name} ({n})"
+    """``name`` with `` (n)`` before its extension, shortened to fit one folder entry (255 bytes)."""
+    from .names import fit
+
+    return fit(name, f" ({n})")
 
 
 def write_plan_csv(plan_df, out: str | os.PathLike) -> Path:

@@ -28,6 +28,20 @@ class TaxonomyError(PhotolabError, ValueError):
     """A taxonomy file is malformed; the message names the file and line."""
 
 
+def read_text_file(path: Path, error: type[Exception], what: str) -> str:
+    """The text of a settings file a person edits (UTF-8); a byte that is not UTF-8 raises ``error`` naming
+    the file, the line and column, and how to fix it."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = data[exc.start:exc.end].hex(" ")
+        raise error(f"{path}:{line}: byte 0x{bad} (column {col}) is not UTF-8; save the {what} file as UTF-8 "
+                    "(in most editors: Save with Encoding, UTF-8) or retype that character") from None
+
+
 @dataclass(frozen=True)
 class Tag:
     name: str
@@ -139,7 +153,7 @@ def load_taxonomy(library=None) -> Taxonomy:
         if lib.catalog.read_only:   # a read-only library: the default, without writing it there
             return parse_taxonomy(default_taxonomy_text(), path="photolab/data/taxonomy.txt")
         path.write_text(default_taxonomy_text(), encoding="utf-8")
-    return parse_taxonomy(path.read_text(encoding="utf-8"), path=path)
+    return parse_taxonomy(read_text_file(path, TaxonomyError, "taxonomy"), path=path)
 
 
 def rename_tag(library, old: str, new: str, *, merge: bool = False) -> Taxonomy:
