@@ -459,7 +459,10 @@ def guard(library, action: str, *, quiet: bool = False) -> str | None:
     """
     if _checked.get():
         return None
-    st = status(library)
+    lib = open_library(library)
+    if (lib.state / "DEMO_LIBRARY").exists():   # the demo's copy of the bundled photos: nothing to lose
+        return None
+    st = status(lib)
     if st.fresh:
         return None
     since = st.last_change_at[:19].replace("T", " ") if st.last_change_at else "?"
@@ -790,7 +793,9 @@ def verify(library, *, sample: int = 20, seed: int | None = None, full: bool = F
            password_file=None) -> VerifyReport:
     """Check the repository (``borg check``; ``full``: also read and authenticate every chunk), then extract
     a random sample of ``sample`` files of the newest snapshot and compare them byte for byte with the
-    library's files (those unchanged since the snapshot: same size and modification time)."""
+    library: with the same file where it is unchanged since the snapshot (same size and modification
+    time: any difference is reported), else with the file of the same content where the catalog has
+    moved it; a file rewritten or deleted since is counted as changed, not compared."""
     lib = open_library(library)
     engine, _ = _engine(lib, repository, password_file)
     name = _resolve(engine, "latest")
