@@ -54,7 +54,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .catalog import CATALOG_FILE, STATE_DIR, utcnow
+from .catalog import CATALOG_FILE, STATE_DIR
 from .errors import PhotolabError
 from .library import open_library
 
@@ -69,6 +69,7 @@ ENCRYPTION = "repokey-blake2"
 DEFAULT_KEEP_LAST = 2
 DEFAULT_KEEP_DAYS = 30.0
 DEFAULT_EVERY_HOURS = 24.0
+COMPRESSION = "auto,zstd,3"                            # photos (incompressible) stored as they are; the catalog packed
 LOCK_WAIT = 10                                         # seconds borg waits for a lock held by a live process
 INSTALL_HINT = ("install BorgBackup: `sudo apt install borgbackup`, or put the upstream binary "
                 "(https://github.com/borgbackup/borg/releases) on PATH")
@@ -577,7 +578,8 @@ def backup(library, *, to: str | None = None, password_file: str | os.PathLike |
         when = when.astimezone(_dt.timezone.utc) if when.tzinfo else when
         name = f"{PREFIX}{when:%Y-%m-%dT%H:%M:%S}"
         comment = json.dumps({"photos": photos, "library": str(lib.root), "taken_at": taken.isoformat()})
-        args = ["create", "--json", "--comment", comment.replace("{", "{{").replace("}", "}}"), "--lock-wait", str(LOCK_WAIT)]
+        args = ["create", "--json", "--comment", comment.replace("{", "{{").replace("}", "}}"),
+                "--lock-wait", str(LOCK_WAIT), "--compression", COMPRESSION]
         if timestamp is not None:
             args += ["--timestamp", f"{when:%Y-%m-%dT%H:%M:%S}"]
         for pat in EXCLUDES:
@@ -751,8 +753,8 @@ def restore(library, snapshot: str = "latest", paths=(), *, into, repository: st
         rel = PurePosixPath(*p.parts).as_posix()
         wanted.append(CATALOG_COPY if rel == LIVE_CATALOG else rel)
     dest.mkdir(parents=True, exist_ok=True)
-    _, warnings = engine.run(["extract", "--lock-wait", str(LOCK_WAIT), f"{{repo}}::{name}", *wanted], cwd=dest,
-                             what="extract")
+    _, warnings = engine.run(["extract", "--lock-wait", str(LOCK_WAIT), f"{{repo}}::{name}", "--", *wanted],
+                             cwd=dest, what="extract")
     missing = [w for w in warnings if "never matched" in w]
     if missing:
         raise BackupError(f"{name}: {missing[0]}; the snapshot has no such file (paths are relative to the library, "
@@ -815,7 +817,8 @@ def verify(library, *, sample: int = 20, seed: int | None = None, full: bool = F
         from .fileops import sha256_file
 
         with tempfile.TemporaryDirectory(prefix="photolab-verify-") as tmp:
-            engine.run(["extract", f"{{repo}}::{name}", *[i["path"] for i in picked]], cwd=tmp, what="extract")
+            engine.run(["extract", f"{{repo}}::{name}", "--", *[i["path"] for i in picked]], cwd=tmp,
+                       what="extract")
             for i in picked:
                 got, live = Path(tmp) / i["path"], lib.root / i["path"]
                 try:

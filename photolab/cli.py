@@ -101,7 +101,7 @@ def _cmd_organize(args) -> int:
         if photos:
             print("dry run: nothing moved; add --apply to move, `photolab undo` reverses it")
         return 0
-    with _guarded(args.library, "organize --apply", "organize"):
+    with _guarded(args.library, "organize --apply"):
         report = apply(args.library, df, progress=not args.quiet)
     _print_report("organize", report, f"; undo with `photolab undo {args.library} {report.batch}`")
     return 0
@@ -134,7 +134,7 @@ def _cmd_dedupe(args) -> int:
         if (~df["keep"]).any():
             print("dry run: nothing moved; add --apply to set the copies aside in quarantine")
         return 0
-    with _guarded(args.library, "dedupe --apply", "dedupe"):
+    with _guarded(args.library, "dedupe --apply"):
         report = dedupe.apply(args.library, df, progress=not args.quiet)
     _print_report("dedupe", report, f" into .photolab/quarantine/{report.batch}/; "
                   f"restore with `photolab restore-duplicates {args.library} {report.batch}`")
@@ -154,7 +154,7 @@ def _cmd_purge(args) -> int:
     if args.retention_days is not None:
         set_retention(args.library, args.retention_days)
         print(f"retention set to {args.retention_days:g} days")
-    with (_guarded(args.library, "purge", "purge") if quarantine_batches(args.library)["purgeable"].any()
+    with (_guarded(args.library, "purge") if quarantine_batches(args.library)["purgeable"].any()
           else contextlib.nullcontext()):
         n = purge(args.library, batch=args.batch)
     left = quarantine_batches(args.library)
@@ -170,7 +170,7 @@ def _cmd_write_metadata(args) -> int:
     unreviewed = tuple(c.strip() for c in (args.include_unreviewed or "").split(",") if c.strip())
     opts = WriteOptions(where=where, sidecar_naming=args.sidecar_naming, write_unreviewed=unreviewed,
                         auto_rating=not args.no_auto_rating)
-    with (_guarded(args.library, "write-metadata", "write-metadata") if where != "sidecar" and not args.dry_run
+    with (_guarded(args.library, "write-metadata") if where != "sidecar" and not args.dry_run
           else contextlib.nullcontext()):
         report = write_metadata(args.library, options=opts, dry_run=args.dry_run, progress=not args.quiet)
     print(f"write-metadata: {report.summary()}")
@@ -363,13 +363,13 @@ def _cmd_check(args) -> int:
     return 0 if df["ok"].all() else 1
 
 
-def _guarded(library, action: str, stage: str):
+def _guarded(library, action: str):
     """The backup check before a bulk change: its warning as one line of the report (or a refusal)."""
     from .backup import checked, guard
 
     warning = guard(library, action, quiet=True)
     if warning:
-        print(f"{stage}: warning: {warning}", flush=True)
+        print(f"warning: {warning}", flush=True)
     return checked()
 
 
