@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_watch.py
 	$(PY) benchmarks/bench_faces.py
+	$(PY) benchmarks/bench_backup.py
 
 clean:
 	rm -rf $(VENV) demo-library

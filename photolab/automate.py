@@ -75,6 +75,7 @@ class PassReport:
     retrying: list[tuple[str, str]] = field(default_factory=list)
     stopped: bool = False
     seconds: float = 0.0
+    snapshot: str = ""            # the scheduled backup snapshot this pass took, if any
 
     def summary(self) -> str:
         s = (f"{self.ready} new files: {self.gathered} gathered, {self.tagged} tagged, {self.duplicates} duplicates "
@@ -89,6 +90,8 @@ class PassReport:
             s += f"; {len(self.failed)} set aside"
         if self.stopped:
             s += "; stopped early (the next pass goes on)"
+        if self.snapshot:
+            s += f"; backup snapshot {self.snapshot}"
         return s + f" ({self.seconds:.1f} s)"
 
 
@@ -143,6 +146,7 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
              progress: bool = False, model=None) -> PassReport:
     """One pass over the import folder (see the module text). ``should_stop()`` is asked between steps;
     ``model``: a loaded backbone to reuse (the watcher keeps one loaded between passes)."""
+    from .backup import checked
     from .fileops import recover
     from .gather import gather
     from .index import USABLE, index_library
@@ -162,6 +166,7 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
     ready, waiting = arrived_files(lib, root, stable_seconds=stable_seconds)
     report.ready, report.waiting = len(ready), len(waiting)
     if not ready:
+        report.snapshot = _scheduled_backup(lib)
         report.seconds = time.perf_counter() - start
         return report
     run_id = lib.catalog.start_run("pass")
@@ -234,7 +239,8 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
         if stop():
             report.stopped = True
             break
-        out = step()
+        with checked():   # filing new files (still in the import folder) needs no snapshot first
+            out = step()
         if name == "tag":
             report.tagged = out.tagged
         elif name == "dedupe":
@@ -247,10 +253,19 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
             report.faces = out
         else:
             report.organized = out
+    report.snapshot = _scheduled_backup(lib)
     report.seconds = time.perf_counter() - start
     lib.catalog.finish_run(run_id, asdict(report))
     log.info("pass %s: %s", root, report.summary())
     return report
+
+
+def _scheduled_backup(lib) -> str:
+    """A snapshot when one is due (a repository configured, ``every_hours`` passed, the library changed)."""
+    from .backup import scheduled
+
+    rep = scheduled(lib)
+    return rep.name if rep else ""
 
 
 def _people_new(lib, new_ids: list[int]) -> int:
@@ -396,14 +411,24 @@ def run_with_sources(library, import_dir, *, gather_from=None, **kw) -> PassRepo
 # -- maintenance -----------------------------------------------------------------------------
 def maintain(library, *, apply_dedupe: bool = True) -> dict:
     """The quarterly check-up: catalog against the disk, re-tag and re-score what changed,
-    dedupe across the whole library, purge quarantine past retention, trim metadata versions."""
+    dedupe across the whole library, purge quarantine past retention, trim metadata versions.
+    It first checks for a fresh backup snapshot (``out["backup"]``; refused with ``require_backup = yes``)."""
+    from .backup import checked, guard
+
+    lib = open_library(library)
+    warning = guard(lib, "maintain", quiet=True)
+    with checked():
+        out = _maintain(lib, apply_dedupe=apply_dedupe)
+    return {"backup": warning or "a snapshot newer than the last change exists"} | out
+
+
+def _maintain(lib, *, apply_dedupe: bool) -> dict:
     from . import dedupe
     from .fileops import clean_temp_files, prune_versions, recover
     from .index import index_library
     from .tagging import tag_library
     from .train import rescore
 
-    lib = open_library(library)
     out: dict = {"recovered": recover(lib)}
     out["temp_files_removed"] = len(clean_temp_files(lib.root))   # left by killed runs
     ix = index_library(lib, progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import threading
@@ -104,7 +105,8 @@ def _cmd_organize(args) -> int:
         if photos:
             print("dry run: nothing moved; add --apply to move, `photolab undo` reverses it")
         return 0
-    report = apply(args.library, df, progress=not args.quiet)
+    with _guarded(args.library, "organize --apply"):
+        report = apply(args.library, df, progress=not args.quiet)
     _print_report("organize", report, f"; undo with `photolab undo {args.library} {report.batch}`")
     return 0
 
@@ -136,7 +138,8 @@ def _cmd_dedupe(args) -> int:
         if (~df["keep"]).any():
             print("dry run: nothing moved; add --apply to set the copies aside in quarantine")
         return 0
-    report = dedupe.apply(args.library, df, progress=not args.quiet)
+    with _guarded(args.library, "dedupe --apply"):
+        report = dedupe.apply(args.library, df, progress=not args.quiet)
     _print_report("dedupe", report, f" into .photolab/quarantine/{report.batch}/; "
                   f"restore with `photolab restore-duplicates {args.library} {report.batch}`")
     return 0
@@ -155,7 +158,9 @@ def _cmd_purge(args) -> int:
     if args.retention_days is not None:
         set_retention(args.library, args.retention_days)
         print(f"retention set to {args.retention_days:g} days")
-    n = purge(args.library, batch=args.batch)
+    with (_guarded(args.library, "purge") if quarantine_batches(args.library)["purgeable"].any()
+          else contextlib.nullcontext()):
+        n = purge(args.library, batch=args.batch)
     left = quarantine_batches(args.library)
     print(f"purge: {n} quarantined files deleted; {len(left)} batches kept "
           f"(retention {retention_days(args.library):g} days)")
@@ -169,7 +174,9 @@ def _cmd_write_metadata(args) -> int:
     unreviewed = tuple(c.strip() for c in (args.include_unreviewed or "").split(",") if c.strip())
     opts = WriteOptions(where=where, sidecar_naming=args.sidecar_naming, write_unreviewed=unreviewed,
                         auto_rating=not args.no_auto_rating)
-    report = write_metadata(args.library, options=opts, dry_run=args.dry_run, progress=not args.quiet)
+    with (_guarded(args.library, "write-metadata") if where != "sidecar" and not args.dry_run
+          else contextlib.nullcontext()):
+        report = write_metadata(args.library, options=opts, dry_run=args.dry_run, progress=not args.quiet)
     print(f"write-metadata: {report.summary()}")
     df = report.frame()
     show = df[df["status"] == "skipped"] if not args.verbose else df[df["status"] != "unchanged"]
@@ -389,6 +396,61 @@ def _cmd_repair(args) -> int:
     return 0
 
 
+def _guarded(library, action: str):
+    """The backup check before a bulk change: its warning as one line of the report (or a refusal)."""
+    from .backup import checked, guard
+
+    warning = guard(library, action, quiet=True)
+    if warning:
+        print(f"warning: {warning}", flush=True)
+    return checked()
+
+
+def _cmd_backup(args) -> int:
+    from . import backup as bk
+
+    lib = args.library
+    settings_given = any(v is not None for v in (args.keep_last, args.keep_days, args.every_hours,
+                                                  args.require_backup))
+    if settings_given:
+        cfg = bk.configure(lib, keep_last=args.keep_last, keep_days=args.keep_days, every_hours=args.every_hours,
+                           require_backup=args.require_backup)
+        print(f"backup settings: keep the {cfg.keep_last} newest snapshots and all of the last {cfg.keep_days:g} days; "
+              f"watcher snapshot every {cfg.every_hours:g} hours; require_backup = "
+              f"{'yes' if cfg.require_backup else 'no'}")
+    kw = {"repository": args.to, "password_file": args.password_file}
+    if args.list:
+        df = bk.snapshots(lib, **kw)
+        if not len(df):
+            print("no snapshots yet")
+        for r in df.itertuples():
+            photos = "?" if r.photos is None or r.photos != r.photos else int(r.photos)
+            print(f"  {r.name:34s} {r.date[:19].replace('T', ' ')} UTC  {photos:>7} photos  "
+                  f"{(r.size or 0) / 1e6:10.1f} MB  ({(r.unique or 0) / 1e6:.1f} MB only in it)")
+        print(f"{len(df)} snapshots in {bk.settings(lib).repository if not args.to else args.to}")
+        return 0
+    if args.prune:
+        print(bk.prune(lib, **kw).summary())
+        return 0
+    if args.restore:
+        if not args.into:
+            raise ValueError("--restore needs --into DIR (an empty or new folder outside the library)")
+        rep = bk.restore(lib, args.restore[0], args.restore[1:], into=args.into, **kw)
+        print(rep.summary())
+        return 0
+    if args.verify:
+        rep = bk.verify(lib, sample=args.sample, full=args.full, **kw)
+        print(rep.summary())
+        return 0 if rep.ok else 1
+    if settings_given and not args.to:
+        return 0
+    rep = bk.backup(lib, to=args.to, password_file=args.password_file, progress=not args.quiet)
+    print(f"backup: {rep.summary()}")
+    for w in rep.warnings[:20]:
+        print(f"  warning: {w}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -567,6 +629,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the catalog by a backup generation (1 = newest, the default; or its file name)")
     s.add_argument("--list-backups", action="store_true", help="list the catalog's backup generations")
     s.set_defaults(func=_cmd_repair)
+
+    s = sub.add_parser("backup", help="encrypted, deduplicated snapshots of the library (BorgBackup); "
+                                      "--list, --prune, --restore, --verify")
+    s.add_argument("library")
+    s.add_argument("--to", metavar="REPO", help="the repository: a folder (external drive, NAS) or an SSH URL; "
+                                               "created the first time, then remembered")
+    s.add_argument("--password-file", metavar="FILE",
+                   help="the passphrase's file (default: the environment variable PHOTOLAB_BACKUP_PASSPHRASE)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--list", action="store_true", help="list snapshots: date, photos, size")
+    g.add_argument("--prune", action="store_true", help="apply the retention (default: 30 days, at least 2)")
+    g.add_argument("--restore", nargs="+", metavar=("SNAPSHOT|latest", "PATH"),
+                   help="extract a snapshot (or some of its files) --into an empty folder outside the library")
+    g.add_argument("--verify", action="store_true", help="borg's check, then a sample of files byte for byte")
+    s.add_argument("--into", metavar="DIR", help="where --restore writes (empty or new; never the library)")
+    s.add_argument("--sample", type=int, default=20, help="files compared by --verify (default 20)")
+    s.add_argument("--full", action="store_true", help="with --verify: read and authenticate every chunk (slow)")
+    s.add_argument("--keep-last", type=int, help="retention: keep at least this many newest snapshots")
+    s.add_argument("--keep-days", type=float, help="retention: keep every snapshot younger than this")
+    s.add_argument("--every-hours", type=float, help="the watcher takes a snapshot this often (0: never)")
+    s.add_argument("--require-backup", choices=["yes", "no"],
+                   help="yes: bulk changes refuse to run without a snapshot newer than the last change")
+    s.set_defaults(func=_cmd_backup)
 
     s = sub.add_parser("demo", help="run every stage on a copy of the bundled sample photos")
     s.add_argument("--library", default="demo-library", help="where to build the demo library")

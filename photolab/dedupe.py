@@ -640,7 +640,10 @@ def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
     """Move every ``keep == False`` file of an exact/near group (with its companions) into quarantine."""
     from tqdm.auto import tqdm
 
+    from .backup import guard
+
     lib = open_library(library)
+    guard(lib, "dedupe --apply")
     batch = new_batch("dedupe")
     qdir = f"{STATE_DIR}/quarantine/{batch}"
     todo = plan_df[(~plan_df["keep"].astype(bool)) & (plan_df["tier"] != "similar")]
@@ -767,6 +770,10 @@ def purge(library, *, batch: str | None = None) -> int:
         if len(young):
             raise FileOpError(f"batch {batch} is {young.iloc[0]['age_days']:.1f} days old; the retention is "
                               f"{retention_days(lib):g} days; it is kept until then")
+    if table["purgeable"].any():
+        from .backup import guard
+
+        guard(lib, "purge")
     deleted = 0
     if table["purgeable"].any():
         lib.catalog.backup("before-purge")

@@ -52,6 +52,7 @@ def check(library):
     free = shutil.disk_usage(where).free / 1e9
     rows.append(("free disk", free >= MIN_FREE_GB, f"{free:.1f} GB free at {where} (keep {MIN_FREE_GB:g} GB or more: "
                                                   "quarantine and metadata versions keep copies)"))
+    rows.append(_backup_row(lib))
     exiftool = shutil.which("exiftool")
     rows.append(("ExifTool (optional)", True, exiftool or "not installed: only needed to check metadata independently"))
     return pd.DataFrame(rows, columns=["check", "ok", "detail"])
@@ -95,6 +96,26 @@ def _leftover_rows(lib) -> list[tuple[str, bool, str]]:
     rows.append(("catalog backup", True, f"{len(backups)} generations, newest {backups[0].name}" if backups else
                  "none yet (one is made before the first bulk change and daily)"))
     return rows
+
+BACKUP_STALE_DAYS = 7.0
+
+
+def _backup_row(lib) -> tuple[str, bool, str]:
+    """The age of the last snapshot; a configured backup with none in a week fails (the nightly timer stopped?)."""
+    if lib is None:
+        return ("backup", False, "no library")
+    try:
+        from .backup import borg_binary, status
+
+        st = status(lib)
+        detail = st.summary()
+        if not st.configured:
+            return ("backup", True, detail)
+        borg_binary()
+        ok = st.age_hours is not None and st.age_hours <= BACKUP_STALE_DAYS * 24
+        return ("backup", ok, detail if ok else f"{detail} (older than {BACKUP_STALE_DAYS:g} days)")
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return ("backup", False, str(exc))
 
 
 __all__ = ["check"]

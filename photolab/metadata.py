@@ -995,6 +995,10 @@ def write_metadata(library, *, options: WriteOptions | None = None, dry_run: boo
 
     opts = options or WriteOptions()
     lib = open_library(library)
+    if not dry_run and opts.where != "sidecar":
+        from .backup import guard
+
+        guard(lib, "write-metadata")
     recover(lib)   # settle a run that was killed before anything else reads the files
     start = time.perf_counter()
     decisions = decisions_for_writing(lib, opts, photo_ids=photo_ids)

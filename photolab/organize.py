@@ -409,7 +409,10 @@ def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
     """Carry out a plan from :func:`plan` as one journaled batch (see :mod:`photolab.fileops`)."""
     from tqdm.auto import tqdm
 
+    from .backup import guard
+
     lib = open_library(library)
+    guard(lib, "organize --apply")
     moves = [Move(src=r.source, dst=r.target, sha256=r.sha256 if isinstance(r.sha256, str) else None,
                   detail={"rule": r.rule}) for r in plan_df.itertuples()]
     bar = tqdm(total=len(moves), desc="organize", unit="file", disable=not progress or not moves)

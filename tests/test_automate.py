@@ -221,7 +221,8 @@ def test_systemd_units_are_valid_and_their_commands_parse(tmp_path):
 
     assert {u.name for u in _units()} >= {"photolab-watch.service", "photolab-run.service", "photolab-run.timer",
                                           "photolab-camera.path", "photolab-camera.service",
-                                          "photolab-maintain.service", "photolab-maintain.timer"}
+                                          "photolab-maintain.service", "photolab-maintain.timer",
+                                          "photolab-backup.service", "photolab-backup.timer"}
     assert (UNITS / "99-photolab-camera.rules").is_file()
     for unit in _units():
         cp = configparser.ConfigParser(strict=False, interpolation=None)
