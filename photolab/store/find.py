@@ -1,0 +1,194 @@
+"""The catalog queries behind :func:`photolab.find`: each returns photo ids (and a score where the
+term has one), never a whole table, so a query on a library of 100,000 photos reads only what it needs."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..index import USABLE
+
+KINDS = ("photo", "raw", "video")
+
+
+def universe(conn: sqlite3.Connection, *, any_status: bool) -> list[tuple]:
+    """(id, captured_at) of every photo a query can return, in id order: usable ones, or with
+    ``any_status`` every status (a query that names a ``status:``)."""
+    kinds = ", ".join("?" * len(KINDS))
+    if any_status:
+        return conn.execute(f"SELECT id, captured_at FROM photos WHERE kind IN ({kinds}) ORDER BY id",
+                            KINDS).fetchall()
+    usable = ", ".join("?" * len(USABLE))
+    return conn.execute(f"SELECT id, captured_at FROM photos WHERE kind IN ({kinds}) AND status IN ({usable}) "
+                        "ORDER BY id", (*KINDS, *USABLE)).fetchall()
+
+
+def tagged_count(conn: sqlite3.Connection) -> int:
+    """Photos the tagging pass has done (features stored)."""
+    return conn.execute("SELECT count(*) FROM features").fetchone()[0]
+
+
+def tag_scores(conn: sqlite3.Connection, tag: str) -> list[tuple]:
+    """(photo id, score) of every scored photo for ``tag`` (NULL scores left out)."""
+    return conn.execute("SELECT photo_id, score FROM scores WHERE tag = ? AND score IS NOT NULL", (tag,)).fetchall()
+
+
+def tag_labels(conn: sqlite3.Connection, tag: str) -> list[tuple]:
+    """(photo id, value) of a person's labels for ``tag`` (1 has it, 0 does not)."""
+    return conn.execute("SELECT photo_id, value FROM labels WHERE tag = ?", (tag,)).fetchall()
+
+
+def person_names(conn: sqlite3.Connection) -> list[str]:
+    """Every name a person gave a face (or that photolab suggests), distinct."""
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT person FROM faces WHERE person IS NOT NULL AND rejected = 0 UNION "
+        "SELECT DISTINCT suggestion FROM faces WHERE suggestion IS NOT NULL AND person IS NULL AND rejected = 0")]
+
+
+def person_photos(conn: sqlite3.Connection, name: str, confident: float) -> list[tuple]:
+    """(photo id, score, named) for faces named ``name`` (score 1) or confidently suggested (1 - distance)."""
+    return conn.execute(
+        "SELECT photo_id, max(CASE WHEN person IS NOT NULL THEN 1.0 ELSE 1.0 - distance END), max(person IS NOT NULL) "
+        "FROM faces WHERE rejected = 0 AND (lower(person) = lower(?1) OR (person IS NULL AND "
+        "lower(suggestion) = lower(?1) AND distance < ?2)) GROUP BY photo_id", (name, confident)).fetchall()
+
+
+def place_names(conn: sqlite3.Connection) -> list[str]:
+    """Every country, region and city of the library's places (rejected ones left out)."""
+    return [r[0] for r in conn.execute(
+        "SELECT country FROM places WHERE confirmed >= 0 UNION SELECT region FROM places WHERE confirmed >= 0 "
+        "AND region IS NOT NULL UNION SELECT city FROM places WHERE confirmed >= 0 AND city IS NOT NULL")]
+
+
+def place_photos(conn: sqlite3.Connection, name: str) -> list[tuple]:
+    """(photo id, level matched, confirmed) for photos whose country, region or city is ``name``."""
+    return conn.execute(
+        "SELECT photo_id, CASE WHEN lower(city) = lower(?1) THEN 'city' WHEN lower(region) = lower(?1) "
+        "THEN 'region' ELSE 'country' END, confirmed FROM places WHERE confirmed >= 0 AND "
+        "(lower(country) = lower(?1) OR lower(region) = lower(?1) OR lower(city) = lower(?1))", (name,)).fetchall()
+
+
+def event_names(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT name FROM events")]
+
+
+def event_photos(conn: sqlite3.Connection, name: str, *, exact: bool) -> list[tuple]:
+    """(photo id, event name) for events named ``name`` (``exact``) or whose name contains it."""
+    if exact:
+        return conn.execute("SELECT pe.photo_id, e.name FROM events e JOIN photo_events pe ON pe.event_id = e.id "
+                            "WHERE lower(e.name) = lower(?)", (name,)).fetchall()
+    return conn.execute("SELECT pe.photo_id, e.name FROM events e JOIN photo_events pe ON pe.event_id = e.id "
+                        "WHERE instr(lower(e.name), lower(?)) > 0", (name,)).fetchall()
+
+
+def camera_photos(conn: sqlite3.Connection, text: str) -> list[tuple]:
+    """(photo id, camera) for photos whose camera make or model contains ``text``."""
+    return conn.execute(
+        "SELECT id, trim(coalesce(camera_make, '') || ' ' || coalesce(camera_model, '')) FROM photos "
+        "WHERE instr(lower(coalesce(camera_make, '') || ' ' || coalesce(camera_model, '')), lower(?)) > 0",
+        (text,)).fetchall()
+
+
+def date_photos(conn: sqlite3.Connection, start: str | None, end: str | None) -> list[tuple]:
+    """(photo id, captured_at) captured on or after day ``start`` and before day ``end`` (``YYYY-MM-DD``;
+    None: open). Compared on the local date the photo was taken (the ISO text's first 10 characters)."""
+    sql, params = "SELECT id, captured_at FROM photos WHERE captured_at IS NOT NULL", []
+    if start:
+        sql += " AND substr(captured_at, 1, 10) >= ?"
+        params.append(start)
+    if end:
+        sql += " AND substr(captured_at, 1, 10) < ?"
+        params.append(end)
+    return conn.execute(sql, params).fetchall()
+
+
+def rating_photos(conn: sqlite3.Connection, op: str, value: int) -> list[tuple]:
+    """(photo id, rating) for ratings ``op value`` (op one of = < <= > >=)."""
+    if op not in ("=", "<", "<=", ">", ">="):
+        raise ValueError(op)
+    return conn.execute(f"SELECT photo_id, rating FROM ratings WHERE rating {op} ?", (int(value),)).fetchall()
+
+
+def kind_photos(conn: sqlite3.Connection, kind: str) -> list[tuple]:
+    return conn.execute("SELECT id, kind FROM photos WHERE kind = ?", (kind,)).fetchall()
+
+
+def format_photos(conn: sqlite3.Connection, fmt: str) -> list[tuple]:
+    return conn.execute("SELECT id, format FROM photos WHERE upper(format) = upper(?)", (fmt,)).fetchall()
+
+
+def status_photos(conn: sqlite3.Connection, status: str) -> list[tuple]:
+    return conn.execute("SELECT id, status FROM photos WHERE status = ?", (status,)).fetchall()
+
+
+def statuses(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT status FROM photos")]
+
+
+def photo_by_path(conn: sqlite3.Connection, rel: str):
+    row = conn.execute("SELECT id FROM photos WHERE path = ?", (rel,)).fetchone()
+    return row[0] if row else None
+
+
+def photo_exists(conn: sqlite3.Connection, photo_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM photos WHERE id = ?", (int(photo_id),)).fetchone() is not None
+
+
+def feature_stamps(conn: sqlite3.Connection) -> list[tuple]:
+    """(photo id, stamp text) of every feature row: what its embedding was made from (as dedupe stamps them)."""
+    return conn.execute("SELECT photo_id, computed_at || '|' || coalesce(sha256, '') || '|' || model "
+                        "FROM features WHERE phash8 IS NOT NULL ORDER BY photo_id").fetchall()
+
+
+def embeddings(conn: sqlite3.Connection, ids: list[int] | None) -> list[tuple]:
+    """(photo id, model, embedding blob) of ``ids`` (None: every feature row), in id order."""
+    if ids is None:
+        return conn.execute("SELECT photo_id, model, embedding FROM features WHERE phash8 IS NOT NULL "
+                            "ORDER BY photo_id").fetchall()
+    out: list[tuple] = []
+    for k in range(0, len(ids), 900):
+        part = [int(i) for i in ids[k:k + 900]]
+        out += conn.execute("SELECT photo_id, model, embedding FROM features WHERE photo_id IN "
+                            f"({', '.join('?' * len(part))}) ORDER BY photo_id", part).fetchall()
+    out.sort(key=lambda r: r[0])
+    return out
+
+
+def iter_embeddings(conn: sqlite3.Connection, chunk: int):
+    """Every feature row's (photo id, model, embedding blob), in id order, ``chunk`` rows at a time."""
+    cur = conn.execute("SELECT photo_id, model, embedding FROM features WHERE phash8 IS NOT NULL ORDER BY photo_id")
+    while rows := cur.fetchmany(chunk):
+        yield rows
+
+
+def result_rows(conn: sqlite3.Connection, ids: list[int]) -> dict[int, tuple]:
+    """photo id -> (path, captured_at, thumb) for the photos a query returns."""
+    out: dict[int, tuple] = {}
+    for k in range(0, len(ids), 900):
+        part = [int(i) for i in ids[k:k + 900]]
+        for r in conn.execute("SELECT p.id, p.path, p.captured_at, f.thumb FROM photos p LEFT JOIN features f "
+                              f"ON f.photo_id = p.id WHERE p.id IN ({', '.join('?' * len(part))})", part):
+            out[r[0]] = (r[1], r[2], r[3])
+    return out
+
+
+def photo_details(conn: sqlite3.Connection, photo_id: int) -> dict:
+    """What the find widget shows for one photo: path, date, camera, rating, people, place, event, thumb."""
+    pid = int(photo_id)
+    row = conn.execute("SELECT p.path, p.captured_at, p.camera_make, p.camera_model, p.kind, p.status, f.thumb "
+                       "FROM photos p LEFT JOIN features f ON f.photo_id = p.id WHERE p.id = ?", (pid,)).fetchone()
+    if row is None:
+        return {}
+    rating = conn.execute("SELECT rating FROM ratings WHERE photo_id = ?", (pid,)).fetchone()
+    people = [r[0] for r in conn.execute(
+        "SELECT DISTINCT coalesce(person, suggestion || ' (suggested)') FROM faces WHERE photo_id = ? AND "
+        "rejected = 0 AND coalesce(person, suggestion) IS NOT NULL ORDER BY 1", (pid,))]
+    place = conn.execute("SELECT country, region, city, confirmed FROM places WHERE photo_id = ? AND confirmed >= 0",
+                         (pid,)).fetchone()
+    event = conn.execute("SELECT e.name FROM photo_events pe JOIN events e ON e.id = pe.event_id "
+                         "WHERE pe.photo_id = ?", (pid,)).fetchone()
+    return {"path": row[0], "captured_at": row[1],
+            "camera": " ".join(x for x in (row[2], row[3]) if x) or None, "kind": row[4], "status": row[5],
+            "thumb": row[6], "rating": rating[0] if rating else None, "people": people,
+            "place": None if place is None else {"country": place[0], "region": place[1], "city": place[2],
+                                                 "confirmed": bool(place[3])},
+            "event": event[0] if event else None}
