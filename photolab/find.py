@@ -102,10 +102,18 @@ class _Ctx:
                 score[pos[ok]] = np.asarray(scores, dtype=np.float32)[ok]
         return mask, score
 
-    def known_phrase(self, phrase: str) -> bool:
+    def known_phrase(self, phrase: str, field: str | None = None) -> bool:
         from . import things
 
         low = phrase.lower()
+        if field in ("person", "place", "event"):
+            return low in self.names(field)
+        if field == "tag":
+            return self.taxonomy.resolve(phrase) is not None
+        if field == "thing":
+            return things.known(phrase)
+        if field == "camera":
+            return bool(store.camera_photos(self.conn, phrase))
         return (self.taxonomy.resolve(phrase) is not None or low in self.names("person")
                 or low in self.names("place") or low in self.names("event") or things.known(phrase))
 

@@ -132,13 +132,13 @@ def _close(word: str, choices) -> list[str]:
     return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
 
 
-def parse(query: str, *, known_phrase: Callable[[str], bool] | None = None):
+def parse(query: str, *, known_phrase: Callable[[str, str | None], bool] | None = None):
     """The tree of ``query``: :class:`Term`, :class:`Not`, :class:`And` or :class:`Or` nodes.
 
     Args:
         query: the text a person typed.
-        known_phrase: says whether several adjacent bare words name one known thing; such words are
-            read as one phrase (longest first).
+        known_phrase: ``known_phrase(phrase, field)`` says whether several adjacent words name one known
+            thing (``field`` None: a bare word); such words are read as one phrase, longest first.
 
     Raises:
         QueryError: on an empty query, a dangling operator, unbalanced parentheses or an unknown field.
@@ -213,6 +213,20 @@ class _Parser:
 
     def parse_term(self):
         t = self.toks[self.i]
+        if t.field in ("person", "place", "event", "camera", "thing", "tag") and not t.quoted and \
+                self.known is not None:   # person:Eileen Collins, when that is one known name
+            run = []
+            j = self.i + 1
+            while j < len(self.toks) and len(run) < 3 and self.toks[j].kind == "TERM" and \
+                    self.toks[j].field is None and not self.toks[j].quoted:
+                run.append(self.toks[j])
+                j += 1
+            for k in range(len(run), 0, -1):
+                phrase = " ".join([t.value] + [x.value for x in run[:k]])
+                if self.known(phrase, t.field):
+                    self.i += k + 1
+                    end = run[k - 1].col - 1 + len(run[k - 1].text)
+                    return Term(t.field, phrase, t.col, self.text[t.col - 1:end])
         if t.field is None and not t.quoted and self.known is not None:
             # the longest run of adjacent bare words that names one known thing
             run = []
@@ -223,7 +237,7 @@ class _Parser:
                 j += 1
             for k in range(len(run), 1, -1):
                 phrase = " ".join(x.value for x in run[:k])
-                if self.known(phrase):
+                if self.known(phrase, None):
                     self.i += k
                     end = run[k - 1].col - 1 + len(run[k - 1].text)
                     return Term(None, phrase, t.col, self.text[t.col - 1:end])
