@@ -39,9 +39,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 LIKE_K = 200               # like: returns at most this many neighbours ...
-LIKE_MIN = 0.3             # ... with at least this cosine similarity
+LIKE_MIN = 0.1             # ... with at least this cosine similarity
+LIKE_SHORTLIST = 4000      # above this many photos, exact cosines only for the nearest in the PCA projection
 RESULT_COLUMNS = ["photo_id", "path", "why", "score", "captured_at"]
 ALBUM_MANIFEST = ".photolab-album.json"
+LIKE_STATE = "find-like.json"   # under .photolab/features/: when dedupe's cache was last checked in full
 
 
 class AlbumError(PhotolabError, RuntimeError):
@@ -59,9 +61,11 @@ class _Ctx:
     def __init__(self, lib, query_text: str, tree):
         self.lib, self.conn, self.text = lib, lib.catalog.conn, query_text
         any_status = any(t.field == "status" for t, _ in Q.terms(tree))
-        rows = store.universe(self.conn, any_status=any_status)
-        self.ids = np.array([r[0] for r in rows], dtype=np.int64)
-        self.captured = [r[1] for r in rows]
+        ids, captured, usable = _universe(lib)
+        if any_status:
+            self.ids, self.captured = ids, captured
+        else:
+            self.ids, self.captured = ids[usable], captured[usable]
         self._tax = None
         self._names: dict[str, dict[str, str]] = {}
         self._tagged: bool | None = None
@@ -85,7 +89,7 @@ class _Ctx:
 
     def require_tagged(self, term: Q.Term) -> None:
         if self._tagged is None:
-            self._tagged = store.tagged_count(self.conn) > 0
+            self._tagged = store.any_tagged(self.conn)
         if not self._tagged:
             raise QueryError(f'query term "{term.text}" needs the tagging pass, which this library has not had yet; '
                              f"run `photolab tag {self.lib.root}` first")
@@ -199,12 +203,11 @@ class _Ctx:
         from .tagging import thresholds
 
         thr = thresholds(self.lib, self.taxonomy)[name]
-        rows = store.tag_scores(self.conn, name)
+        rows = store.tag_scores(self.conn, name, thr)
         pids = np.array([r[0] for r in rows], dtype=np.int64)
         sc = np.array([r[1] for r in rows], dtype=np.float32)
-        mask_all, score = self.mask_of(pids, sc)
-        mask = mask_all & (np.nan_to_num(score, nan=-1.0) >= thr)
-        for pid, value in store.tag_labels(self.conn, name):
+        mask, score = self.mask_of(pids, sc)
+        for pid, value, s in store.tag_label_scores(self.conn, name):   # a person's labels come on top
             m, _ = self.mask_of([pid])
             if value:
                 mask |= m
@@ -265,8 +268,12 @@ class _Ctx:
 
     def t_date(self, t: Q.Term):
         start, end = _date_range(t)
-        rows = store.date_photos(self.conn, start, end)
-        mask, _ = self.mask_of([r[0] for r in rows])
+        day = self.captured.astype("U10")     # the local date the photo was taken ("" when unknown)
+        mask = day != ""
+        if start:
+            mask &= day >= start
+        if end:
+            mask &= day < end
         return f"date {t.value}", mask, None
 
     def t_rating(self, t: Q.Term):
@@ -407,6 +414,23 @@ def _date_range(t: Q.Term) -> tuple[str | None, str | None]:
     return _period(v, t)
 
 
+def _universe(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, captured_at as text, usable) of every photo a query can return, kept with the open catalog
+    between queries until anyone commits to it (a library of 100,000 photos takes a quarter second to
+    read, a query on the kept arrays a few milliseconds)."""
+    cat = lib.catalog
+    stamp = store.change_stamp(cat.conn)
+    hit = getattr(cat, "_find_universe", None)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    rows = store.universe(cat.conn)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    captured = np.array([r[1] or "" for r in rows], dtype="U40") if rows else np.zeros(0, "U40")
+    usable = np.fromiter((bool(r[2]) for r in rows), dtype=bool, count=len(rows))
+    cat._find_universe = (stamp, (ids, captured, usable))
+    return ids, captured, usable
+
+
 def _why(leaves, positions) -> list[str]:
     out = []
     for i in positions:
@@ -445,10 +469,10 @@ def find(library, query: str, *, limit: int | None = DEFAULT_LIMIT):
     res = ctx.eval(tree)
     pos = np.flatnonzero(res.mask)
     score = res.score[pos] if res.score is not None else np.full(len(pos), np.nan, np.float32)
-    cap = [ctx.captured[i] or "9999" for i in pos]
+    cap = ctx.captured[pos]
+    cap = np.where(cap == "", "9999", cap)
     # rank: score (high first; no score last), then capture time (earliest first), then id
-    order = sorted(range(len(pos)), key=lambda k: (-(score[k]) if not np.isnan(score[k]) else 1.0, cap[k],
-                                                   int(ctx.ids[pos[k]])))
+    order = np.lexsort((ctx.ids[pos], cap, np.where(np.isnan(score), 1.0, -score)))
     if limit is not None:
         order = order[:max(0, int(limit))]
     sel = pos[order]
@@ -470,51 +494,101 @@ def like(library, photo_id: int, *, k: int = LIKE_K) -> tuple[np.ndarray, np.nda
     """(photo ids, cosine similarities) of the ``k`` photos whose embeddings are nearest ``photo_id``'s,
     most similar first (the photo itself left out), from the unit embeddings dedupe caches."""
     lib = open_library(library)
-    ids, emb = unit_embeddings(lib)
+    ids, emb, low = unit_embeddings(lib)
     pos = int(np.searchsorted(ids, photo_id))
     if pos >= len(ids) or ids[pos] != photo_id:
         raise QueryError(f"photo {photo_id} ({lib.root}) has no embedding yet; run `photolab tag {lib.root}`")
+    k = min(k, len(ids) - 1)
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     q = emb[pos].astype(np.float32)
+    if low is not None and len(ids) > LIKE_SHORTLIST:
+        # a large library: a shortlist from dedupe's PCA projection, then exact cosines over it
+        rough = low @ low[pos]
+        rough[pos] = -np.inf
+        cand = np.argpartition(-rough, LIKE_SHORTLIST - 1)[:LIKE_SHORTLIST]
+        sims_c = emb[cand].astype(np.float32) @ q
+        top = np.argpartition(-sims_c, k - 1)[:k]
+        top = top[np.argsort(-sims_c[top], kind="stable")]
+        return ids[cand[top]], sims_c[top]
     sims = np.empty(len(ids), np.float32)
     step = 16384
     for a in range(0, len(ids), step):
         sims[a:a + step] = emb[a:a + step].astype(np.float32) @ q
     sims[pos] = -np.inf
-    k = min(k, len(ids) - 1)
-    if k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     top = np.argpartition(-sims, k - 1)[:k]
     top = top[np.argsort(-sims[top], kind="stable")]
     return ids[top], sims[top]
 
 
-def unit_embeddings(lib) -> tuple[np.ndarray, np.ndarray]:
-    """(photo ids, unit float16 embeddings) from dedupe's feature cache, refreshed by dedupe when stale.
+def unit_embeddings(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(photo ids, unit float16 embeddings, their PCA projection or None) from dedupe's feature cache,
+    brought up to date by dedupe when stale (dedupe projects libraries above 5,000 photos).
 
-    Only the ``ids``, ``stamps`` and ``emb`` members of the cache are read; a cache whose stamps do not
-    match the catalog is brought up to date by :func:`photolab.dedupe._feature_matrix` first."""
+    Only the ``ids``, ``stamps``, ``emb`` and ``low`` members of the cache are read. Checking its stamps against
+    the catalog reads the whole features table (a second at 100,000 photos), so a check that passed is
+    remembered (``.photolab/features/find-like.json``: the tagging pass and the cache file it held for)
+    and done again only when a tagging pass has run or the cache file changed since; within one process
+    the arrays are kept until anyone commits to the catalog."""
+    cat = lib.catalog
+    change = store.change_stamp(cat.conn)
+    memo = getattr(cat, "_find_like", None)
+    if memo is not None and memo[0] == change:
+        return memo[1]
+    out = _unit_embeddings(lib)
+    cat._find_like = (change, out)
+    return out
+
+
+def _unit_embeddings(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     import zlib
 
     from . import dedupe
 
+    path = lib.state / "features" / dedupe.CACHE_FILE
+    side = lib.state / "features" / LIKE_STATE
+    run = store.last_tag_run(lib.catalog.conn)
+    done = run[0] if run is not None and run[1] else -1
+
+    def file_key():
+        st = path.stat()
+        return [done, st.st_mtime_ns, st.st_size]
+
+    if done >= 0 and path.is_file() and side.is_file():
+        try:
+            if json.loads(side.read_text())["checked"] == file_key():
+                with np.load(path) as z:
+                    if int(z["version"]) == dedupe.CACHE_VERSION:
+                        return z["ids"], z["emb"], _low(z)
+        except Exception as exc:   # noqa: BLE001 - only a cache: checked in full below
+            log.warning("%s: unreadable (%s); checking the cache in full", side, exc)
     stamps = store.feature_stamps(lib.catalog.conn)
     ids = np.array([r[0] for r in stamps], dtype=np.int64)
     st = np.array([zlib.crc32(r[1].encode()) for r in stamps], dtype=np.uint32)
-    path = lib.state / "features" / dedupe.CACHE_FILE
-    for attempt in range(2):
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    if int(z["version"]) == dedupe.CACHE_VERSION and np.array_equal(z["ids"], ids) \
-                            and np.array_equal(z["stamps"], st):
-                        return ids, z["emb"]
-            except Exception as exc:   # noqa: BLE001 - only a cache: dedupe rebuilds it
-                log.warning("%s: unreadable (%s); rebuilding", path, exc)
-        if attempt == 0:
-            m = dedupe._feature_matrix(lib, save=True)
-            if not path.is_file():
-                return m["ids"], m["emb"]
-    return m["ids"], m["emb"]
+    out = None
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                if int(z["version"]) == dedupe.CACHE_VERSION and np.array_equal(z["ids"], ids) \
+                        and np.array_equal(z["stamps"], st):
+                    out = (ids, z["emb"], _low(z))
+        except Exception as exc:   # noqa: BLE001 - only a cache: dedupe rebuilds it
+            log.warning("%s: unreadable (%s); rebuilding", path, exc)
+    if out is None:
+        m = dedupe._feature_matrix(lib, save=True)
+        out = (m["ids"], m["emb"], m["low"])
+    if done >= 0 and path.is_file():
+        try:
+            tmp = side.with_name(side.name + f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"checked": file_key()}))
+            os.replace(tmp, side)
+        except OSError as exc:
+            log.warning("%s: cannot write (%s)", side, exc)
+    return out
+
+
+def _low(z):
+    return z["low"] if "low" in z.files and len(z["low"]) == len(z["ids"]) else None
 
 
 # -- albums -----------------------------------------------------------------------------------------

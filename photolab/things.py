@@ -144,8 +144,33 @@ def probabilities(emb: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.n
 
 def class_probabilities(lib, *, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """(photo ids, N x 1000 float16 class probabilities) for every photo with features, from the cache
-    (only new or recomputed rows are scored)."""
+    (only new or recomputed rows are scored).
+
+    Checking every row's stamp reads the whole features table (a second at 100,000 photos), so it is
+    done only when a tagging pass (the one writer of embeddings) has run since the cache was written;
+    within one process the arrays are kept until anyone commits to the catalog."""
+    cat = lib.catalog
+    change = store.change_stamp(cat.conn)
+    memo = getattr(cat, "_find_probs", None)
+    if memo is not None and memo[0] == change:
+        return memo[1]
+    out = _class_probabilities(lib, chunk)
+    cat._find_probs = (change, out)
+    return out
+
+
+def _class_probabilities(lib, chunk: int) -> tuple[np.ndarray, np.ndarray]:
     conn = lib.catalog.conn
+    run = store.last_tag_run(conn)
+    done = run[0] if run is not None and run[1] else -1
+    path = lib.state / "features" / CACHE_FILE
+    if done >= 0 and path.is_file():
+        try:
+            with np.load(path) as z:
+                if int(z["version"]) == CACHE_VERSION and int(z["tag_run"]) == done:
+                    return z["ids"], z["probs"]
+        except Exception as exc:   # noqa: BLE001 - a damaged cache is only a cache: rebuilt below
+            log.warning("%s: unreadable (%s); rebuilding", path, exc)
     stamps = store.feature_stamps(conn)
     ids = np.array([r[0] for r in stamps], dtype=np.int64)
     st = np.array([zlib.crc32(r[1].encode()) for r in stamps], dtype=np.uint32)
@@ -160,13 +185,15 @@ def class_probabilities(lib, *, chunk: int = 4096) -> tuple[np.ndarray, np.ndarr
                     cids, cst = z["ids"], z["stamps"]
                     pos = np.clip(np.searchsorted(cids, ids), 0, len(cids) - 1)
                     hit = (cids[pos] == ids) & (cst[pos] == st)
-                    if hit.any():
+                    if hit.all() and len(cids) == n:
+                        probs = z["probs"]
+                    elif hit.any():
                         probs[hit] = z["probs"][pos[hit]]
                     fresh = ~hit
         except Exception as exc:   # noqa: BLE001 - a damaged cache is only a cache: rebuilt below
             log.warning("%s: unreadable (%s); rebuilding", path, exc)
     todo = ids[fresh]
-    if len(todo):
+    if len(todo) or done >= 0:
         from tqdm.auto import tqdm
 
         where = np.flatnonzero(fresh)
@@ -183,7 +210,7 @@ def class_probabilities(lib, *, chunk: int = 4096) -> tuple[np.ndarray, np.ndarr
         bar.close()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
         try:
-            np.savez(tmp, version=np.array(CACHE_VERSION), ids=ids, stamps=st, probs=probs)
+            np.savez(tmp, version=np.array(CACHE_VERSION), ids=ids, stamps=st, probs=probs, tag_run=np.array(done))
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("%s: cannot write the class-probability cache (%s)", path, exc)

@@ -10,31 +10,34 @@ from ..index import USABLE
 KINDS = ("photo", "raw", "video")
 
 
-def universe(conn: sqlite3.Connection, *, any_status: bool) -> list[tuple]:
-    """(id, captured_at) of every photo a query can return, in id order: usable ones, or with
-    ``any_status`` every status (a query that names a ``status:``)."""
+def universe(conn: sqlite3.Connection) -> list[tuple]:
+    """(id, captured_at, usable) of every photo a query can return (photos, RAW files, videos), in id order."""
     kinds = ", ".join("?" * len(KINDS))
-    if any_status:
-        return conn.execute(f"SELECT id, captured_at FROM photos WHERE kind IN ({kinds}) ORDER BY id",
-                            KINDS).fetchall()
     usable = ", ".join("?" * len(USABLE))
-    return conn.execute(f"SELECT id, captured_at FROM photos WHERE kind IN ({kinds}) AND status IN ({usable}) "
-                        "ORDER BY id", (*KINDS, *USABLE)).fetchall()
+    return conn.execute(f"SELECT id, captured_at, status IN ({usable}) FROM photos WHERE kind IN ({kinds}) "
+                        "ORDER BY id", (*USABLE, *KINDS)).fetchall()
 
 
-def tagged_count(conn: sqlite3.Connection) -> int:
-    """Photos the tagging pass has done (features stored)."""
-    return conn.execute("SELECT count(*) FROM features").fetchone()[0]
+def change_stamp(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Changes whenever anyone commits to the catalog: another connection's commits move SQLite's
+    data_version, this connection's its total_changes."""
+    return conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
 
 
-def tag_scores(conn: sqlite3.Connection, tag: str) -> list[tuple]:
-    """(photo id, score) of every scored photo for ``tag`` (NULL scores left out)."""
-    return conn.execute("SELECT photo_id, score FROM scores WHERE tag = ? AND score IS NOT NULL", (tag,)).fetchall()
+def any_tagged(conn: sqlite3.Connection) -> bool:
+    """Whether the tagging pass has done any photo (features stored)."""
+    return conn.execute("SELECT 1 FROM features LIMIT 1").fetchone() is not None
 
 
-def tag_labels(conn: sqlite3.Connection, tag: str) -> list[tuple]:
-    """(photo id, value) of a person's labels for ``tag`` (1 has it, 0 does not)."""
-    return conn.execute("SELECT photo_id, value FROM labels WHERE tag = ?", (tag,)).fetchall()
+def tag_scores(conn: sqlite3.Connection, tag: str, at_least: float) -> list[tuple]:
+    """(photo id, score) of the photos scoring ``tag`` at or above ``at_least`` (by the (tag, score) index)."""
+    return conn.execute("SELECT photo_id, score FROM scores WHERE tag = ? AND score >= ?", (tag, at_least)).fetchall()
+
+
+def tag_label_scores(conn: sqlite3.Connection, tag: str) -> list[tuple]:
+    """(photo id, value, score) of a person's labels for ``tag`` with the photo's score (None: unscored)."""
+    return conn.execute("SELECT l.photo_id, l.value, s.score FROM labels l LEFT JOIN scores s ON s.photo_id = "
+                        "l.photo_id AND s.tag = l.tag WHERE l.tag = ?", (tag,)).fetchall()
 
 
 def person_names(conn: sqlite3.Connection) -> list[str]:
@@ -88,19 +91,6 @@ def camera_photos(conn: sqlite3.Connection, text: str) -> list[tuple]:
         (text,)).fetchall()
 
 
-def date_photos(conn: sqlite3.Connection, start: str | None, end: str | None) -> list[tuple]:
-    """(photo id, captured_at) captured on or after day ``start`` and before day ``end`` (``YYYY-MM-DD``;
-    None: open). Compared on the local date the photo was taken (the ISO text's first 10 characters)."""
-    sql, params = "SELECT id, captured_at FROM photos WHERE captured_at IS NOT NULL", []
-    if start:
-        sql += " AND substr(captured_at, 1, 10) >= ?"
-        params.append(start)
-    if end:
-        sql += " AND substr(captured_at, 1, 10) < ?"
-        params.append(end)
-    return conn.execute(sql, params).fetchall()
-
-
 def rating_photos(conn: sqlite3.Connection, op: str, value: int) -> list[tuple]:
     """(photo id, rating) for ratings ``op value`` (op one of = < <= > >=)."""
     if op not in ("=", "<", "<=", ">", ">="):
@@ -131,6 +121,13 @@ def photo_by_path(conn: sqlite3.Connection, rel: str):
 
 def photo_exists(conn: sqlite3.Connection, photo_id: int) -> bool:
     return conn.execute("SELECT 1 FROM photos WHERE id = ?", (int(photo_id),)).fetchone() is not None
+
+
+def last_tag_run(conn: sqlite3.Connection) -> tuple[int, bool] | None:
+    """(id, finished) of the latest tagging pass (the only writer of embeddings), or None."""
+    row = conn.execute("SELECT id, finished_at IS NOT NULL FROM runs WHERE stage = 'tag' ORDER BY id DESC "
+                       "LIMIT 1").fetchone()
+    return None if row is None else (int(row[0]), bool(row[1]))
 
 
 def feature_stamps(conn: sqlite3.Connection) -> list[tuple]:
