@@ -28,7 +28,7 @@ import numpy as np
 
 import photolab
 from photolab.catalog import utcnow
-from photolab.find import find
+from photolab.search import find
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 PLACES = [("Italy", "Tuscany", "Arezzo"), ("Italy", "Lazio", "Rome"), ("France", "Brittany", "Brest"),

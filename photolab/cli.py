@@ -299,7 +299,7 @@ def _cmd_maintain(args) -> int:
 
 
 def _cmd_find(args) -> int:
-    from .find import RESULT_COLUMNS, find, link_into
+    from .search import RESULT_COLUMNS, find, link_into
     from .library import open_library
 
     lib = open_library(args.library)
@@ -557,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "like:PATH or like:ID; OR, NOT or -term, parentheses, \"quoted phrases\". "
                                    "Quote the whole query for the shell.")
     s.add_argument("library")
-    s.add_argument("query", nargs="+", help="the query (quote it: photolab find ~/Photos 'dog -cat date:2019')")
+    s.add_argument("query", nargs="+", metavar="QUERY", help="the query (quote it: photolab find ~/Photos 'dog -cat date:2019')")
     s.add_argument("--limit", type=int, default=100, help="at most N photos (default 100; 0: all)")
     s.add_argument("--csv", metavar="OUT", help="also write photo_id, path, why, score, captured_at to OUT")
     s.add_argument("--link-into", metavar="DIR", help="make DIR an album of links to the results (refreshed "

@@ -11,7 +11,7 @@ import html
 import ipywidgets as W
 import traitlets
 
-from .find import find
+from .search import find
 from .library import open_library
 from .query import QueryError
 

@@ -19,8 +19,7 @@ Every error is a :class:`QueryError` whose one-line message names the bad term a
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from .errors import PhotolabError

@@ -12,7 +12,7 @@ import pytest
 
 import photolab
 from photolab import query as Q
-from photolab.find import AlbumError, find, link_into
+from photolab.search import AlbumError, find, link_into
 from photolab.query import QueryError
 
 
@@ -166,7 +166,7 @@ def test_like(lib):
     rel = find(lib, "like:kde_Kite.jpg", limit=5)   # a path relative to the library works too
     assert list(rel["photo_id"]) == list(by_id["photo_id"])
     # every other photo, ranked by cosine of the cached unit embeddings
-    from photolab.find import unit_embeddings
+    from photolab.search import unit_embeddings
 
     ids, emb, _ = unit_embeddings(lib)
     e = emb.astype(np.float32)

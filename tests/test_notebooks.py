@@ -103,7 +103,7 @@ def _checked(lib_dir: Path) -> None:
 
 def _found(lib_dir: Path) -> None:
     import photolab
-    from photolab.find import find
+    from photolab.search import find
 
     with photolab.open_library(lib_dir) as lib:
         assert {Path(p).name for p in find(lib, "dog OR cat")["path"]} >= {"pug.heic", "chelsea.png"}
