@@ -636,6 +636,11 @@ def link_into(library, results, folder: str | os.PathLike) -> dict:
             raise AlbumError(f"{dest}: holds {len(strangers)} file(s) that are not links photolab made "
                              f"(e.g. {strangers[0]}); choose an empty or new folder for the album")
     dest.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(dest):   # a link being made when an earlier run was killed
+        if entry.name.startswith(".photolab-album.tmp") and (
+                entry.is_symlink() or (entry.is_file(follow_symlinks=False) and (
+                    ".manifest." in entry.name or entry.stat(follow_symlinks=False).st_nlink >= 2))):
+            os.unlink(entry.path)
     want: dict[str, str] = {}
     for rank, rel in enumerate(results["path"], start=1):
         want[f"{rank:04d}_{Path(rel).name}"] = rel

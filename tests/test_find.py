@@ -404,3 +404,21 @@ def test_places_from_gps_on_real_camera_photos(shared_data, tmp_path):
     with pytest.raises(QueryError, match="photolab tag"):   # indexed, never tagged
         find(lib, "Arezzo dog")
     lib.close()
+
+
+def test_album_refresh_after_an_interrupted_run(lib, tmp_path):
+    """A run killed between its planned manifest and its last link leaves a temporary link and names
+    that were never made; the next run recognises both and finishes the album."""
+    album = tmp_path / "album"
+    link_into(lib, find(lib, "cat"), album)
+    manifest = album / ".photolab-album.json"
+    planned = json.loads(manifest.read_text())
+    planned["links"]["0002_pug.heic"] = {"path": "pug.heic"}          # planned, never linked
+    manifest.write_text(json.dumps(planned))
+    links_before = (lib.root / "pug.heic").stat().st_nlink
+    os.link(lib.root / "pug.heic", album / ".photolab-album.tmp.4242")   # the link being made when killed
+    r = link_into(lib, find(lib, "dog OR cat"), album)
+    assert sorted(p.name for p in album.iterdir()) == [".photolab-album.json", "0001_empty_icc.heic",
+                                                       "0002_chelsea.png", "0003_pug.heic"]
+    assert r["linked"] + r["kept"] == 3
+    assert (lib.root / "pug.heic").stat().st_nlink == links_before + 1   # the album's one link, no leftover
