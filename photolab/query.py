@@ -212,7 +212,7 @@ class _Parser:
 
     def parse_term(self):
         t = self.toks[self.i]
-        if t.field in ("person", "place", "event", "camera", "thing", "tag") and not t.quoted and \
+        if t.field in ("person", "place", "event", "thing", "tag") and not t.quoted and \
                 self.known is not None:   # person:Eileen Collins, when that is one known name
             run = []
             j = self.i + 1

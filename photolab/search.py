@@ -116,8 +116,6 @@ class _Ctx:
             return self.taxonomy.resolve(phrase) is not None
         if field == "thing":
             return things.known(phrase)
-        if field == "camera":
-            return bool(store.camera_photos(self.conn, phrase))
         return (self.taxonomy.resolve(phrase) is not None or low in self.names("person")
                 or low in self.names("place") or low in self.names("event") or things.known(phrase))
 

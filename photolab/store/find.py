@@ -1,5 +1,6 @@
-"""The catalog queries behind :func:`photolab.find`: each returns photo ids (and a score where the
-term has one), never a whole table, so a query on a library of 100,000 photos reads only what it needs."""
+"""The catalog queries behind :func:`photolab.find`, in one place: each term's query returns photo ids
+(and a score where the term has one) from an index or a small table; only :func:`universe` reads every
+photo row, and :mod:`photolab.search` keeps its result in memory until the catalog changes."""
 
 from __future__ import annotations
 
