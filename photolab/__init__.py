@@ -23,11 +23,13 @@ from .errors import PhotolabError
 from .gather import GatherError, gather
 from .index import index_library, inspect_file, photos
 from .library import Library, LibraryError, init_library, open_library
+from .query import QueryError
+from .search import find
 from .tagging import decisions, export_csv, tag_library
 from .taxonomy import TaxonomyError, load_taxonomy
 
 __all__ = [
-    "Catalog", "CatalogError", "GatherError", "Library", "LibraryError", "PhotolabError", "TaxonomyError", "__version__",
-    "decisions", "export_csv", "gather", "index_library", "init_library", "inspect_file", "load_taxonomy",
+    "Catalog", "CatalogError", "GatherError", "Library", "LibraryError", "PhotolabError", "QueryError", "TaxonomyError",
+    "__version__", "decisions", "export_csv", "find", "gather", "index_library", "init_library", "inspect_file", "load_taxonomy",
     "open_library", "photos", "tag_library",
 ]

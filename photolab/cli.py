@@ -309,6 +309,31 @@ def _cmd_maintain(args) -> int:
     return 0
 
 
+def _cmd_find(args) -> int:
+    from .search import RESULT_COLUMNS, find, link_into
+    from .library import open_library
+
+    lib = open_library(args.library)
+    df = find(lib, " ".join(args.query), limit=args.limit or None)
+    if args.csv:
+        import os
+        from pathlib import Path
+
+        out = Path(args.csv)
+        tmp = out.with_name(out.name + ".tmp")
+        df[RESULT_COLUMNS].to_csv(tmp, index=False, float_format="%.4f", encoding="utf-8")
+        os.replace(tmp, out)
+    if args.link_into:
+        r = link_into(lib, df, args.link_into)
+        print(f"album {r['folder']}: {r['linked']} linked ({r['hard']} hard, {r['symbolic']} symbolic), "
+              f"{r['kept']} kept, {r['removed']} removed", file=sys.stderr)
+    for rel in df["path"]:
+        print(lib.abs(rel))
+    if df.empty:
+        print(f"find: no photo matches {' '.join(args.query)!r}", file=sys.stderr)
+    return 0
+
+
 def _cmd_places(args) -> int:
     from .places import confirm_places, places, suggest_places
 
@@ -617,6 +642,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tentative", action="store_true", help="with --confirm: the tentative ones too")
     s.add_argument("--workers", type=int, default=None, help="processes for detection (default: cores)")
     s.set_defaults(func=_cmd_faces)
+
+    s = sub.add_parser("find", help="find photos by tags, people, places, dates, ratings, things and likeness; "
+                                    "prints one path per line",
+                       description="Query terms (AND between terms by default): a bare word (tag, alias, person, "
+                                   "place, event or any thing WordNet names: dog, pizza, \"musical instrument\"), "
+                                   "tag:, person:, place:, event:, camera:, date:2019 or date:2019-06..2019-08, "
+                                   "rating:>=3, kind:raw, format:HEIF, quality:blurry, status:quarantined, thing:, "
+                                   "like:PATH or like:ID; OR, NOT or -term, parentheses, \"quoted phrases\". "
+                                   "Quote the whole query for the shell.")
+    s.add_argument("library")
+    s.add_argument("query", nargs="+", metavar="QUERY", help="the query (quote it: photolab find ~/Photos 'dog -cat date:2019')")
+    s.add_argument("--limit", type=int, default=100, help="at most N photos (default 100; 0: all)")
+    s.add_argument("--csv", metavar="OUT", help="also write photo_id, path, why, score, captured_at to OUT")
+    s.add_argument("--link-into", metavar="DIR", help="make DIR an album of links to the results (refreshed "
+                                                      "on every run; the photos never move)")
+    s.set_defaults(func=_cmd_find)
 
     s = sub.add_parser("check", help="is everything in place? catalog, offline model weights, free disk")
     s.add_argument("library")

@@ -101,6 +101,14 @@ def _checked(lib_dir: Path) -> None:
         assert lib.catalog.query("SELECT count(*) FROM photos")[0][0] > 0
 
 
+def _found(lib_dir: Path) -> None:
+    import photolab
+    from photolab.search import find
+
+    with photolab.open_library(lib_dir) as lib:
+        assert {Path(p).name for p in find(lib, "dog OR cat")["path"]} >= {"pug.heic", "chelsea.png"}
+
+
 def test_start_here_links_every_notebook():
     text = (NOTEBOOKS[0].parent / "00_start_here.ipynb").read_text()
     for nb in NOTEBOOKS:
@@ -113,7 +121,7 @@ AFTER = {"00_start_here.ipynb": _checked, "01_tag_library.ipynb": _tags_exported
          "03_review.ipynb": _reviewed, "04_retrain.ipynb": _trained, "05_write_metadata.ipynb": _metadata_written_and_restored,
          "06_dedupe.ipynb": _deduped_and_restored,
          "07_organize.ipynb": _organized_and_undone, "08_automation.ipynb": _passed,
-         "09_people_and_places.ipynb": _people_named_and_written}
+         "09_people_and_places.ipynb": _people_named_and_written, "10_find.ipynb": _found}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

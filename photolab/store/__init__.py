@@ -1,0 +1,1 @@
+"""The storage layer: named queries over the catalog, one module per table group."""
