@@ -308,6 +308,7 @@ BACKUP_DIR = "backups"        # .photolab/backups/catalog-<UTC time>-<reason>.sq
 BACKUPS_RECENT = 3            # generations kept: the newest few, whatever their age,
 BACKUPS_DAILY = 3             # and the newest of each of the last few days
 BACKUP_MIN_AGE_S = 600.0      # bulk changes closer together than this share one backup
+BACKUP_SMALL = 1000           # a change of fewer files than this shares a generation younger than BACKUP_MIN_AGE_S
 
 
 class CatalogError(PhotolabError, RuntimeError):
@@ -578,11 +579,17 @@ class Catalog:
             )
 
     # -- backups ----------------------------------------------------------
-    def backup(self, reason: str = "manual", *, min_age: float = BACKUP_MIN_AGE_S) -> Path | None:
+    def backup(self, reason: str = "manual", *, min_age: float = BACKUP_MIN_AGE_S,
+               files: int | None = None) -> Path | None:
         """Copy the catalog (SQLite's online backup) to ``.photolab/backups/`` and rotate the
-        generations; skipped when one is younger than ``min_age`` seconds (a day's first backup is
-        always made). Returns the new file, or ``None`` when none was made. A failure (a full disk)
-        is logged, never raised: the change it precedes is journaled anyway."""
+        generations. Skipped when a generation younger than ``min_age`` seconds already holds every
+        run and journaled change, or, before a small change (``files`` below ``BACKUP_SMALL``: a
+        watcher pass over a few new photos), when the newest generation is younger than
+        ``min_age`` and was made after a batch (it already holds the state this change starts
+        from, save index and tag rows, which can be redone from the files), so a 500,000-photo
+        catalog is copied once per batch rather than before and after each; the backup after a
+        batch (which holds its journal, for undo) is always made, and so is a day's first one. Returns the new file, or ``None`` when none was made. A failure
+        (a full disk) is logged, never raised: the change it precedes is journaled anyway."""
         if self.read_only:
             return None
         folder = self.path.parent / BACKUP_DIR
@@ -594,7 +601,9 @@ class Catalog:
         marks = self._change_marks()
         if gens and _backup_day(gens[0]) == today and min_age > 0:
             # a recent generation that already holds every run and journaled change: nothing to add
-            if time.time() - gens[0].stat().st_mtime < min_age and _change_marks_of(gens[0]) == marks:
+            if time.time() - gens[0].stat().st_mtime < min_age and (
+                    (files is not None and files < BACKUP_SMALL and "-after-" in gens[0].name)
+                    or _change_marks_of(gens[0]) == marks):
                 return None
         if not any(_backup_day(p) == today for p in gens):
             reason = "daily"

@@ -401,7 +401,7 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
     recover(lib)
     cat = lib.catalog
     if moves:
-        cat.backup(f"before-{op}")
+        cat.backup(f"before-{op}", files=len(moves))
     report = BatchReport(batch=batch)
     start = time.perf_counter()
     with batch_owner(lib, batch):
@@ -726,7 +726,7 @@ def rewrite(library, items: list[Rewrite], *, batch: str, on_progress=None) -> B
     recover(lib)
     cat = lib.catalog
     if items:
-        cat.backup("before-rewrite")
+        cat.backup("before-rewrite", files=len(items))
     report = BatchReport(batch=batch, verb="rewritten")
     start = time.perf_counter()
     with batch_owner(lib, batch):

@@ -283,7 +283,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     lib = open_library(library)
     cat = lib.catalog
     recover(lib)   # a killed move leaves a file under two names for a moment: settle it first
-    cat.backup("before-index")
+    cat.backup("before-index", files=0)   # an index can be redone from the files: a recent after-batch generation serves
     run_id = cat.start_run("index")
     report = IndexReport()
     odd: list[tuple[str, str]] = []
