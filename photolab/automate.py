@@ -270,7 +270,7 @@ def _dedupe_new(lib, new_ids: list[int]) -> int:
 def _organize_new(lib, new_ids: list[int]) -> int:
     from .organize import apply, plan
 
-    df = plan(lib)
+    df = plan(lib, photo_ids=new_ids)   # their folders and events only, not the library
     if not len(df):
         return 0
     df = df[df["photo_id"].isin(new_ids)]
