@@ -16,10 +16,17 @@ Three tiers, never confused:
   stereo pairs): cosine at least ``similar_cosine``. Grouped for a person to
   look at, never set aside automatically.
 
-Nothing compares all pairs in Python: hashes go into a faiss multi-index hash
-(all 8 orientations of every photo), embeddings into a faiss inverted-file index
-over a PCA projection (exact search for small libraries); only the candidate
-pairs they return are checked.
+Nothing compares all pairs: up to 5,000 photos, hashes go into a faiss
+multi-index hash (all 8 orientations of every photo) and embeddings are searched
+exactly; above, pHash and dHash of each orientation are cut into six 21-22-bit
+keys, each looked up within one bit in a table the key addresses directly (every
+pair within 11 bits over both hashes is found), and embeddings are compared
+within lists of about 96 photos that a two-level k-means over a PCA projection
+routes each photo to. The work per photo stays about constant as the library
+grows; only the candidate pairs are checked, at full size. The matrices are
+memory-mapped from ``.photolab/features/`` (float16 embeddings, held once), and
+the lists are kept with them, so a few new photos are checked against the
+library without reading the rest.
 
 The keeper of a group has the highest resolution; ties go to the preferred
 format (RAW > HEIC > JPEG > PNG > WebP by default), then an intact file over a
@@ -37,6 +44,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import mmap
 import os
 import time
 import zlib
@@ -115,6 +123,20 @@ def _hex_matrix(texts: list[str]) -> np.ndarray:
     return np.array([[_hex64(h) for h in t.split(",")] for t in texts], dtype=np.uint64).reshape(n, 8)
 
 
+def _drop_pages(*arrays) -> None:
+    """Let go of the pages of memory maps read or written so far (they stay in the page cache, not in
+    this process's resident set): a pass over a cache of a million rows does not hold it all."""
+    for a in arrays:
+        while a is not None and not isinstance(a, np.memmap) and isinstance(getattr(a, "base", None), np.ndarray):
+            a = a.base
+        mm = getattr(a, "_mmap", None)
+        if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass
+
+
 class _Rows:
     """The rows of one or more matrices (a memory-mapped cache, rows read since), picked without copying:
     ``rows[idx]`` gathers just the rows asked for."""
@@ -149,6 +171,9 @@ class _Rows:
     def take(self, sel: np.ndarray) -> _Rows:
         return _Rows(self.sources, self.which[sel], self.row[sel])
 
+    def drop_pages(self) -> None:
+        _drop_pages(*self.sources)
+
 
 CACHE_FILE = "dedupe-features.json"   # under .photolab/features/: names the matrices (.npy files beside it)
 CACHE_VERSION = 3
@@ -175,6 +200,7 @@ def _train_pca(emb) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(len(emb), min(len(emb), 20000), replace=False))
     sample = np.asarray(emb[pick], dtype=np.float32)
+    _drop_pages(emb)
     mean = sample.mean(axis=0)
     cov = np.cov(sample - mean, rowvar=False)
     vals, vecs = np.linalg.eigh(cov)
@@ -185,6 +211,7 @@ def _project(emb, mean: np.ndarray, proj: np.ndarray, out: np.ndarray | None = N
     out = np.empty((len(emb), proj.shape[1]), np.float16) if out is None else out
     for k in range(0, len(emb), BLOCK):
         out[k:k + BLOCK] = _unit((np.asarray(emb[k:k + BLOCK], dtype=np.float32) - mean) @ proj)
+        _drop_pages(emb, out)
     return out
 
 
@@ -387,13 +414,15 @@ def _write_matrices(lib, folder: Path, ids, st, c, hit, pos, dim: int, want_low:
             want = ids[sl][~h]
             rows = _fetch_range(lib, want[0], want[-1])
             if len(rows) != len(want):
-                rows = [r for r in rows if r[0] in set(want.tolist())]
+                wanted = set(want.tolist())
+                rows = [r for r in rows if r[0] in wanted]
             p, d, e = _parse_features(_checked(rows, want))
             if e.shape[1] != dim:
                 raise _Changed()
             ph8[sl][~h], dh8[sl][~h], emb[sl][~h] = p, d, e
             if low is not None and not retrain:
                 low[sl][~h] = _project(e, mean, proj)
+        _drop_pages(ph8, dh8, emb, low, *(c[k] for k in ("ph8", "dh8", "emb", "low") if c is not None and k in c))
     if want_low and retrain:
         mean, proj = _train_pca(emb)
         pca_n = n
@@ -754,6 +783,25 @@ def _lists_for(P: _Photos, X: np.ndarray) -> tuple[dict, np.ndarray]:
     return lists, lists["list_of"]
 
 
+class _OneThread:
+    """BLAS and faiss on one thread: the many small products of the lists gain nothing from more, and
+    on a busy machine their threads only wait for each other."""
+
+    def __enter__(self):
+        import faiss
+        from threadpoolctl import threadpool_limits
+
+        self.faiss, self.before = faiss, faiss.omp_get_max_threads()
+        self.limits = threadpool_limits(1)
+        faiss.omp_set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        self.faiss.omp_set_num_threads(self.before)
+        self.limits.restore_original_limits()
+        return False
+
+
 def _embedding_candidates(P: _Photos, k: int, min_cos: float, queries_idx: np.ndarray | None = None):
     """Pairs (i, j), i < j, among each photo's ``k`` nearest embeddings with cosine >= ``min_cos``.
 
@@ -780,9 +828,11 @@ def _embedding_candidates(P: _Photos, k: int, min_cos: float, queries_idx: np.nd
         ok = sims.reshape(-1) >= min_cos
         return _pairs(qi[ok], pj[ok])
     X = P.low[:] if queries_idx is None else P.low   # for a few queries: only the rows they meet
-    lists, list_of = _lists_for(P, X)
-    probes = _probes(np.asarray(X[qidx][:, :_COARSE], dtype=np.float32), lists)
-    qi, pj = _join(X, qidx, probes, list_of, k, min_cos - 0.05)
+    with _OneThread():
+        lists, list_of = _lists_for(P, X)
+        probes = _probes(np.asarray(X[qidx][:, :_COARSE], dtype=np.float32), lists)
+        qi, pj = _join(X, qidx, probes, list_of, k, min_cos - 0.05)
+    P.low.drop_pages()
     return _pairs(qi, pj)
 
 
@@ -939,6 +989,7 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
             for s in range(0, len(i), BLOCK * 5):   # a block at a time: candidates can be many
                 cos[s:s + BLOCK * 5] = np.einsum("ij,ij->i", P.emb[i[s:s + BLOCK * 5]].astype(np.float32),
                                                  P.emb[j[s:s + BLOCK * 5]].astype(np.float32))
+                P.emb.drop_pages()
             pd_all = _popcount(P.ph8[i, :1] ^ P.ph8[j])                # upright i vs each orientation of j
             best = pd_all.argmin(axis=1)
             dph = pd_all[np.arange(len(i)), best]
