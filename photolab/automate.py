@@ -214,7 +214,7 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
         if row["kind"] in ("photo", "raw"):
             new_ids.append(row["id"])
     _record(lib, state_rows)
-    steps = [("tag", lambda: tag_library(lib, progress=False, model=model)),
+    steps = [("tag", lambda: tag_library(lib, progress=False, model=model, counts=False)),
              ("dedupe", lambda: _dedupe_new(lib, new_ids)),
              ("people", lambda: _people_new(lib, new_ids)),
              ("organize", lambda: _organize_new(lib, new_ids)),

@@ -370,7 +370,7 @@ def export_csv(library, out: str | os.PathLike) -> Path:
 # -- the pass -----------------------------------------------------------------
 def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
-                force: bool = False) -> TagReport:
+                force: bool = False, counts: bool = True) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -382,6 +382,8 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         model_threads: threads the model runs on (decoding, not the model, is the bottleneck).
         runtime: ``"auto"``, ``"onnx"`` or ``"torch"`` (see :func:`photolab.backbone.engine`).
         force: redo photos already done with this model.
+        counts: count the library's photos per tag into the report (a watched import, which
+            does not show them, leaves this library-wide count out).
     """
     from tqdm.auto import tqdm
 
@@ -454,7 +456,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
 
         failed = {p for p, _ in report.failed}
         rescore(lib, photo_ids=[r["id"] for r in todo if r["path"] not in failed])
-    report.tag_counts = tag_counts(lib, tax)
+    report.tag_counts = tag_counts(lib, tax) if counts else {}
     cat.finish_run(run_id, {"tagged": report.tagged, "skipped": report.skipped, "failed": report.failed,
                             "seconds": report.seconds, "model": bb.version,
                             "runtime": run.runtime})
