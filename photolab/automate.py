@@ -227,7 +227,7 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
         if row["kind"] in ("photo", "raw"):
             new_ids.append(row["id"])
     _record(lib, state_rows)
-    steps = [("tag", lambda: tag_library(lib, progress=False, model=model)),
+    steps = [("tag", lambda: tag_library(lib, progress=False, model=model, counts=False)),
              ("dedupe", lambda: _dedupe_new(lib, new_ids)),
              ("people", lambda: _people_new(lib, new_ids)),
              ("organize", lambda: _organize_new(lib, new_ids)),
@@ -293,7 +293,7 @@ def _dedupe_new(lib, new_ids: list[int]) -> int:
 def _organize_new(lib, new_ids: list[int]) -> int:
     from .organize import apply, plan
 
-    df = plan(lib)
+    df = plan(lib, photo_ids=new_ids)   # their folders and events only, not the library
     if not len(df):
         return 0
     df = df[df["photo_id"].isin(new_ids)]

@@ -16,10 +16,17 @@ Three tiers, never confused:
   stereo pairs): cosine at least ``similar_cosine``. Grouped for a person to
   look at, never set aside automatically.
 
-Nothing compares all pairs in Python: hashes go into a faiss multi-index hash
-(all 8 orientations of every photo), embeddings into a faiss inverted-file index
-over a PCA projection (exact search for small libraries); only the candidate
-pairs they return are checked.
+Nothing compares all pairs: up to 5,000 photos, hashes go into a faiss
+multi-index hash (all 8 orientations of every photo) and embeddings are searched
+exactly; above, pHash and dHash of each orientation are cut into six 21-22-bit
+keys, each looked up within one bit in a table the key addresses directly (every
+pair within 11 bits over both hashes is found), and embeddings are compared
+within lists of about 96 photos that a two-level k-means over a PCA projection
+routes each photo to. The work per photo stays about constant as the library
+grows; only the candidate pairs are checked, at full size. The matrices are
+memory-mapped from ``.photolab/features/`` (float16 embeddings, held once), and
+the lists are kept with them, so a few new photos are checked against the
+library without reading the rest.
 
 The keeper of a group has the highest resolution; ties go to the preferred
 format (RAW > HEIC > JPEG > PNG > WebP by default), then an intact file over a
@@ -39,7 +46,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import mmap
 import os
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,15 +88,19 @@ class DedupeOptions:
 @dataclass
 class _Photos:
     ids: np.ndarray
-    rows: list
+    rows: _PhotoRows         # catalog rows by photo id
     ph8: np.ndarray          # N x 8 uint64
     dh8: np.ndarray          # N x 8 uint64
-    emb: np.ndarray          # N x D float16, unit length
-    low: np.ndarray | None   # N x LOW_DIM float32, unit length: PCA projection (libraries > EXACT_SEARCH)
+    emb: _Rows               # N x D float16, unit length (memory-mapped from the feature cache)
+    low: _Rows | None        # N x LOW_DIM float16, unit length: PCA projection (libraries > EXACT_SEARCH)
+    cache_pos: np.ndarray | None = None   # position in ``ids`` of each row of the cached matrices (-1: gone)
+    gen: str | None = None               # which cached matrices (their embedding lists are cached beside them)
+    folder: Path | None = None
 
 
 EXACT_SEARCH = 5000      # up to this many photos, embeddings are compared at full size
 LOW_DIM = 128
+BLOCK = 20000            # rows per step when reading, writing or projecting the matrices
 
 
 def _hex64(text: str) -> int:
@@ -95,13 +108,78 @@ def _hex64(text: str) -> int:
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.uint64)
-    b = x.view(np.uint8).reshape(x.shape + (8,))
-    return np.unpackbits(b, axis=-1).sum(axis=-1).astype(np.int64)
+    return np.bitwise_count(np.asarray(x, dtype=np.uint64)).astype(np.int64)
 
 
-CACHE_FILE = "dedupe-features.npz"   # under .photolab/features/: the hash and embedding matrices
-CACHE_VERSION = 2
+def _hex_matrix(texts: list[str]) -> np.ndarray:
+    """N x 8 uint64 from rows of 8 comma-separated hexadecimal hashes."""
+    n = len(texts)
+    if not n:
+        return np.zeros((0, 8), np.uint64)
+    joined = "".join(texts).replace(",", "")
+    if len(joined) == 128 * n:   # the usual 16 digits each: one C-level conversion
+        try:
+            return np.frombuffer(bytes.fromhex(joined), dtype=">u8").astype(np.uint64).reshape(n, 8)
+        except ValueError:
+            pass
+    return np.array([[_hex64(h) for h in t.split(",")] for t in texts], dtype=np.uint64).reshape(n, 8)
+
+
+def _drop_pages(*arrays) -> None:
+    """Let go of the pages of memory maps read or written so far (they stay in the page cache, not in
+    this process's resident set): a pass over a cache of a million rows does not hold it all."""
+    for a in arrays:
+        while a is not None and not isinstance(a, np.memmap) and isinstance(getattr(a, "base", None), np.ndarray):
+            a = a.base
+        mm = getattr(a, "_mmap", None)
+        if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass
+
+
+class _Rows:
+    """The rows of one or more matrices (a memory-mapped cache, rows read since), picked without copying:
+    ``rows[idx]`` gathers just the rows asked for."""
+
+    def __init__(self, sources: list, which: np.ndarray | None = None, row: np.ndarray | None = None):
+        self.sources = sources
+        n = len(sources[0]) if row is None else len(row)
+        self.which = np.zeros(n, np.int8) if which is None else which
+        self.row = np.arange(n) if row is None else row
+        self.shape = (n,) + tuple(sources[0].shape[1:])
+        self.dtype = sources[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        if isinstance(idx, slice):
+            idx = np.arange(len(self))[idx]
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx),) + self.shape[1:], self.dtype)
+        which, row = self.which[idx], self.row[idx]
+        for s, src in enumerate(self.sources):
+            m = which == s
+            if m.any():
+                r = row[m]
+                order = np.argsort(r, kind="stable")   # in file order: sequential reads of a memory map
+                got = np.empty((len(r),) + self.shape[1:], self.dtype)
+                got[order] = src[r[order]]
+                out[m] = got
+        return out
+
+    def take(self, sel: np.ndarray) -> _Rows:
+        return _Rows(self.sources, self.which[sel], self.row[sel])
+
+    def drop_pages(self) -> None:
+        _drop_pages(*self.sources)
+
+
+CACHE_FILE = "dedupe-features.json"   # under .photolab/features/: names the matrices (.npy files beside it)
+CACHE_VERSION = 3
+_OLD_CACHES = ("dedupe-features.npz",)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -112,147 +190,331 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def _parse_features(feats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hashes and unit-length float16 embeddings of feature rows."""
     n = len(feats)
-    ph8 = np.array([[_hex64(h) for h in f["phash8"].split(",")] for f in feats], dtype=np.uint64).reshape(n, 8)
-    dh8 = np.array([[_hex64(h) for h in f["dhash8"].split(",")] for f in feats], dtype=np.uint64).reshape(n, 8)
+    ph8 = _hex_matrix([f["phash8"] for f in feats])
+    dh8 = _hex_matrix([f["dhash8"] for f in feats])
     emb = (_unit(np.stack([np.frombuffer(f["embedding"], dtype=np.float16) for f in feats])).astype(np.float16)
            if n else np.zeros((0, 1), np.float16))
     return ph8, dh8, emb
 
 
-def _train_pca(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _train_pca(emb) -> tuple[np.ndarray, np.ndarray]:
     """(mean, D x LOW_DIM projection) from up to 20,000 rows."""
     rng = np.random.default_rng(0)
-    sample = emb[rng.choice(len(emb), min(len(emb), 20000), replace=False)].astype(np.float32)
+    pick = np.sort(rng.choice(len(emb), min(len(emb), 20000), replace=False))
+    sample = np.asarray(emb[pick], dtype=np.float32)
+    _drop_pages(emb)
     mean = sample.mean(axis=0)
     cov = np.cov(sample - mean, rowvar=False)
     vals, vecs = np.linalg.eigh(cov)
     return mean, np.ascontiguousarray(vecs[:, ::-1][:, :LOW_DIM].astype(np.float32))
 
 
-def _project(emb: np.ndarray, mean: np.ndarray, proj: np.ndarray) -> np.ndarray:
-    out = np.empty((len(emb), proj.shape[1]), np.float32)
-    for k in range(0, len(emb), 20000):
-        out[k:k + 20000] = _unit((emb[k:k + 20000].astype(np.float32) - mean) @ proj)
+def _project(emb, mean: np.ndarray, proj: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = np.empty((len(emb), proj.shape[1]), np.float16) if out is None else out
+    for k in range(0, len(emb), BLOCK):
+        out[k:k + BLOCK] = _unit((np.asarray(emb[k:k + BLOCK], dtype=np.float32) - mean) @ proj)
+        _drop_pages(emb, out)
     return out
 
 
-def _feature_matrix(lib, *, save: bool = True) -> dict:
+def _store_path(folder: Path, gen: str, name: str) -> Path:
+    return folder / f"dedupe-{gen}.{name}"
+
+
+def _read_store(folder: Path) -> dict | None:
+    """The cached matrices, memory-mapped (None when absent, of another version or damaged)."""
+    path = folder / CACHE_FILE
+    if not path.is_file():
+        return None
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        if m.get("version") != CACHE_VERSION:
+            return None
+        c = {"gen": str(m["gen"]), "pca_n": int(m.get("pca_n", 0)), "max_at": m.get("max_at")}
+        for name in m["arrays"]:
+            c[name] = np.load(_store_path(folder, c["gen"], name + ".npy"), mmap_mode="r", allow_pickle=False)
+        n = len(c["ids"])
+        if any(len(c[k]) != n for k in ("stamps", "ph8", "dh8", "emb")) or ("low" in c and len(c["low"]) != n):
+            raise ValueError("matrices of different lengths")
+        return c
+    except Exception as exc:   # a damaged cache is only a cache: rebuilt
+        log.warning("%s: unreadable (%s); rebuilding", path, exc)
+        return None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit_store(folder: Path, gen: str, names: list[str], pca_n: int, max_at: str) -> None:
+    """Name the new matrices in the manifest (atomically), then remove older ones."""
+    for name in names:
+        _fsync(_store_path(folder, gen, name + ".npy"))
+    path = folder / CACHE_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": CACHE_VERSION, "gen": gen, "arrays": names, "pca_n": pca_n,
+                               "max_at": max_at}),
+                   encoding="utf-8")
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _remove_old_stores(folder, keep=gen)
+
+
+def _remove_old_stores(folder: Path, keep: str) -> None:
+    for name in _OLD_CACHES:
+        (folder / name).unlink(missing_ok=True)
+    for p in folder.glob("dedupe-*.*"):
+        if p.name != CACHE_FILE and not p.name.startswith(f"dedupe-{keep}."):
+            p.unlink(missing_ok=True)
+
+
+def _fetch_range(lib, lo: int, hi: int) -> list:
+    return lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE phash8 IS NOT NULL "
+                             "AND photo_id BETWEEN ? AND ? ORDER BY photo_id", (int(lo), int(hi)))
+
+
+def _fetch_ids(lib, todo: np.ndarray) -> list:
+    rows = []
+    for k in range(0, len(todo), 900):
+        part = [int(x) for x in todo[k:k + 900]]
+        rows += lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE phash8 IS NOT NULL "
+                                  f"AND photo_id IN ({', '.join('?' * len(part))}) ORDER BY photo_id", part)
+    return rows
+
+
+class _Changed(Exception):
+    """Features changed while they were read: read again."""
+
+
+def _feature_matrix(lib, *, save: bool = True, _again: bool = True) -> dict:
     """ids, ph8, dh8, emb (unit float16) and, above EXACT_SEARCH photos, their PCA projection ``low``,
     for every photo with features.
 
-    Parsing 100,000 feature rows and projecting them takes seconds, so the matrices
-    are cached in ``.photolab/features/dedupe-features.npz`` with a stamp per row
-    (time, content hash and model of its features); a later call reads only rows
-    that are new or were recomputed since, and projects only those, which is what
-    lets a watched import be checked against the library in seconds. The
-    projection is retrained when the library has doubled since it was made.
+    The matrices are cached as ``.npy`` files in ``.photolab/features/`` (named by
+    ``dedupe-features.json``) with a stamp per row (time, content hash and model of
+    its features) and used memory-mapped, never held twice. A later call reads
+    from the catalog only rows that are new or were recomputed since, and projects
+    only those, which is what lets a watched import be checked against the library
+    in seconds. A whole-library call writes a new cache when anything changed; a
+    call for new photos only writes one when more than 5% of the rows are new.
+    The projection is retrained when the library has doubled since it was made.
     """
-    stamps = lib.catalog.query("SELECT photo_id, computed_at || '|' || coalesce(sha256, '') || '|' || model "
-                               "FROM features WHERE phash8 IS NOT NULL ORDER BY photo_id")
-    ids = np.array([r[0] for r in stamps], dtype=np.int64)
-    st = np.array([zlib.crc32(r[1].encode()) for r in stamps], dtype=np.uint32)
-    path = lib.state / "features" / CACHE_FILE
-    c = None
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                c = {k: z[k] for k in z.files}
-            if int(c.get("version", 0)) != CACHE_VERSION:
-                c = None
-        except Exception as exc:   # a damaged cache is only a cache: rebuilt below
-            log.warning("%s: unreadable (%s); rebuilding", path, exc)
+    folder = lib.state / "features"
+    folder.mkdir(parents=True, exist_ok=True)
+    _stamp_index(lib)
+    c = _read_store(folder)
+    ids, st, max_at = _stamps(lib, c if not save else None)
     n = len(ids)
+    hit = np.zeros(n, dtype=bool)
+    pos = np.zeros(n, dtype=np.int64)
+    if c is not None and len(c["ids"]):
+        cids = np.asarray(c["ids"])
+        pos = np.clip(np.searchsorted(cids, ids), 0, len(cids) - 1)
+        hit = (cids[pos] == ids) & (np.asarray(c["stamps"])[pos] == st)
+    fresh = ~hit
+    nf = int(fresh.sum())
+    dim = None
+    if nf:
+        first = lib.catalog.query("SELECT length(embedding) FROM features WHERE photo_id = ?",
+                                  (int(ids[fresh][0]),))[0][0]
+        dim = (first or 2) // 2
+    if c is not None and hit.any() and dim is not None and dim != c["emb"].shape[1]:
+        c, hit, fresh, nf = None, np.zeros(n, dtype=bool), np.ones(n, dtype=bool), n   # another model: all anew
+    if dim is None:
+        dim = c["emb"].shape[1] if c is not None else 1
+    want_low = n > EXACT_SEARCH and dim > LOW_DIM
+    have_pca = c is not None and "pca_proj" in c and "low" in c and c["pca_proj"].shape[0] == dim
+    retrain = want_low and (not have_pca or n > 2 * c["pca_n"])
+    changed = c is None or len(c["ids"]) != n or nf > 0 or retrain
+    try:
+        if changed and (c is None or retrain or save or nf > 0.05 * n):
+            return _write_matrices(lib, folder, ids, st, c, hit, pos, dim, want_low, retrain, max_at)
+        return _patched_matrices(lib, ids, c, hit, pos, want_low)
+    except _Changed:
+        if not _again:
+            raise
+        return _feature_matrix(lib, save=save, _again=False)
+
+
+_STAMP = "computed_at || '|' || coalesce(sha256, '') || '|' || model"
+
+
+def _stamp_index(lib) -> None:
+    """An index that holds every feature row's stamp, so reading the stamps does not read the embeddings."""
+    if lib.catalog.query("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'features_dedupe_stamp'"):
+        return
+    try:
+        with lib.catalog.write() as db:
+            db.execute("CREATE INDEX IF NOT EXISTS features_dedupe_stamp ON features(photo_id, computed_at, sha256, "
+                       "model) WHERE phash8 IS NOT NULL")
+    except Exception as exc:   # noqa: BLE001 - only speed is lost
+        log.warning("%s: cannot add the feature stamp index (%s)", lib.catalog.path, exc)
+
+
+def _stamps(lib, c: dict | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Ids and stamps of every feature row, and the latest computed_at among them.
+
+    With the cache ``c`` (for a check of new photos only): when no row up to the
+    cache's last id was removed or recomputed since (same count, nothing computed
+    later), the cached stamps stand for those rows and only later rows are read.
+    """
+    where = "phash8 IS NOT NULL"
+    if c is not None and c.get("max_at") is not None and len(c["ids"]):
+        last = int(c["ids"][-1])
+        count, latest = lib.catalog.query(f"SELECT count(*), max(computed_at) FROM features WHERE {where} "
+                                          "AND photo_id <= ?", (last,))[0]
+        if count == len(c["ids"]) and latest is not None and latest <= c["max_at"]:
+            rows = lib.catalog.query(f"SELECT photo_id, {_STAMP} FROM features WHERE {where} AND photo_id > ? "
+                                     "ORDER BY photo_id", (last,))
+            ids = np.concatenate([np.asarray(c["ids"]), np.fromiter((r[0] for r in rows), np.int64, len(rows))])
+            st = np.concatenate([np.asarray(c["stamps"]),
+                                 np.fromiter((zlib.crc32(r[1].encode()) for r in rows), np.uint32, len(rows))])
+            return ids, st, max([c["max_at"]] + [r[1].split("|", 1)[0] for r in rows])
+    rows = lib.catalog.query(f"SELECT photo_id, {_STAMP} FROM features WHERE {where} ORDER BY photo_id")
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    st = np.fromiter((zlib.crc32(r[1].encode()) for r in rows), dtype=np.uint32, count=len(rows))
+    return ids, st, max((r[1].split("|", 1)[0] for r in rows), default="")
+
+
+def _checked(rows: list, expect: np.ndarray) -> list:
+    if not np.array_equal(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), expect):
+        raise _Changed()
+    return rows
+
+
+def _write_matrices(lib, folder: Path, ids, st, c, hit, pos, dim: int, want_low: bool, retrain: bool,
+                    max_at: str) -> dict:
+    """Write a new cache, block by block: cached rows copied, the others read from the catalog."""
+    n = len(ids)
+    gen = f"{int(time.time() * 1000):x}-{os.getpid()}"
+    _remove_old_stores(folder, keep=c["gen"] if c is not None else gen)   # what an interrupted write left
+    fmt = np.lib.format
+    arr = {"ids": ids, "stamps": st}
+    for name in arr:
+        np.save(_store_path(folder, gen, name + ".npy"), arr[name])
+    ph8 = fmt.open_memmap(_store_path(folder, gen, "ph8.npy"), mode="w+", dtype=np.uint64, shape=(n, 8))
+    dh8 = fmt.open_memmap(_store_path(folder, gen, "dh8.npy"), mode="w+", dtype=np.uint64, shape=(n, 8))
+    emb = fmt.open_memmap(_store_path(folder, gen, "emb.npy"), mode="w+", dtype=np.float16, shape=(n, dim))
+    low = (fmt.open_memmap(_store_path(folder, gen, "low.npy"), mode="w+", dtype=np.float16, shape=(n, LOW_DIM))
+           if want_low else None)
+    mean, proj, pca_n = (None, None, 0)
+    if want_low and not retrain:
+        mean, proj, pca_n = np.asarray(c["pca_mean"]), np.asarray(c["pca_proj"]), c["pca_n"]
+    for k in range(0, n, BLOCK):
+        sl = slice(k, min(n, k + BLOCK))
+        h = hit[sl]
+        if h.any():
+            src = pos[sl][h]
+            ph8[sl][h], dh8[sl][h], emb[sl][h] = c["ph8"][src], c["dh8"][src], c["emb"][src]
+            if low is not None and not retrain:
+                low[sl][h] = c["low"][src]
+        if not h.all():
+            want = ids[sl][~h]
+            rows = _fetch_range(lib, want[0], want[-1])
+            if len(rows) != len(want):
+                wanted = set(want.tolist())
+                rows = [r for r in rows if r[0] in wanted]
+            p, d, e = _parse_features(_checked(rows, want))
+            if e.shape[1] != dim:
+                raise _Changed()
+            ph8[sl][~h], dh8[sl][~h], emb[sl][~h] = p, d, e
+            if low is not None and not retrain:
+                low[sl][~h] = _project(e, mean, proj)
+        _drop_pages(ph8, dh8, emb, low, *(c[k] for k in ("ph8", "dh8", "emb", "low") if c is not None and k in c))
+    if want_low and retrain:
+        mean, proj = _train_pca(emb)
+        pca_n = n
+        _project(emb, mean, proj, out=low)
+    names = ["ids", "stamps", "ph8", "dh8", "emb"]
+    for m in (ph8, dh8, emb, low):
+        if m is not None:
+            m.flush()
+    if want_low:
+        np.save(_store_path(folder, gen, "pca_mean.npy"), mean)
+        np.save(_store_path(folder, gen, "pca_proj.npy"), proj)
+        names += ["low", "pca_mean", "pca_proj"]
+    del ph8, dh8, emb, low
+    try:
+        _commit_store(folder, gen, names, pca_n, max_at)
+    except OSError as exc:
+        log.warning("%s: cannot write the feature cache (%s)", folder / CACHE_FILE, exc)
+    w = {name: np.load(_store_path(folder, gen, name + ".npy"), mmap_mode="r") for name in names}
+    return {"ids": ids, "ph8": np.asarray(w["ph8"]), "dh8": np.asarray(w["dh8"]), "emb": _Rows([w["emb"]]),
+            "low": _Rows([w["low"]]) if want_low else None, "gen": gen, "cache_pos": np.arange(n),
+            "folder": folder}
+
+
+def _patched_matrices(lib, ids, c, hit, pos, want_low: bool) -> dict:
+    """The cached matrices with the few rows read since on top (nothing written)."""
+    n = len(ids)
+    fresh = ~hit
     ph8, dh8 = np.zeros((n, 8), np.uint64), np.zeros((n, 8), np.uint64)
-    emb, low = None, None
-    fresh = np.ones(n, dtype=bool)
-    if c is not None and len(c.get("ids", ())):
-        pos = np.clip(np.searchsorted(c["ids"], ids), 0, len(c["ids"]) - 1)
-        hit = (c["ids"][pos] == ids) & (c["stamps"][pos] == st)
-        emb = np.zeros((n, c["emb"].shape[1]), np.float16)
-        ph8[hit], dh8[hit], emb[hit] = c["ph8"][pos[hit]], c["dh8"][pos[hit]], c["emb"][pos[hit]]
-        if "low" in c and len(c["low"]) == len(c["ids"]):
-            low = np.zeros((n, c["low"].shape[1]), np.float32)
-            low[hit] = c["low"][pos[hit]]
-        fresh = ~hit
-    todo = ids[fresh]
-    if len(todo):
-        if len(todo) > n // 2:
-            rows = [r for r in lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features "
-                                                 "WHERE phash8 IS NOT NULL ORDER BY photo_id")]
-            keep = set(todo.tolist())
-            rows = [r for r in rows if r[0] in keep]
-        else:
-            rows = []
-            for k in range(0, len(todo), 900):
-                part = [int(x) for x in todo[k:k + 900]]
-                rows += lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE photo_id "
-                                          f"IN ({', '.join('?' * len(part))}) ORDER BY photo_id", part)
-        rows.sort(key=lambda r: r[0])
-        if not np.array_equal(np.array([r[0] for r in rows], dtype=np.int64), todo):
-            return _feature_matrix(lib, save=save) if path.exists() and _drop(path) else _uncached(lib)
-        p, d, e = _parse_features(rows)
-        if emb is None or emb.shape[1] != e.shape[1]:
-            if emb is not None and not fresh.all():   # embeddings of another size (a new model)
-                return _uncached(lib)
-            emb = np.zeros((n, e.shape[1]), np.float16)
-            low = None
-        ph8[fresh], dh8[fresh], emb[fresh] = p, d, e
-    if emb is None:
-        emb = np.zeros((n, 1), np.float16)
-    mean, proj, pca_n = (c["pca_mean"], c["pca_proj"], int(c["pca_n"])) if c is not None and "pca_proj" in c \
-        and low is not None and c["pca_proj"].shape[0] == emb.shape[1] else (None, None, 0)
-    retrained = False
-    if n > EXACT_SEARCH and emb.shape[1] > LOW_DIM:
-        if proj is None or n > 2 * pca_n:
-            mean, proj = _train_pca(emb)
-            pca_n, retrained = n, True
-            low = _project(emb, mean, proj)
-        elif fresh.any():
-            low[fresh] = _project(emb[fresh], mean, proj)
-    else:
-        low = None
-    changed = retrained or c is None or len(c.get("ids", ())) != n or fresh.any()
-    if changed and (save or fresh.sum() > 0.05 * n):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        try:
-            extra = {"low": low, "pca_mean": mean, "pca_proj": proj, "pca_n": np.array(pca_n)} if low is not None else {}
-            np.savez(tmp, version=np.array(CACHE_VERSION), ids=ids, stamps=st, ph8=ph8, dh8=dh8, emb=emb, **extra)
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("%s: cannot write the feature cache (%s)", path, exc)
-            tmp.unlink(missing_ok=True)
-    return {"ids": ids, "ph8": ph8, "dh8": dh8, "emb": emb, "low": low}
+    ph8[hit], dh8[hit] = c["ph8"][pos[hit]], c["dh8"][pos[hit]]
+    which = np.where(hit, 0, 1).astype(np.int8)
+    row = np.where(hit, pos, 0)
+    row[fresh] = np.arange(int(fresh.sum()))
+    e = np.zeros((0, c["emb"].shape[1]), np.float16)
+    lo = np.zeros((0, LOW_DIM), np.float16)
+    if fresh.any():
+        want = ids[fresh]
+        p, d, e = _parse_features(_checked(_fetch_ids(lib, want), want))
+        ph8[fresh], dh8[fresh] = p, d
+        if want_low:
+            lo = _project(e, np.asarray(c["pca_mean"]), np.asarray(c["pca_proj"]))
+    cache_pos = np.full(len(c["ids"]), -1, dtype=np.int64)
+    cache_pos[pos[hit]] = np.flatnonzero(hit)
+    return {"ids": ids, "ph8": ph8, "dh8": dh8, "emb": _Rows([c["emb"], e], which, row),
+            "low": _Rows([c["low"], lo], which, row) if want_low else None, "gen": c["gen"],
+            "cache_pos": cache_pos, "folder": lib.state / "features"}
 
 
-def _drop(path: Path) -> bool:
-    path.unlink(missing_ok=True)
-    return True
+_ROW_SQL = ("SELECT p.id, p.path, p.kind, p.size, p.sha256, p.format, p.width, p.height, p.status, p.captured_at, "
+            "p.captured_source, p.camera_make, p.gps_lat, pe.event_id FROM photos p "
+            "LEFT JOIN photo_events pe ON pe.photo_id = p.id ")
 
 
-def _uncached(lib) -> dict:
-    rows = lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE phash8 IS NOT NULL "
-                             "ORDER BY photo_id")
-    p, d, e = _parse_features(rows)
-    low = _project(e, *_train_pca(e)) if len(e) > EXACT_SEARCH and e.shape[1] > LOW_DIM else None
-    return {"ids": np.array([r[0] for r in rows], dtype=np.int64), "ph8": p, "dh8": d, "emb": e, "low": low}
+class _PhotoRows(dict):
+    """Catalog rows of usable photos by id, read when first asked for (a plan needs those of its pairs)."""
+
+    def __init__(self, lib):
+        super().__init__()
+        self.lib = lib
+
+    def fetch(self, ids) -> None:
+        todo = sorted({int(i) for i in ids} - self.keys())
+        for k in range(0, len(todo), 900):
+            part = todo[k:k + 900]
+            for r in self.lib.catalog.query(_ROW_SQL + f"WHERE p.id IN ({', '.join('?' * len(part))})", part):
+                self[r["id"]] = dict(r)
+
+    def __missing__(self, pid):
+        self.fetch([pid])
+        return dict.__getitem__(self, pid)
 
 
-def _load(lib, *, save: bool = True) -> tuple[_Photos, list]:
-    """Photos with features (for near/similar) and every photo row (for exact bytes)."""
-    usable = ", ".join("?" * len(USABLE))
-    all_rows = [dict(r) for r in lib.catalog.query(
-        "SELECT p.id, p.path, p.kind, p.size, p.sha256, p.format, p.width, p.height, p.status, p.captured_at, "
-        "p.captured_source, p.camera_make, p.gps_lat, pe.event_id FROM photos p "
-        "LEFT JOIN photo_events pe ON pe.photo_id = p.id "
-        f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({usable}) ORDER BY p.id", USABLE)]
-    by_id = {r["id"]: r for r in all_rows}
+def _usable_where() -> tuple[str, tuple]:
+    return (f"kind IN ('photo', 'raw') AND status IN ({', '.join('?' * len(USABLE))})", tuple(USABLE))
+
+
+def _load(lib, *, save: bool = True) -> tuple[_Photos, np.ndarray]:
+    """Photos with features (for near/similar) and the ids of every usable photo (exact bytes: with or
+    without features)."""
+    where, args = _usable_where()
+    usable = np.fromiter((r[0] for r in lib.catalog.query(f"SELECT id FROM photos WHERE {where} ORDER BY id", args)),
+                         dtype=np.int64)
     m = _feature_matrix(lib, save=save)
-    keep = np.fromiter((int(i) in by_id for i in m["ids"]), dtype=bool, count=len(m["ids"]))
-    sel = (lambda a: a) if keep.all() else (lambda a: a[keep])
-    ids = sel(m["ids"])
-    rows = [by_id[int(i)] for i in ids]
-    low = sel(m["low"]) if m["low"] is not None else None
-    return _Photos(ids, rows, sel(m["ph8"]), sel(m["dh8"]), sel(m["emb"]), low), all_rows
+    keep = np.isin(m["ids"], usable)
+    ids = m["ids"][keep]
+    new_pos = np.where(keep, np.cumsum(keep) - 1, -1)
+    cache_pos = np.where(m["cache_pos"] >= 0, new_pos[np.maximum(m["cache_pos"], 0)], -1)
+    sel = np.flatnonzero(keep)
+    low = m["low"].take(sel) if m["low"] is not None else None
+    return _Photos(ids, _PhotoRows(lib), m["ph8"][keep], m["dh8"][keep], m["emb"].take(sel), low, cache_pos,
+                   m["gen"], m["folder"]), usable
 
 
 # -- candidate pairs ----------------------------------------------------------
@@ -262,13 +524,106 @@ def _pairs(qi: np.ndarray, pj: np.ndarray) -> np.ndarray:
     return np.unique(pairs, axis=0) if len(pairs) else pairs
 
 
-def _hash_candidates(ph8: np.ndarray, radius: int, queries_idx: np.ndarray | None = None) -> np.ndarray:
-    """Pairs (i, j), i < j, whose upright pHash is within ``radius`` of any orientation of the other."""
+# six keys of 21-22 bits: three of the pHash, three of the dHash (of one orientation)
+_KEYS = ((0, 0, 21), (0, 21, 21), (0, 42, 22), (1, 0, 21), (1, 21, 21), (1, 42, 22))
+_MAX_EXPAND = 1 << 22     # candidate codes checked at once (memory bound)
+
+
+def _code_pairs(q_ph, q_dh, d_ph, d_dh, max_ph: int, max_dh: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query, code) index pairs whose pHashes differ in at most ``max_ph`` bits and dHashes in at most
+    ``max_dh``, among the pairs that agree within one bit on one of six 21-22-bit keys (three of
+    each hash).
+
+    Multi-index hashing: every pair whose two hashes differ in 11 bits or fewer
+    together, or whose pHashes (or dHashes) differ in 5 or fewer, agrees so on some
+    key (pigeonhole), so it is found; wider pairs are found when their differences
+    fall unevenly, as they mostly do. Each key looks up 22-23 buckets of a table
+    addressed by the key itself (no hashing, no sorting of the queries), so the
+    work per photo stays about constant as the library grows.
+    """
+    out_q, out_d = [], []
+
+    def check(qi, di):
+        ok = (np.bitwise_count(q_ph[qi] ^ d_ph[di]) <= max_ph) & (np.bitwise_count(q_dh[qi] ^ d_dh[di]) <= max_dh)
+        out_q.append(qi[ok])
+        out_d.append(di[ok])
+
+    for h, lo, bits in _KEYS:
+        mask = np.uint64((1 << bits) - 1)
+        qk = (((q_ph if h == 0 else q_dh) >> np.uint64(lo)) & mask).astype(np.int64)
+        dk = (((d_ph if h == 0 else d_dh) >> np.uint64(lo)) & mask).astype(np.int64)
+        flips = np.array([0] + [1 << b for b in range(bits)], dtype=np.int64)
+        small_q = len(qk) * len(flips) < len(dk)
+        if small_q or len(dk) * len(flips) < len(qk):
+            # one side is small: its keys with every one-bit flip, sorted; the other side scans them
+            sk, lk = (qk, dk) if small_q else (dk, qk)
+            fk = (sk[:, None] ^ flips[None, :]).reshape(-1)
+            owner = np.repeat(np.arange(len(sk)), len(flips))
+            o = np.argsort(fk, kind="stable")
+            fk, owner = fk[o], owner[o]
+            seen = np.zeros(1 << bits, dtype=bool)
+            seen[fk] = True
+            li = np.flatnonzero(seen[lk])
+            a, b = np.searchsorted(fk, lk[li], side="left"), np.searchsorted(fk, lk[li], side="right")
+            c = b - a
+            tot = int(c.sum())
+            if tot:
+                first = np.repeat(np.cumsum(c) - c, c)
+                si = owner[np.repeat(a, c) + (np.arange(tot) - first)]
+                lrep = np.repeat(li, c)
+                check(*((si, lrep) if small_q else (lrep, si)))
+            continue
+        counts = np.bincount(dk, minlength=1 << bits)
+        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        order = np.argsort(dk, kind="stable")
+        for flip in flips:
+            key = qk ^ flip
+            cnt = counts[key]
+            qs = np.flatnonzero(cnt)
+            if not len(qs):
+                continue
+            cnt, st0 = cnt[qs], start[key[qs]]
+            ends = np.cumsum(cnt)
+            cut = np.searchsorted(ends, np.arange(_MAX_EXPAND, int(ends[-1]) + _MAX_EXPAND, _MAX_EXPAND), side="right")
+            a = 0
+            for b in cut:
+                if b <= a:
+                    continue
+                c, s0 = cnt[a:b], st0[a:b]
+                tot = int(c.sum())
+                first = np.repeat(np.cumsum(c) - c, c)
+                check(np.repeat(qs[a:b], c), order[np.repeat(s0, c) + (np.arange(tot) - first)])
+                a = b
+    if not out_q:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_q), np.concatenate(out_d)
+
+
+def _hash_candidates(ph8: np.ndarray, radius: int, queries_idx: np.ndarray | None = None, *,
+                     dh8: np.ndarray | None = None, dradius: int | None = None) -> np.ndarray:
+    """Pairs (i, j), i < j, whose upright pHash is within ``radius`` of any orientation of the other.
+
+    Up to EXACT_SEARCH photos (or with few queries) every such pair is found (a
+    faiss multi-index hash, or a linear scan); above, the pairs whose dHashes are
+    also within ``dradius`` in the same orientation (what a near duplicate needs)
+    come from :func:`_code_pairs`, both ways round: the queries' upright hashes
+    against every orientation, and every upright hash against the queries'
+    orientations.
+    """
     import faiss
 
     n = len(ph8)
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
+    if n > EXACT_SEARCH and dh8 is not None:
+        ph8, dh8 = np.ascontiguousarray(ph8), np.ascontiguousarray(dh8)
+        if queries_idx is None:
+            qi, d = _code_pairs(ph8[:, 0], dh8[:, 0], ph8.reshape(-1), dh8.reshape(-1), radius, dradius)
+            return _pairs(qi, d // 8)
+        q = np.asarray(queries_idx, dtype=np.int64)
+        qi, d = _code_pairs(ph8[q, 0], dh8[q, 0], ph8.reshape(-1), dh8.reshape(-1), radius, dradius)
+        a, b = _code_pairs(ph8[:, 0], dh8[:, 0], ph8[q].reshape(-1), dh8[q].reshape(-1), radius, dradius)
+        return _pairs(np.concatenate([q[qi], a]), np.concatenate([d // 8, q[b // 8]]))
     qidx = np.arange(n) if queries_idx is None else queries_idx
     codes = np.ascontiguousarray(ph8.reshape(-1)).view(np.uint8).reshape(n * 8, 8)
     if queries_idx is not None and len(qidx) * 50 < n:
@@ -283,33 +638,204 @@ def _hash_candidates(ph8: np.ndarray, radius: int, queries_idx: np.ndarray | Non
     return _pairs(qi, labels.astype(np.int64) // 8)
 
 
+_COARSE = 32     # leading PCA dimensions that route a photo to its lists
+_LIST = 96       # photos per list, about
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if k <= 1 or len(x) <= k:
+        return x.mean(axis=0, keepdims=True) if k <= 1 or not len(x) else x.copy()
+    km = faiss.Kmeans(x.shape[1], k, niter=10, seed=seed, max_points_per_centroid=64, min_points_per_centroid=1)
+    km.train(x)
+    return km.centroids
+
+
+def _nearest(x: np.ndarray, cents: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the ``m`` nearest centroids of each row (squared L2), a block at a time."""
+    cents = np.asarray(cents, dtype=np.float32)
+    m = min(m, len(cents))
+    c2 = (cents * cents).sum(axis=1)
+    out = np.empty((len(x), m), np.int64)
+    for k in range(0, len(x), BLOCK):
+        d = c2[None, :] - 2 * (np.asarray(x[k:k + BLOCK], dtype=np.float32) @ cents.T)
+        if m < len(cents):
+            part = np.argpartition(d, m - 1, axis=1)[:, :m]
+            d = np.take_along_axis(d, part, axis=1)
+            out[k:k + BLOCK] = np.take_along_axis(part, np.argsort(d, axis=1, kind="stable"), axis=1)
+        else:
+            out[k:k + BLOCK] = np.argsort(d, axis=1, kind="stable")
+    return out
+
+
+def _build_lists(low: np.ndarray) -> dict:
+    """Two-level k-means over the leading PCA dimensions: about sqrt(n/96) cells, each split into lists of
+    about 96 photos; ``list_of`` gives each photo's list (its nearest cell, then its nearest list there)."""
+    n = len(low)
+    C = np.asarray(low[:, :_COARSE], dtype=np.float32)
+    k1 = max(1, int(round(np.sqrt(max(1, n // _LIST)))))
+    rng = np.random.default_rng(1)
+    c1 = _kmeans(C[np.sort(rng.choice(n, min(n, 64 * k1), replace=False))], k1, 1)
+    cell = _nearest(C, c1, 1)[:, 0]
+    order = np.argsort(cell, kind="stable")
+    bounds = np.searchsorted(cell[order], np.arange(len(c1) + 1))
+    list_of = np.zeros(n, np.int64)
+    cents, starts = [], [0]
+    for c in range(len(c1)):
+        mem = order[bounds[c]:bounds[c + 1]]
+        k2 = max(1, int(round(len(mem) / _LIST)))
+        pick = mem if len(mem) <= 64 * k2 else np.sort(rng.choice(mem, 64 * k2, replace=False))
+        c2 = _kmeans(C[pick], k2, c + 2) if len(mem) else C[:1]
+        if len(mem):
+            list_of[mem] = starts[-1] + _nearest(C[mem], c2, 1)[:, 0]
+        cents.append(c2)
+        starts.append(starts[-1] + len(c2))
+    return {"c1": c1, "c2": np.concatenate(cents), "c2_start": np.array(starts, np.int64), "list_of": list_of}
+
+
+def _probes(Cq: np.ndarray, lists: dict) -> np.ndarray:
+    """The 4 lists each query looks in: the 2 nearest lists in each of its 2 nearest cells (-1: fewer)."""
+    c1, c2, start = lists["c1"], lists["c2"], lists["c2_start"]
+    out = np.full((len(Cq), 4), -1, np.int64)
+    cells = _nearest(Cq, c1, 2)
+    for slot in range(cells.shape[1]):
+        for c in np.unique(cells[:, slot]):
+            qs = np.flatnonzero(cells[:, slot] == c)
+            near = _nearest(Cq[qs], c2[start[c]:start[c + 1]], 2) + start[c]
+            out[qs[:, None], 2 * slot + np.arange(near.shape[1])] = near
+    return out
+
+
+def _join(X: np.ndarray, q: np.ndarray, probes: np.ndarray, list_of: np.ndarray, k: int, min_sim: float):
+    """(query position, photo position) pairs: each query's ``k`` most similar photos among the lists it
+    probes (and the photos of list -1, which every query sees) with similarity >= ``min_sim``."""
+    n_lists = int(max(list_of.max(initial=-1), probes.max(initial=-1))) + 2
+    lid = np.where(list_of < 0, n_lists - 1, list_of)
+    m_order = np.argsort(lid, kind="stable")
+    m_bounds = np.searchsorted(lid[m_order], np.arange(n_lists + 1))
+    pl = probes.reshape(-1)
+    pq = np.repeat(np.arange(len(q)), probes.shape[1])
+    ok = pl >= 0
+    pl, pq = pl[ok], pq[ok]
+    if m_bounds[-1] - m_bounds[-2]:   # photos in no list: seen by every query
+        pl = np.concatenate([pl, np.full(len(q), n_lists - 1)])
+        pq = np.concatenate([pq, np.arange(len(q))])
+    q_order = np.argsort(pl, kind="stable")
+    pl, pq = pl[q_order], pq[q_order]
+    q_bounds = np.searchsorted(pl, np.arange(n_lists + 1))
+    out_q, out_p, out_s = [], [], []
+    for lst in np.flatnonzero(np.diff(q_bounds)):
+        mem = m_order[m_bounds[lst]:m_bounds[lst + 1]]
+        if not len(mem):
+            continue
+        qs = pq[q_bounds[lst]:q_bounds[lst + 1]]
+        S = X[q[qs]].astype(np.float32) @ X[mem].astype(np.float32).T
+        if S.shape[1] > k:
+            top = np.argpartition(-S, k - 1, axis=1)[:, :k]
+            S = np.take_along_axis(S, top, axis=1)
+            cols = mem[top]
+        else:
+            cols = np.broadcast_to(mem, S.shape)
+        hit = S >= min_sim
+        out_q.append(np.broadcast_to(qs[:, None], S.shape)[hit])
+        out_p.append(cols[hit])
+        out_s.append(S[hit])
+    if not out_q:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    qq, pp, ss = np.concatenate(out_q), np.concatenate(out_p), np.concatenate(out_s)
+    o = np.lexsort((-ss, qq))   # per query, most similar first; keep k
+    qq, pp = qq[o], pp[o]
+    first = np.searchsorted(qq, qq)
+    keep = (np.arange(len(qq)) - first) < k
+    return q[qq[keep]], pp[keep]
+
+
+def _lists_for(P: _Photos, X: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Each photo's list (-1: read since the lists were made), from the cache or built now (and cached
+    when the rows are the cache's own)."""
+    n = len(X)
+    path = _store_path(P.folder, P.gen, "lists.npz") if P.gen else None
+    lists = None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as z:
+                lists = {key: z[key] for key in z.files}
+            if len(lists["list_of"]) != len(P.cache_pos) or lists["c1"].shape[1] != _COARSE:
+                lists = None
+        except Exception as exc:   # only a cache
+            log.warning("%s: unreadable (%s); rebuilding", path, exc)
+            lists = None
+    if lists is not None:
+        list_of = np.full(n, -1, np.int64)
+        ok = P.cache_pos >= 0
+        list_of[P.cache_pos[ok]] = lists["list_of"][ok]
+        return lists, list_of
+    lists = _build_lists(X[:])
+    if path is not None and len(P.cache_pos) == n and np.array_equal(P.cache_pos, np.arange(n)):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez(tmp, **lists)
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("%s: cannot write the embedding lists (%s)", path, exc)
+            tmp.unlink(missing_ok=True)
+    return lists, lists["list_of"]
+
+
+class _OneThread:
+    """BLAS and faiss on one thread: the many small products of the lists gain nothing from more, and
+    on a busy machine their threads only wait for each other."""
+
+    def __enter__(self):
+        import faiss
+        from threadpoolctl import threadpool_limits
+
+        self.faiss, self.before = faiss, faiss.omp_get_max_threads()
+        self.limits = threadpool_limits(1)
+        faiss.omp_set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        self.faiss.omp_set_num_threads(self.before)
+        self.limits.restore_original_limits()
+        return False
+
+
 def _embedding_candidates(P: _Photos, k: int, min_cos: float, queries_idx: np.ndarray | None = None):
-    """Pairs (i, j), i < j, among each photo's ``k`` nearest embeddings with cosine >= ``min_cos``
-    (in the PCA projection for large libraries, with a margin: re-checked at full size by the caller)."""
+    """Pairs (i, j), i < j, among each photo's ``k`` nearest embeddings with cosine >= ``min_cos``.
+
+    Up to EXACT_SEARCH photos, exact at full size. Above, in the PCA projection with
+    a margin (re-checked at full size by the caller), among the photos of the 4
+    lists of about 96 photos a two-level k-means routes each photo to: the work per
+    photo stays constant as the library grows. The lists are cached with the
+    matrices, so new photos are routed and compared without touching the rest.
+    """
     import faiss
 
     n = len(P.ids)
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
     k = min(k + 1, n)
-    vecs, margin = (P.low, 0.05) if P.low is not None else (P.emb.astype(np.float32), 0.0)
-    qidx = np.arange(n) if queries_idx is None else queries_idx
-    if queries_idx is not None or n <= EXACT_SEARCH:
+    qidx = np.arange(n) if queries_idx is None else np.asarray(queries_idx, dtype=np.int64)
+    if P.low is None:
+        vecs = np.asarray(P.emb[:], dtype=np.float32)
         index = faiss.IndexFlatIP(vecs.shape[1])
         index.add(vecs)
         sims, nbrs = index.search(vecs[qidx], k)
-    else:
-        nlist = int(min(4096, max(64, 4 * np.sqrt(n))))
-        quant = faiss.IndexFlatIP(vecs.shape[1])
-        index = faiss.IndexIVFFlat(quant, vecs.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vecs[np.random.default_rng(1).choice(n, min(n, 40 * nlist), replace=False)])
-        index.add(vecs)
-        index.nprobe = 12
-        sims, nbrs = index.search(vecs, k)
-    qi = np.repeat(qidx, k)
-    pj = nbrs.reshape(-1).astype(np.int64)
-    ok = sims.reshape(-1) >= min_cos - margin
-    return _pairs(qi[ok], pj[ok])
+        qi = np.repeat(qidx, k)
+        pj = nbrs.reshape(-1).astype(np.int64)
+        ok = sims.reshape(-1) >= min_cos
+        return _pairs(qi[ok], pj[ok])
+    X = P.low[:] if queries_idx is None else P.low   # for a few queries: only the rows they meet
+    with _OneThread():
+        lists, list_of = _lists_for(P, X)
+        probes = _probes(np.asarray(X[qidx][:, :_COARSE], dtype=np.float32), lists)
+        qi, pj = _join(X, qidx, probes, list_of, k, min_cos - 0.05)
+    P.low.drop_pages()
+    return _pairs(qi, pj)
 
 
 def _same_pixels(lib, a: dict, b: dict) -> bool:
@@ -430,36 +956,43 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
     opts = options or DedupeOptions()
     lib = open_library(library)
     recover(lib)
-    P, all_rows = _load(lib, save=only is None)
-    n = len(P.rows)
-    untagged = len(all_rows) - n
+    P, usable = _load(lib, save=only is None)
+    n = len(P.ids)
+    untagged = len(usable) - n
+    rows_by_id = P.rows
 
     # exact bytes, over every usable photo (with or without features)
-    by_sha: dict[str, list[dict]] = {}
-    for r in all_rows:
-        if r["sha256"]:
-            by_sha.setdefault(r["sha256"], []).append(r)
+    where, args = _usable_where()
+    by_sha: dict[str, list[int]] = {}
+    for r in lib.catalog.query(f"SELECT id, sha256 FROM photos WHERE {where} AND sha256 IN (SELECT sha256 FROM "
+                               f"photos WHERE {where} GROUP BY sha256 HAVING count(*) > 1) ORDER BY id", args + args):
+        by_sha.setdefault(r["sha256"], []).append(r["id"])
 
     edges: dict[tuple[int, int], tuple[str, str]] = {}   # (photo id, photo id) -> (tier, why)
     for rs in by_sha.values():
         for other in rs[1:]:
-            edges[(rs[0]["id"], other["id"])] = ("exact", "same bytes")
+            edges[(rs[0], other)] = ("exact", "same bytes")
 
     qidx = None
     if only is not None:
         wanted = {int(x) for x in only}
-        qidx = np.array([k for k, pid in enumerate(P.ids) if int(pid) in wanted], dtype=np.int64)
-        sha_of = {r["id"]: r["sha256"] for r in all_rows}
+        qidx = np.flatnonzero(np.isin(P.ids, np.fromiter(wanted, dtype=np.int64, count=len(wanted))))
+        sha_of = {pid: sha for sha, pids in by_sha.items() for pid in pids}
         shas = {sha_of[pid] for pid in wanted if pid in sha_of}
         edges = {k: v for k, v in edges.items() if sha_of.get(k[0]) in shas}
     if n >= 2 and (qidx is None or len(qidx)):
-        cand = np.concatenate([_hash_candidates(P.ph8, opts.near_phash, qidx),  # the loose path needs the embedding
+        cand = np.concatenate([_hash_candidates(P.ph8, opts.near_phash, qidx, dh8=P.dh8, dradius=opts.near_dhash),
+                               # (the loose path needs the embedding)
                                _embedding_candidates(P, opts.neighbours, min(opts.similar_cosine,
                                                                                  opts.near_cosine), qidx)])
         cand = np.unique(cand, axis=0) if len(cand) else cand
         if len(cand):
             i, j = cand[:, 0], cand[:, 1]
-            cos = np.einsum("ij,ij->i", P.emb[i].astype(np.float32), P.emb[j].astype(np.float32))
+            cos = np.empty(len(i), np.float32)
+            for s in range(0, len(i), BLOCK * 5):   # a block at a time: candidates can be many
+                cos[s:s + BLOCK * 5] = np.einsum("ij,ij->i", P.emb[i[s:s + BLOCK * 5]].astype(np.float32),
+                                                 P.emb[j[s:s + BLOCK * 5]].astype(np.float32))
+                P.emb.drop_pages()
             pd_all = _popcount(P.ph8[i, :1] ^ P.ph8[j])                # upright i vs each orientation of j
             best = pd_all.argmin(axis=1)
             dph = pd_all[np.arange(len(i)), best]
@@ -469,8 +1002,10 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
             shifted = (dph <= opts.near_phash) & (ddh > opts.near_dhash)
             near_emb = (cos >= opts.near_cosine) & (dph <= opts.near_phash_loose) & ~shifted
             similar = cos >= opts.similar_cosine
-            for k in range(len(i)):
-                a, b = P.rows[i[k]], P.rows[j[k]]
+            todo = np.flatnonzero(near_hash | near_emb | similar)
+            rows_by_id.fetch(np.concatenate([P.ids[i[todo]], P.ids[j[todo]]]))
+            for k in todo:
+                a, b = rows_by_id[int(P.ids[i[k]])], rows_by_id[int(P.ids[j[k]])]
                 key = (min(a["id"], b["id"]), max(a["id"], b["id"]))
                 if key in edges:
                     continue
@@ -487,7 +1022,7 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
                     edges[key] = ("similar", how)
 
     ids = sorted({pid for e in edges for pid in e})
-    rows_by_id = {r["id"]: r for r in all_rows}
+    rows_by_id.fetch(ids)
     pos = {pid: k for k, pid in enumerate(ids)}
     dup = _Union(len(ids))
     for (a, b), (tier, _) in edges.items():

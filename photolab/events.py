@@ -74,8 +74,64 @@ def _title(tag: str) -> str:
     return tag.replace("_", " ").title()
 
 
-def detect_events(library, *, options: EventOptions | None = None):
+_DATED = ("SELECT id, captured_at, captured_source, gps_lat, gps_lon FROM photos "
+          "WHERE kind IN ('photo', 'raw') AND status IN ({usable}) "
+          "AND captured_at IS NOT NULL AND captured_source IN ({sources})")
+
+
+def _scope(lib, photo_ids, opts: EventOptions) -> tuple[list, set[int]]:
+    """The dated photos whose events new photos can change, and the stored events they are in.
+
+    Starting from the new photos' times widened by the gap, the window grows to the
+    whole of every stored event it reaches (and of events a person merged with
+    them) until nothing is added: beyond it, every neighbour is separated from the
+    window as it was before, so grouping the window alone gives what grouping the
+    library would.
+    """
+    cat = lib.catalog
+    sources = date_sources(opts)
+    sql = _DATED.format(usable=", ".join("?" * len(USABLE)), sources=", ".join("?" * len(sources)))
+    args = (*USABLE, *sources)
+    new = [r for r in cat.query_ids(sql + " AND {ids}", photo_ids, args, column="id")
+           if parse_time(r["captured_at"]) is not None]
+    if not new:
+        return [], set()
+    gap = _dt.timedelta(hours=opts.gap_hours, minutes=1)
+    times = [parse_time(r["captured_at"]) for r in new]
+    lo, hi = min(times) - gap, max(times) + gap
+    rows = {r["id"]: r for r in new}
+    merges = [(r[0], r[1]) for r in cat.query("SELECT photo_id, other_id FROM event_edits WHERE action = 'merge'")]
+    touched: set[int] = set()
+    while True:
+        for r in cat.query(sql + " AND captured_at >= ? AND captured_at < ?",
+                           (*args, (lo - _dt.timedelta(days=1)).date().isoformat(),
+                            (hi + _dt.timedelta(days=2)).date().isoformat())):
+            t = parse_time(r["captured_at"])
+            if t is not None and lo <= t <= hi:
+                rows[r["id"]] = r
+        events_of = {r["event_id"] for r in cat.query_ids("SELECT event_id FROM photo_events WHERE {ids}", rows)}
+        others = {b for a, b in merges if a in rows} | {a for a, b in merges if b in rows}
+        linked = {r["event_id"] for r in cat.query_ids("SELECT event_id FROM photo_events WHERE {ids}", others)}
+        grown = (events_of | linked) - touched
+        if not grown:
+            break
+        touched |= grown
+        members = cat.query_ids(sql + " AND id IN (SELECT photo_id FROM photo_events WHERE {ids})", grown, args,
+                                column="event_id")
+        for r in members:
+            rows[r["id"]] = r
+        span = [parse_time(r["captured_at"]) for r in rows.values()]
+        span = [t for t in span if t is not None]
+        lo, hi = min(lo, min(span)), max(hi, max(span))
+    return list(rows.values()), touched
+
+
+def detect_events(library, *, options: EventOptions | None = None, photo_ids=None):
     """Group the library's photos into events and store them; returns the events as a DataFrame.
+
+    Args:
+        photo_ids: new photos (a watched import): only the events they can change are
+            grouped again (see :func:`_scope`); the others stay as stored.
 
     Returns:
         A DataFrame indexed by event id with columns ``name``, ``auto_name``,
@@ -88,11 +144,14 @@ def detect_events(library, *, options: EventOptions | None = None):
     lib = open_library(library)
     cat = lib.catalog
     sources = date_sources(opts)
-    rows = cat.query(
-        "SELECT id, captured_at, captured_source, gps_lat, gps_lon FROM photos "
-        f"WHERE kind IN ('photo', 'raw') AND status IN ({', '.join('?' * len(USABLE))}) "
-        f"AND captured_at IS NOT NULL AND captured_source IN ({', '.join('?' * len(sources))})",
-        (*USABLE, *sources))
+    touched: set[int] = set()
+    if photo_ids is not None:
+        rows, touched = _scope(lib, [int(i) for i in photo_ids], opts)
+        if not rows:
+            return events(lib)
+    else:
+        rows = cat.query(_DATED.format(usable=", ".join("?" * len(USABLE)), sources=", ".join("?" * len(sources))),
+                         (*USABLE, *sources))
     items = [(t, r["id"], (r["gps_lat"], r["gps_lon"]) if r["gps_lat"] is not None else None)
              for r in rows if (t := parse_time(r["captured_at"])) is not None]
     items.sort(key=lambda x: (x[0], x[1]))
@@ -133,7 +192,7 @@ def detect_events(library, *, options: EventOptions | None = None):
         merged.setdefault(find(gi), []).extend(g)
     groups = [sorted(g, key=lambda x: (x[0], x[1])) for _, g in sorted(merged.items())]
 
-    tags = accepted_tags(lib)
+    tags = accepted_tags(lib) if photo_ids is None else accepted_tags(lib, photo_ids=[pid for _, pid, _ in items])
     tax = load_taxonomy(lib)
     named_categories = set(tax.by_category("events")) | set(tax.by_category("places"))
     renames = {}
@@ -167,8 +226,19 @@ def detect_events(library, *, options: EventOptions | None = None):
         member_rows.extend((pid, event_id) for _, pid, _ in g)
 
     with cat.write() as db:
-        db.execute("DELETE FROM photo_events")
-        db.execute("DELETE FROM events")
+        if photo_ids is None:
+            db.execute("DELETE FROM photo_events")
+            db.execute("DELETE FROM events")
+        else:   # the window's photos and the events they were in, replaced
+            ids = [pid for _, pid, _ in items]
+            for k in range(0, len(ids), 900):
+                db.execute(f"DELETE FROM photo_events WHERE photo_id IN ({', '.join('?' * len(ids[k:k + 900]))})",
+                           ids[k:k + 900])
+            old = sorted(touched)
+            for k in range(0, len(old), 900):
+                db.execute(f"DELETE FROM photo_events WHERE event_id IN ({', '.join('?' * len(old[k:k + 900]))})",
+                           old[k:k + 900])
+                db.execute(f"DELETE FROM events WHERE id IN ({', '.join('?' * len(old[k:k + 900]))})", old[k:k + 900])
         db.executemany("INSERT INTO events(id, name, auto_name, start, end, photos, lat, lon, dominant) "
                        "VALUES (?,?,?,?,?,?,?,?,?)", now_rows)
         db.executemany("INSERT INTO photo_events(photo_id, event_id) VALUES (?,?)", member_rows)

@@ -260,8 +260,56 @@ def match(rules: Rules, p: dict) -> tuple[Rule | None, str | None]:
 
 
 # -- plan ---------------------------------------------------------------------
-def plan(library, *, rules: Rules | None = None):
+def _folder_rows(cat, folders: set[str]) -> list:
+    """Catalog rows (as :func:`plan` reads them) of the files directly in ``folders``."""
+    out = []
+    for folder in sorted(folders):
+        if folder:   # the path index: everything under folder/, then only what is directly in it
+            got = cat.query(_ROWS_SQL + "WHERE p.path >= ? AND p.path < ?", (folder + "/", folder + "0"))
+            out += [r for r in got if r["path"].rpartition("/")[0] == folder]
+        else:
+            out += cat.query(_ROWS_SQL + "WHERE instr(p.path, '/') = 0")
+    return out
+
+
+class _Known(dict):
+    """Lower-case path -> sha256 of the catalog's files, read a target folder at a time when first asked."""
+
+    def __init__(self, cat):
+        super().__init__()
+        self.cat, self.folders = cat, set()
+
+    def __contains__(self, key) -> bool:
+        self._read(key.rpartition("/")[0])
+        return dict.__contains__(self, key)
+
+    def get(self, key, default=None):
+        self._read(key.rpartition("/")[0])
+        return dict.get(self, key, default)
+
+    def _read(self, folder: str) -> None:
+        if folder in self.folders:
+            return
+        self.folders.add(folder)
+        esc = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        for r in self.cat.query("SELECT path, sha256 FROM photos WHERE path LIKE ? ESCAPE '\\'", (esc + "/%",)):
+            if r["path"].lower().rpartition("/")[0] == folder:
+                dict.__setitem__(self, r["path"].lower(), r["sha256"])
+
+
+_ROWS_SQL = ("SELECT p.id, p.path, p.kind, p.status, p.sha256, p.captured_at, p.captured_source, "
+             "p.camera_make, p.camera_model, p.gps_lat, e.name AS event, e.dominant "
+             "FROM photos p LEFT JOIN photo_events pe ON pe.photo_id = p.id "
+             "LEFT JOIN events e ON e.id = pe.event_id ")
+
+
+def plan(library, *, rules: Rules | None = None, photo_ids=None):
     """What organizing would move, and why; changes no file.
+
+    With ``photo_ids`` (new photos, as the watcher has them): events are grouped
+    again only where those photos can change them, only the folders holding them
+    are read, and only their moves (with their companions) are listed — the
+    library-wide plan restricted to them, for a library otherwise in place.
 
     Returns:
         A DataFrame with one row per file to move: ``source`` and ``target``
@@ -279,20 +327,24 @@ def plan(library, *, rules: Rules | None = None):
     recover(lib)
     tax = load_taxonomy(lib)
     rules = rules or load_rules(lib, taxonomy=tax)
-    detect_events(lib, options=rules.events)
+    scope = None if photo_ids is None else {int(i) for i in photo_ids}
+    detect_events(lib, options=rules.events, photo_ids=scope)
     cat = lib.catalog
     cats = {t.name: t.category for t in tax.tags}
-    tags = accepted_tags(lib)
-    all_rows = cat.query("SELECT p.id, p.path, p.kind, p.status, p.sha256, p.captured_at, p.captured_source, "
-                         "p.camera_make, p.camera_model, p.gps_lat, e.name AS event, e.dominant "
-                         "FROM photos p LEFT JOIN photo_events pe ON pe.photo_id = p.id "
-                         "LEFT JOIN events e ON e.id = pe.event_id "
-                         "ORDER BY p.path")
+    if scope is None:
+        all_rows = cat.query(_ROWS_SQL + "ORDER BY p.path")
+        tags = accepted_tags(lib)
+        sha_at = {r["path"].lower(): r["sha256"] for r in all_rows}
+    else:
+        folders = {r["path"].rpartition("/")[0] for r in cat.query_ids("SELECT path FROM photos WHERE {ids}", scope,
+                                                                        column="id")}
+        all_rows = sorted(_folder_rows(cat, folders), key=lambda r: r["path"])
+        tags = accepted_tags(lib, photo_ids=[r["id"] for r in all_rows])
+        sha_at = _Known(cat)
     by_folder: dict[str, dict[str, dict]] = {}
     for r in all_rows:
         folder, _, name = r["path"].rpartition("/")
         by_folder.setdefault(folder, {})[name] = dict(r)
-    sha_at = {r["path"].lower(): r["sha256"] for r in all_rows}
     reserved: dict[str, str | None] = {}  # planned target (lower case) -> its sha256
     moves, kept = [], []
 
@@ -316,6 +368,8 @@ def plan(library, *, rules: Rules | None = None):
                 members += [c for c in companions(Path(m), names) if c not in members and c not in claimed
                             and files[c]["kind"] not in ("photo", "raw")]
             claimed.update(members)
+            if scope is not None and not scope & {files[m]["id"] for m in members}:
+                continue   # not one of the photos asked about
             if r["status"] not in USABLE:
                 kept.append((r["path"], f"not organized: status {r['status']}"))
                 continue

@@ -257,7 +257,7 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
         raise ValueError(f"order must be 'typical' or 'confidence', got {order!r}")
     lib = open_library(library)
     tax = load_taxonomy(lib)
-    df = decisions(lib)
+    df = decisions(lib, photo_ids=_queue_candidates(lib, tax, cut))
     if sample_name is not None:
         ids = {r[0] for r in lib.catalog.query("SELECT photo_id FROM samples WHERE name = ?", (sample_name,))}
         df = df[df.index.isin(ids)]
@@ -296,9 +296,32 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
         df = pd.concat([df.loc[front], df.drop(index=front)])
         df.loc[front, "reason"] = [f"typical of a group of similar photos; {r}" for r in df.loc[front, "reason"]]
 
-    thumbs = {r[0]: r[1] for r in lib.catalog.query("SELECT photo_id, thumb FROM features")}
+    thumbs = {r[0]: r[1] for r in lib.catalog.query_ids("SELECT photo_id, thumb FROM features WHERE {ids}",
+                                                         list(df.index))}
     df.insert(1, "thumb", [str(lib.state / "features" / thumbs[p]) if thumbs.get(p) else None for p in df.index])
     return df.head(limit) if limit else df
+
+
+def _queue_candidates(lib, tax, cut: float) -> list[int]:
+    """Photos that may be queued, from the score index (tag, score) instead of every score: a score
+    inside its tag's band of confidence below ``cut``, or an accepted people or place tag (score at
+    or above the threshold, or a person's label). :func:`review_queue` decides on exactly these."""
+    from .tagging import thresholds
+
+    thr = thresholds(lib, tax)
+    out: set[int] = set()
+    eps = 1e-9   # the band a little wide: the exact confidence is computed on what it returns
+    for tag, t in thr.items():
+        lo, hi = t - cut * t - eps, t + cut * (1 - t) + eps
+        if cut > 0:
+            out.update(r[0] for r in lib.catalog.conn.execute(
+                "SELECT photo_id FROM scores WHERE tag = ? AND score > ? AND score < ?", (tag, lo, hi)))
+    for tag in (t for c in ALWAYS_REVIEW for t in tax.by_category(c)):
+        out.update(r[0] for r in lib.catalog.conn.execute(
+            "SELECT photo_id FROM scores WHERE tag = ? AND score >= ?", (tag, thr[tag] - eps)))
+        out.update(r[0] for r in lib.catalog.conn.execute(
+            "SELECT photo_id FROM labels WHERE tag = ? AND value = 1", (tag,)))
+    return sorted(out)
 
 
 TYPICAL_FRONT = 48

@@ -257,8 +257,11 @@ def confidence(score, threshold: float):
     return np.clip(np.where(s >= t, above, below), 0.0, 1.0)
 
 
-def decisions(library):
+def decisions(library, *, photo_ids=None):
     """One row per photo: path, capture time, scores, confidences, accepted tags, photo confidence.
+
+    Args:
+        photo_ids: only these photos (read by id, not the whole score table).
 
     Returns:
         A DataFrame indexed by photo id with columns ``path``, ``captured_at``,
@@ -270,10 +273,18 @@ def decisions(library):
     lib = open_library(library)
     tax = load_taxonomy(lib)
     thr = thresholds(lib, tax)
-    photos = lib.catalog.dataframe(
-        "SELECT p.id, p.path, p.captured_at FROM photos p JOIN features f ON f.photo_id = p.id "
-        f"WHERE p.status IN ({', '.join('?' * len(USABLE))}) ORDER BY p.path", USABLE, index_col="id")
-    long = lib.catalog.dataframe("SELECT photo_id, tag, score FROM scores")
+    sql = ("SELECT p.id, p.path, p.captured_at FROM photos p JOIN features f ON f.photo_id = p.id "
+           f"WHERE p.status IN ({', '.join('?' * len(USABLE))})")
+    if photo_ids is None:
+        photos = lib.catalog.dataframe(sql + " ORDER BY p.path", USABLE, index_col="id")
+        long = lib.catalog.dataframe("SELECT photo_id, tag, score FROM scores")
+    else:
+        ids = sorted({int(i) for i in photo_ids})
+        rows = lib.catalog.query_ids(sql + " AND {ids}", ids, USABLE, column="p.id")
+        photos = pd.DataFrame([tuple(r) for r in rows], columns=["id", "path", "captured_at"]).set_index("id")
+        photos = photos.sort_values("path")
+        rows = lib.catalog.query_ids("SELECT photo_id, tag, score FROM scores WHERE {ids}", ids)
+        long = pd.DataFrame([tuple(r) for r in rows], columns=["photo_id", "tag", "score"])
     wide = long.pivot(index="photo_id", columns="tag", values="score") if len(long) else pd.DataFrame()
     out = photos.copy()
     conf_cols = []
@@ -284,7 +295,7 @@ def decisions(library):
         c = pd.Series(confidence(s.fillna(thr[tag]), thr[tag]), index=out.index).where(s.notna())
         out[f"confidence:{tag}"] = c.round(4)
         conf_cols.append(f"confidence:{tag}")
-    accepted = accepted_tags(lib)
+    accepted = accepted_tags(lib, photo_ids=None if photo_ids is None else list(out.index))
     out["tags"] = [";".join(t for t in tax.names if t in accepted.get(pid, ())) for pid in out.index]
     out["confidence"] = out[conf_cols].min(axis=1, skipna=True) if conf_cols else np.nan
     return out
@@ -393,7 +404,7 @@ def _second_try(lib, row, prep, error: str):
 
 def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
-                force: bool = False) -> TagReport:
+                force: bool = False, counts: bool = True) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -405,6 +416,8 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         model_threads: threads the model runs on (decoding, not the model, is the bottleneck).
         runtime: ``"auto"``, ``"onnx"`` or ``"torch"`` (see :func:`photolab.backbone.engine`).
         force: redo photos already done with this model.
+        counts: count the library's photos per tag into the report (a watched import, which
+            does not show them, leaves this library-wide count out).
     """
     from tqdm.auto import tqdm
 
@@ -483,7 +496,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
 
         failed = {p for p, _ in report.failed}
         rescore(lib, photo_ids=[r["id"] for r in todo if r["path"] not in failed])
-    report.tag_counts = tag_counts(lib, tax)
+    report.tag_counts = tag_counts(lib, tax) if counts else {}
     cat.finish_run(run_id, {"tagged": report.tagged, "skipped": report.skipped, "failed": report.failed,
                             "seconds": report.seconds, "model": bb.version,
                             "runtime": run.runtime})

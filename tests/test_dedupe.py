@@ -284,3 +284,67 @@ def test_keeper_ties_break_by_format_then_intact_then_metadata_then_earliest():
     custom = dedupe.DedupeOptions(format_preference=("PNG", "JPEG"))
     assert min([{**base, "path": "x.jpg"}, {**base, "path": "x.png", "format": "PNG"}],
                key=lambda r: dedupe._keeper_order(r, custom))["path"] == "x.png"
+
+
+def test_hash_keys_find_every_pair_within_eleven_bits_and_nothing_outside_the_limits():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    ph = rng.integers(0, 2**63, (n, 8), dtype=np.int64).astype(np.uint64)
+    dh = rng.integers(0, 2**63, (n, 8), dtype=np.int64).astype(np.uint64)
+    planted = {}
+    for k in range(0, 600, 2):   # k+1 copies k's orientation o with a + b flipped bits, a + b <= 11
+        o, a = int(rng.integers(0, 8)), int(rng.integers(0, 8))
+        b = int(rng.integers(0, min(8, 11 - a) + 1))
+        flip = lambda bits: np.uint64(sum(1 << int(x) for x in rng.choice(64, bits, replace=False)))  # noqa: E731
+        ph[k + 1, 0], dh[k + 1, 0] = ph[k, o] ^ flip(a), dh[k, o] ^ flip(b)
+        planted[(k, k + 1)] = (a, b)
+    qi, d = dedupe._code_pairs(ph[:, 0], dh[:, 0], ph.reshape(-1), dh.reshape(-1), 7, 8)
+    found = {(min(x, y), max(x, y)) for x, y in zip(qi.tolist(), (d // 8).tolist()) if x != y}
+    want = {p for p, (a, b) in planted.items() if a <= 7 and b <= 8}
+    assert want <= found
+    j = d // 8
+    assert (np.bitwise_count(ph[qi, 0] ^ ph[j, d % 8]) <= 7).all() and (np.bitwise_count(dh[qi, 0] ^ dh[j, d % 8]) <= 8).all()
+    # few queries against many codes (a watched import), and many against few: the same pairs
+    q = np.arange(0, 600, 2)
+    qi2, d2 = dedupe._code_pairs(ph[q, 0], dh[q, 0], ph.reshape(-1), dh.reshape(-1), 7, 8)
+    a2, b2 = dedupe._code_pairs(ph[:, 0], dh[:, 0], ph[q].reshape(-1), dh[q].reshape(-1), 7, 8)
+    got = {(min(q[x], y), max(q[x], y)) for x, y in zip(qi2.tolist(), (d2 // 8).tolist())} | \
+          {(min(x, q[y]), max(x, q[y])) for x, y in zip(a2.tolist(), (b2 // 8).tolist())}
+    assert want <= got
+
+
+def test_a_large_library_uses_cached_lists_and_finds_planted_copies(tmp_path, monkeypatch):
+    """Above EXACT_SEARCH (lowered here): hash keys, embedding lists, memory-mapped cache; new photos checked
+    against the cached lists find their copies; a damaged cache is rebuilt."""
+    import numpy as np
+
+    sys.path.insert(0, str(SAMPLE.parent / "benchmarks"))
+    import bench_dedupe
+
+    monkeypatch.setattr(dedupe, "EXACT_SEARCH", 300)
+    monkeypatch.setattr(dedupe, "_LIST", 40)
+    lib = photolab.init_library(tmp_path / "Photos")
+    planted = bench_dedupe.synthetic(lib, 3000, np.random.default_rng(0))
+    plan = dedupe.plan(lib)
+    found = set()
+    for _, sub in plan[plan["tier"] != "similar"].groupby("group"):
+        ids = sorted(sub["photo_id"])
+        found.update((a, b) for a in ids for b in ids if a < b)
+    assert planted <= found
+    folder = lib.state / "features"
+    manifest = folder / dedupe.CACHE_FILE
+    assert manifest.is_file() and list(folder.glob("dedupe-*.lists.npz"))
+    new, planted_new = bench_dedupe.arrivals(lib, 50, 20, np.random.default_rng(1))
+    sub = dedupe.plan(lib, only=new)
+    got = set()
+    for _, g in sub[sub["tier"] != "similar"].groupby("group"):
+        ids = sorted(g["photo_id"])
+        got.update((a, b) for a in ids for b in ids if a < b)
+    assert planted_new <= got
+    assert set(sub["photo_id"]) & set(new)
+    manifest.write_text("{damaged")
+    again = dedupe.plan(lib, only=new)
+    assert set(map(tuple, again[["path", "tier", "keep"]].values)) == set(map(tuple, sub[["path", "tier", "keep"]].values))
+    lib.close()

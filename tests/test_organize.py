@@ -299,3 +299,51 @@ def test_moves_without_hard_links_copy_verify_and_keep_times(lib_with_photos, mo
     assert sorted(tree(lib.root).values()) == sorted(before.values())
     assert not [p for p in tree(lib.root) if ".photolab-tmp-" in p]
     catalog_matches_disk(lib)
+
+
+def _dated_crop(src: Path, dest: Path, when: str) -> None:
+    from PIL import Image
+
+    with Image.open(src) as im:
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = when   # DateTimeOriginal
+        im.convert("RGB").crop((0, 0, im.width // 2, im.height // 2)).save(dest, quality=90, exif=exif)
+
+
+def test_scoped_plan_and_events_equal_the_library_wide_ones(lib_with_photos):
+    """What the watcher asks for (the new photos only) is the library-wide plan restricted to them."""
+    lib = lib_with_photos
+    org.apply(lib, org.plan(lib), progress=False)   # the library in place
+    dated = lib.catalog.query("SELECT captured_at FROM photos WHERE captured_source = 'DateTimeOriginal' "
+                              "AND kind = 'photo' ORDER BY captured_at")
+    assert dated, "the sample photos carry capture dates"
+    t0 = pd.Timestamp(dated[0][0]).tz_localize(None)
+    new_dir = lib.root / "import2"
+    new_dir.mkdir()
+    # one joins an existing event, one bridges nothing (a new event), one has no date at all
+    _dated_crop(SAMPLE / "kde_Kite.jpg", new_dir / "near_event.jpg", (t0 + pd.Timedelta(hours=1)).strftime("%Y:%m:%d %H:%M:%S"))
+    _dated_crop(SAMPLE / "mate_Dune.jpg", new_dir / "own_event.jpg", (t0 + pd.Timedelta(days=3)).strftime("%Y:%m:%d %H:%M:%S"))
+    with_no_date = new_dir / "no_date.png"
+    shutil.copy(SAMPLE / "coffee.png", with_no_date)
+    photolab.index_library(lib, progress=False)
+    new_ids = [r[0] for r in lib.catalog.query("SELECT id FROM photos WHERE path LIKE 'import2/%'")]
+    assert len(new_ids) == 3
+
+    scoped = org.plan(lib, photo_ids=new_ids)
+    scoped_events = ev.events(lib)
+    members_scoped = lib.catalog.query("SELECT photo_id, event_id FROM photo_events ORDER BY photo_id")
+    full = org.plan(lib)
+    full_events = ev.events(lib)
+    members_full = lib.catalog.query("SELECT photo_id, event_id FROM photo_events ORDER BY photo_id")
+
+    pd.testing.assert_frame_equal(scoped_events, full_events)
+    assert [tuple(r) for r in members_scoped] == [tuple(r) for r in members_full]
+    assert set(full["photo_id"]) <= set(new_ids), "the rest of the library was in place"
+    pd.testing.assert_frame_equal(scoped.reset_index(drop=True), full.reset_index(drop=True))
+    assert set(scoped["source"]) == {"import2/near_event.jpg", "import2/own_event.jpg", "import2/no_date.png"}
+    event_of = {r["path"]: r["event_id"] for r in lib.catalog.query(
+        "SELECT p.path, pe.event_id FROM photos p JOIN photo_events pe ON pe.photo_id = p.id")}
+    first = lib.catalog.query("SELECT path FROM photos WHERE captured_at = ?", (dated[0][0],))[0][0]
+    assert event_of["import2/near_event.jpg"] == event_of[first]          # joined the event it falls in
+    assert event_of["import2/own_event.jpg"] != event_of[first]
+    assert "import2/no_date.png" not in event_of
