@@ -326,7 +326,7 @@ def metadata_cards(library, report, *, limit: int = 24) -> str:
         img = (f"<img src='{data_uri(files[pid])}' style='max-width:150px;max-height:150px'>" if pid in files
                else "<div style='width:150px;height:100px;background:#ddd'></div>")
         targets = "; ".join(
-            f"{r.target}: {r.status}" + (f" ({html.escape(str(r.reason))})" if r.reason else "")
+            f"{r.target}: {r.status}" + (f" ({html.escape(r.reason)})" if isinstance(r.reason, str) and r.reason else "")
             for r in rows.itertuples())
         chips = "".join(f"<span style='background:#d9f0d3;border-radius:3px;padding:0 4px;margin:1px;"
                         f"display:inline-block'>+ {html.escape(t)}</span>" for t in add)

@@ -276,8 +276,7 @@ def check_review_grid_and_sliders(page, ask) -> None:
     # the detail of a tag the accepted page labeled: its curve, threshold marked, photos near it
     positive = {r[0] for r in ask("SELECT DISTINCT tag FROM labels WHERE value = 1")}
     for row in tuner.locator(".widget-hbox:has(.widget-slider)").all():
-        name = row.locator(".widget-label").first.get_attribute("title") or row.locator(".widget-label").first.inner_text()
-        if name.strip() in positive:
+        if (row.locator(".widget-label").first.text_content() or "").strip() in positive:
             row.locator("button:has-text('show')").click()
             break
     page.wait_for_timeout(1500)
