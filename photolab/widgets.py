@@ -488,7 +488,8 @@ class ThresholdTuner(W.VBox):
         self.curve = curve
         self.figure = plots.pr_curve(curve, self.thresholds[tag], tag)
         self._curve.value = plots.png(self.figure)
-        self._curve_note.value = f"<small>{SCORE_MEANING}</small>"
+        self._curve_note.value = (f"<b class='photolab-detail-tag'>{tag}</b> at threshold {self.thresholds[tag]:.2f} · "
+                                  f"<small>{SCORE_MEANING}</small>")
         ids, s = self._scores[tag]
         t = self.thresholds[tag]
         order = np.argsort(s)
