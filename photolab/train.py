@@ -260,7 +260,7 @@ def _baseline_scores(lib, ids: np.ndarray, tags: list[str]) -> np.ndarray:
 
 # -- training --------------------------------------------------------------------------------
 def train(library, *, force: bool = False, use_metadata: bool = True, seed: int = 0, folds: int = FOLDS,
-          activate: bool = True) -> TrainReport:
+          activate: bool = True, progress: bool = True) -> TrainReport:
     """Train a head on every labeled example, cross-validate it, save it as a version, and make
     it active when it beats the active one on at least one tag, keeping the active head's weights
     on the tags where it does not (see the module text); returns a :class:`TrainReport`."""
@@ -283,10 +283,15 @@ def train(library, *, force: bool = False, use_metadata: bool = True, seed: int 
     arch = _arch(lib)
     oof = np.full(Y.shape, np.nan)
     k = min(folds, len(ids))
-    for tr, te in KFold(k, shuffle=True, random_state=seed).split(X):
-        W, Wm, b = _fit(X[tr], M[tr], Y[tr], arch, seed=seed)
-        oof[te] = _predict(X[te], M[te], W, Wm, b)
-    W, Wm, b = _fit(X, M, Y, arch, seed=seed)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=k + 1, desc="train (folds, then all)", unit="fit", disable=not progress) as bar:
+        for tr, te in KFold(k, shuffle=True, random_state=seed).split(X):
+            W, Wm, b = _fit(X[tr], M[tr], Y[tr], arch, seed=seed)
+            oof[te] = _predict(X[te], M[te], W, Wm, b)
+            bar.update()
+        W, Wm, b = _fit(X, M, Y, arch, seed=seed)
+        bar.update()
     base = _baseline_scores(lib, ids, tags)
     rows = []
     for j, tag in enumerate(tags):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import anywidget
 import ipywidgets as W
 import numpy as np
 import traitlets
@@ -19,6 +20,7 @@ from .library import open_library
 from .taxonomy import load_taxonomy
 
 THUMB = 220
+SCORE_MEANING = "A score is the estimated probability that the tag applies; the threshold turns it into a tag."
 
 
 def _thumb_bytes(path: str | None, fallback: Path, size: int = THUMB) -> bytes:
@@ -40,6 +42,43 @@ def _thumb_bytes(path: str | None, fallback: Path, size: int = THUMB) -> bytes:
     except Exception:   # unreadable: a placeholder, the card still says what the file is
         Image.new("RGB", (size, size), (200, 200, 200)).save(buf, "JPEG")
     return buf.getvalue()
+
+
+KEY_JS = """
+const KEYS = new Set(["a", "n", "p", "u", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+function typing(target) {
+  return !!(target && target.closest && target.closest("input, textarea, select, [contenteditable=''], [contenteditable='true']"));
+}
+function render({ model, el }) {
+  el.style.display = "none";
+  let box = null;
+  const onKey = (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || !KEYS.has(e.key) || typing(e.target)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    model.send({ key: e.key });
+  };
+  const attach = () => {
+    box = el.closest(".photolab-review-grid");
+    if (!box) { requestAnimationFrame(attach); return; }
+    if (!box.hasAttribute("tabindex")) box.setAttribute("tabindex", "0");
+    box.addEventListener("keydown", onKey);
+  };
+  attach();
+  return () => { if (box) box.removeEventListener("keydown", onKey); };
+}
+export default { render };
+"""
+
+
+class GridKeys(anywidget.AnyWidget):
+    """Listens for the review grid's shortcut keys on the grid's own element (bubbling keydown), so a
+    key typed into a text box of the grid (the add-tag box) is never taken, and nothing outside the
+    grid is heard. Each key arrives as a message ``{"key": ...}``."""
+
+    CONTAINER = "photolab-review-grid"
+    _esm = traitlets.Unicode(KEY_JS).tag(sync=True)
+    _css = traitlets.Unicode(".photolab-review-grid:focus { outline: 2px solid #4c78a8; }").tag(sync=True)
 
 
 class DedupeReview(W.VBox):
@@ -178,18 +217,17 @@ class ReviewGrid(W.VBox):
             b = W.Button(description=label)
             b.on_click(lambda _, f=fn: f())
             buttons.append(b)
-        self.children = [self._progress, W.HBox(buttons), self._grid, self._large]
         self._keys()
+        self.children = [self._progress, W.HTML(f"<small>{SCORE_MEANING}</small>"), W.HBox(buttons), self._grid,
+                         self._large, self._keys_widget]
         self.page_size = page_size
         self.refresh()
 
     def _keys(self) -> None:
-        try:
-            from ipyevents import Event
-        except ImportError:   # keyboard shortcuts need ipyevents; the buttons do the same
-            return
-        self._events = Event(source=self, watched_events=["keydown"])
-        self._events.on_dom_event(self._on_key)
+        """Shortcut keys, heard only while the grid (not a text box in it) has the focus."""
+        self._keys_widget = GridKeys()
+        self._keys_widget.on_msg(lambda _w, content, _b: self._on_key(content))
+        self.add_class(GridKeys.CONTAINER)
 
     def _on_key(self, event: dict) -> None:
         key = event.get("key", "")
@@ -308,7 +346,12 @@ class ReviewGrid(W.VBox):
         done, total = review.progress(self.lib, sample_name=self.sample_name)
         pages = max(1, -(-len(self.queue) // self.page_size))
         self._progress.value = (f"<b>{done} reviewed</b> · {len(self.queue)} in the queue · page {self.page + 1} "
-                                f"of {pages} · keys: a accept page, n/p pages, u undo, 1-9 toggle the first photo's tags")
+                                f"of {pages} · keys (click the grid first; never while typing in a box): "
+                                "a accept page, n/p pages, u undo, 1-9 toggle the first photo's tags")
+        if not self.queue:
+            self._progress.value = (f"<b>{done} reviewed</b> · nothing waiting for review: every tag is confident "
+                                    "or confirmed. Next: retrain on your corrections (04_retrain), or lower the "
+                                    "confidence cut to see more photos.")
         cards = []
         for pid in self.page_ids:
             cards.append(self._card(pid))
@@ -385,9 +428,12 @@ class ThresholdTuner(W.VBox):
             show.on_click(lambda _, tag=t: setattr(self, "tag", tag))
             self._sliders[t], self._counts[t] = sl, W.HTML()
             rows.append(W.HBox([sl, self._counts[t], show]))
-        self._curve = W.HTML()
-        self._strip = W.Output()
-        self.children = [W.VBox(rows), W.HTML("<b>Detail</b>"), self._curve, self._strip]
+        self._curve = W.Image(format="png", layout=W.Layout(width="500px"))
+        self._curve_note = W.HTML()
+        self._strip = W.VBox()
+        empty = ([W.HTML("<b>No tag has scores yet:</b> run the labeling pass first (01_tag_library).")]
+                 if not self.tags else [])
+        self.children = empty + [W.VBox(rows), W.HTML("<b>Detail</b>"), self._curve_note, self._curve, self._strip]
         self.thresholds = {t: cur[t] for t in self.tags}
         for t in self.tags:
             self._update_counts(t)
@@ -436,39 +482,33 @@ class ThresholdTuner(W.VBox):
         tag = self.tag
         if not tag:
             return
+        from . import plots
+
         curve = review.pr_curve(self.lib, tag, photo_ids=self._ids)
-        self._curve.value = _pr_svg(curve, self.thresholds[tag], tag)
+        self.curve = curve
+        self.figure = plots.pr_curve(curve, self.thresholds[tag], tag)
+        self._curve.value = plots.png(self.figure)
+        self._curve_note.value = (f"<b class='photolab-detail-tag'>{tag}</b> at threshold {self.thresholds[tag]:.2f} · "
+                                  f"<small>{SCORE_MEANING}</small>")
         ids, s = self._scores[tag]
         t = self.thresholds[tag]
         order = np.argsort(s)
         above = [i for i in order if s[i] >= t][: self.strip]
         below = [i for i in order[::-1] if s[i] < t][: self.strip]
-        self._strip.clear_output(wait=True)
-        with self._strip:
-            import ipyplot
+        rows = []
+        for title, picks in ((f"just above {t:.2f} (tagged {tag})", above), (f"just below {t:.2f} (not tagged)", below)):
+            cards = []
+            for i in picks:
+                f = self._thumbs.get(int(ids[i]))
+                if not f or not Path(f).is_file():
+                    continue
+                cards.append(W.VBox([W.Image(value=Path(f).read_bytes(), format="jpeg",
+                                             layout=W.Layout(max_width="120px", max_height="120px")),
+                                     W.HTML(f"<small>score {s[i]:.2f}</small>")], layout=W.Layout(margin="2px")))
+            rows.append(W.HTML(f"<b>{title}</b>" + ("" if cards else ": <i>no photo</i>")))
+            rows.append(W.HBox(cards, layout=W.Layout(flex_flow="row wrap")))
+        self._strip.children = rows
 
-            picks = [(i, "just above") for i in above] + [(i, "just below") for i in below]
-            images = [self._thumbs.get(int(ids[i])) for i, _ in picks]
-            keep = [k for k, im in enumerate(images) if im]
-            if keep:
-                ipyplot.plot_class_tabs(images=[images[k] for k in keep], labels=[picks[k][1] for k in keep],
-                                        custom_texts=[f"{s[picks[k][0]]:.2f}" for k in keep], img_width=120,
-                                        show_url=False)
-
-
-def _pr_svg(curve, threshold: float, tag: str, size: int = 220) -> str:
-    """The precision-recall curve as a small inline SVG, with the current threshold marked."""
-    if not len(curve):
-        return f"<i>{tag}: no reviewed photos with this tag yet, so no precision-recall curve</i>"
-    pts = " ".join(f"{r * size:.1f},{(1 - p) * size:.1f}" for p, r in zip(curve["precision"], curve["recall"]))
-    k = int(np.argmin(np.abs(curve["threshold"].to_numpy() - threshold)))
-    px, py = curve["recall"].iloc[k] * size, (1 - curve["precision"].iloc[k]) * size
-    return (f"<div><b>{tag}</b>: precision {curve['precision'].iloc[k]:.2f}, recall {curve['recall'].iloc[k]:.2f} "
-            f"at {threshold:.2f}<br><svg width='{size + 20}' height='{size + 20}'><g transform='translate(10,10)'>"
-            f"<rect width='{size}' height='{size}' fill='none' stroke='#ccc'/>"
-            f"<polyline points='{pts}' fill='none' stroke='#1f77b4' stroke-width='2'/>"
-            f"<circle cx='{px:.1f}' cy='{py:.1f}' r='5' fill='#d62728'/></g></svg>"
-            "<br><small>recall → (x), precision ↑ (y)</small></div>")
 
 
 __all__ = ["DedupeReview", "ReviewGrid", "ThresholdTuner"]

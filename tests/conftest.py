@@ -45,3 +45,13 @@ def library(tmp_path):
     lib = photolab.init_library(tmp_path / "library")
     yield lib
     lib.close()
+
+
+@pytest.fixture(scope="session")
+def tagged_sample(tmp_path_factory):
+    """The bundled sample gathered, indexed and tagged once per test run (copy it before changing it)."""
+    from photolab.notebook import setup
+
+    root = tmp_path_factory.mktemp("tagged-sample") / "library"
+    setup(root, SAMPLE).close()
+    return root

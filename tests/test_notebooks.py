@@ -1,11 +1,15 @@
 """Notebooks: committed without outputs, and executed on a copy of sample_data/."""
 
 import json
+import shutil
+import sqlite3
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbformat.v4 import new_code_cell
 
 from conftest import SAMPLE
 
@@ -132,13 +136,118 @@ def test_committed_without_outputs(path):
     assert "parameters" in nb["cells"][1]["metadata"].get("tags", []), f"{path.name}: the first code cell must be the parameters cell"
 
 
+# what a person decides, table by table: no notebook cell may change any of it unless DEMO = True
+DECISIONS = {
+    "labels": "SELECT photo_id, tag, value, who, at FROM labels",
+    "reviews": "SELECT photo_id, who, at FROM reviews",
+    "faces": "SELECT photo_id, person, named_by, named_at, rejected FROM faces WHERE person IS NOT NULL OR rejected != 0",
+    "places": "SELECT photo_id, confirmed FROM places WHERE confirmed != 0",
+    "ratings": "SELECT photo_id, rating, source, at FROM ratings",
+    "event_edits": "SELECT action, photo_id, other_id, value FROM event_edits",
+    "thresholds": "SELECT * FROM thresholds",
+}
+
+# after Run All with DEMO = False, work waits for a person
+WAITING = {"02_tune_thresholds.ipynb": "assert grid.queue, 'the sample grid is empty'",
+           "03_review.ipynb": "assert grid.queue, 'the review grid is empty'",
+           "09_people_and_places.ipynb": "assert namer.current is not None, 'no unnamed face'"}
+
+
+def decisions_of(lib_dir: Path) -> dict:
+    con = sqlite3.connect(f"file:{lib_dir / '.photolab' / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        return {name: sorted(map(tuple, con.execute(sql).fetchall()), key=repr) for name, sql in DECISIONS.items()}
+    finally:
+        con.close()
+
+
+def _client(nb, cwd: Path) -> NotebookClient:
+    return NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+
+
+def _errors(cells) -> list:
+    return [o for c in cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_on_sample_data(path, tmp_path):
+def test_notebook_runs_on_sample_data(path, tagged_sample, tmp_path):
+    """Run All with DEMO = False on a copy of a library writes no label, review, name, confirmation,
+    rating, event edit or threshold; then the test plays the person: the same copy is declared a
+    demo library and the notebook's ``if DEMO:`` cells (and what follows them) run with DEMO = True."""
+    from photolab.demo import DEMO_MARKER
+
+    lib_dir = tmp_path / "library"
+    shutil.copytree(tagged_sample, lib_dir)
+    before = decisions_of(lib_dir)
     nb = nbformat.read(path, as_version=4)
-    params = nb.cells[1]
-    params.source += f"\nLIBRARY = {str(tmp_path / 'library')!r}\nGATHER_FROM = {str(SAMPLE)!r}"
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
-    AFTER[path.name](tmp_path / "library")
+    nb.cells[1].source += f"\nLIBRARY = {str(lib_dir)!r}\nGATHER_FROM = {str(SAMPLE)!r}\nDEMO = False"
+    client = _client(nb, tmp_path)
+    with client.setup_kernel():
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                client.execute_cell(cell, i)
+        assert not _errors(nb.cells)
+        assert decisions_of(lib_dir) == before, "a notebook cell decided for the user"
+        extra = []
+        if path.name in WAITING:
+            extra.append(new_code_cell(WAITING[path.name]))
+        demo = [i for i, c in enumerate(nb.cells) if i > 1 and c.cell_type == "code" and "if DEMO:" in c.source]
+        if demo:
+            (lib_dir / ".photolab" / DEMO_MARKER).write_text("declared a demo library by the test\n")
+            extra.append(new_code_cell("DEMO = True"))
+            extra += [new_code_cell(c.source) for c in nb.cells[demo[0]:] if c.cell_type == "code"]
+        for cell in extra:
+            nb.cells.append(cell)
+            client.execute_cell(cell, len(nb.cells) - 1)
+        assert not _errors(extra)
+    AFTER.get(path.name, _checked)(lib_dir)
+
+
+def _outputs_text(cells) -> list[str]:
+    out = []
+    for c in cells:
+        for o in c.get("outputs", []):
+            out.append(o.get("text", "") or o.get("data", {}).get("text/plain", "") or
+                       "\n".join(o.get("traceback", [])))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_empty_library_and_mistyped_folder_give_one_line(path, tmp_path):
+    """Run All stops at the set-up cell with one line that names the folder and the next step."""
+    import photolab
+
+    empty = tmp_path / "empty-library"
+    photolab.init_library(empty).close()
+    typo = tmp_path / "Photos-with-a-typo"
+    scenarios = {"empty library": (empty, None), "mistyped library": (typo, None),
+                 "mistyped source": (tmp_path / "new-library", tmp_path / "no-such-card")}
+    nb = nbformat.read(path, as_version=4)
+    params, code = nb.cells[1].source, [c.source for c in nb.cells[2:] if c.cell_type == "code"]
+    nb.cells = []
+    client = _client(nb, tmp_path)
+    with client.setup_kernel():
+        for what, (library, source) in scenarios.items():
+            cells = [new_code_cell(params + f"\nLIBRARY = {str(library)!r}\nGATHER_FROM = "
+                                   f"{str(source) if source else None!r}\nDEMO = False")]
+            cells += [new_code_cell(source) for source in code]
+            ran = []
+            for cell in cells:
+                ran.append(cell)
+                nb.cells.append(cell)
+                try:
+                    client.execute_cell(cell, len(nb.cells) - 1)
+                except CellExecutionError:
+                    break
+            else:
+                pytest.fail(f"{what}: the notebook ran to its end")
+            texts = [t for t in _outputs_text(ran) if t.strip()]
+            messages = [t for t in texts if t.startswith("photolab: ")]
+            assert len(messages) == 1 and "\n" not in messages[0].strip(), (what, texts)
+            assert not any("Traceback" in t or "Error" in t.split(":")[0] for t in texts), (what, texts)
+            assert not _errors(ran), what
+            named = source if what == "mistyped source" else library
+            assert str(Path(named).resolve()) in messages[0], (what, messages)
+    assert not typo.exists() and not (tmp_path / "new-library").exists(), "a mistyped folder was created"
