@@ -5,8 +5,13 @@ For each usable photo: decode once at reduced scale (JPEG DCT scaling via
 1280-d embedding (float16), the ImageNet top-5, perceptual hashes (pHash,
 dHash), quality measures and a 256-px thumbnail, and score every taxonomy tag:
 
+- ``starter`` tags (and ``prior`` tags the starter head knows): the starter head
+  shipped with photolab (:mod:`photolab.starter`), trained on real everyday photos,
+  over the embedding, the image measures and the prior; its scores are calibrated
+  probabilities (:data:`SCORE_MEANING`);
 - ``prior`` tags: the 1,000 ImageNet class probabilities mapped to tags through
-  WordNet hypernyms (``photolab/data/imagenet_prior.csv``);
+  WordNet hypernyms (``photolab/data/imagenet_prior.csv``); also every ``starter``
+  tag when the starter head cannot be used (another backbone, a damaged file);
 - ``measure`` tags (quality): from sharpness, exposure and pixel count;
 - ``head`` tags: no score until a head is trained on corrections (stored as NULL,
   shown as "untrained" rather than invented).
@@ -46,6 +51,9 @@ from .taxonomy import Taxonomy, load_taxonomy
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
+SCORE_MEANING = ("A score is photolab's estimate of the probability that the photo has the tag: of the photos "
+                 "scored 0.8 for a tag, about 8 in 10 have it; at or above the tag's threshold (0.5 unless you "
+                 "set it) the photo gets the tag.")
 DECODE_TARGET = 256        # default shorter side to decode to (the pass uses max(model's resize, thumb))
 THUMB_SIZE = 256
 # the 8 rotations and mirrorings of a square, as PIL transposes (None: as it is)
@@ -65,6 +73,8 @@ class TagReport:
     tag_counts: dict[str, int] = field(default_factory=dict)
     untrained: list[str] = field(default_factory=list)
     by_faces: list[str] = field(default_factory=list)
+    by_starter: list[str] = field(default_factory=list)
+    note: str | None = None         # why the starter head was not used, when it was not
 
     @property
     def images_per_second(self) -> float:
@@ -77,6 +87,8 @@ class TagReport:
             s += f"; no score yet for {', '.join(self.untrained)} (train a head on corrections)"
         if self.by_faces:
             s += f"; {', '.join(self.by_faces)} scored by `photolab faces`"
+        if self.note:
+            s += f"; {self.note}"
         return s
 
 
@@ -344,7 +356,11 @@ def set_labels(library, labels, *, who: str = "me") -> int:
 
 
 def export_csv(library, out: str | os.PathLike) -> Path:
-    """Write ``path, captured_at, tags, score:<tag>..., confidence:<tag>...`` — one row per photo."""
+    """Write ``path, captured_at, tags, score:<tag>..., confidence:<tag>...`` — one row per photo.
+
+    A score is photolab's estimate of the probability that the photo has the tag (see
+    :data:`SCORE_MEANING`); ``tags`` holds the tags at or above their thresholds, with a
+    person's labels on top."""
     lib = open_library(library)
     tax = load_taxonomy(lib)
     df = decisions(lib)
@@ -359,7 +375,7 @@ def export_csv(library, out: str | os.PathLike) -> Path:
 # -- the pass -----------------------------------------------------------------
 def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
-                force: bool = False) -> TagReport:
+                force: bool = False, starter: bool | str | os.PathLike = True) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -371,6 +387,9 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         model_threads: threads the model runs on (decoding, not the model, is the bottleneck).
         runtime: ``"auto"``, ``"onnx"`` or ``"torch"`` (see :func:`photolab.backbone.engine`).
         force: redo photos already done with this model.
+        starter: use the packaged starter head for the tags it knows (``False``: the prior only; a path:
+            those starter weights). With another backbone, or a missing or damaged weights file, the
+            prior scores those tags and the report's ``note`` says why.
     """
     from tqdm.auto import tqdm
 
@@ -382,8 +401,17 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     bb = model or load_backbone(cache_dir=lib.state / "models" / "backbone")
     run = engine(bb, threads=model_threads, runtime=runtime)
     run_id = cat.start_run("tag")
-    prior_tags = tax.by_source("prior")
+    prior_tags = [t for t in tax.names if tax[t].source in ("prior", "starter")]
     weights = prior_matrix(prior_tags)
+    scorer, note = None, None
+    if starter is not False:
+        from .starter import starter_for
+
+        scorer, note = starter_for(bb, None if starter is True else starter)
+    covered = [t for t in prior_tags if scorer is not None and t in scorer.tags]
+    # a starter tag with no starter and no ImageNet class voting for it has no score yet
+    unscored = [t for t in prior_tags if t not in covered and not weights[:, prior_tags.index(t)].any()]
+    score = _FirstScores(prior_tags, weights, scorer, covered, unscored, bb.version)
     quality_tags = tax.by_source("measure")
     head_tags = tax.by_source("head")
     from .backbone import imagenet_classes
@@ -398,7 +426,8 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     total_usable = cat.query(
         f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
         tuple(USABLE))[0][0]
-    report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags), by_faces=tax.by_source("faces"))
+    report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags) + unscored,
+                       by_faces=tax.by_source("faces"), by_starter=covered, note=note)
     thumbs_dir = lib.state / "features" / "thumbs"
     start = time.perf_counter()
 
@@ -425,13 +454,13 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
                 continue
             batch.append((row, prepared))
             if len(batch) >= batch_size:
-                _flush(lib, batch, bb.version, run, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir)
+                _flush(lib, batch, bb.version, run, score, quality_tags, head_tags, classes, thumbs_dir)
                 report.tagged += len(batch)
                 bar.update(len(batch))
                 bar.set_postfix(img_s=f"{report.tagged / (time.perf_counter() - start):.1f}")
                 batch = []
         if batch:
-            _flush(lib, batch, bb.version, run, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir)
+            _flush(lib, batch, bb.version, run, score, quality_tags, head_tags, classes, thumbs_dir)
             report.tagged += len(batch)
             bar.update(len(batch))
         bar.close()
@@ -468,10 +497,49 @@ def _ordered_prefetch(pool, fn, items, ahead: int):
             pending.append(pool.submit(fn, nxt))
 
 
-def _flush(lib, batch, version, run, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir):
+class _FirstScores:
+    """The scores before any correction: the starter head for the tags it covers, the prior for the rest."""
+
+    def __init__(self, tags, weights, starter, covered, unscored, version):
+        self.tags, self.weights, self.starter, self.version = tags, weights, starter, version
+        self.covered, self.unscored = set(covered), set(unscored)
+        if starter is not None:
+            self._cols = [starter.tags.index(t) for t in covered]
+            self._prior_cols = [tags.index(t) for t in covered]
+            self._out = {t: k for k, t in enumerate(covered)}
+
+    def __call__(self, emb16, probs, quality):
+        """(N x T scores, source per tag, model per tag) for the pass's tags."""
+        pri = prior_scores(probs, self.weights).astype(np.float64)
+        sources = ["prior"] * len(self.tags)
+        models = [self.version] * len(self.tags)
+        if self.starter is not None and self.covered:
+            from .starter import measure_inputs
+
+            st = self.starter
+            sub = type(st)(tags=[st.tags[c] for c in self._cols], weight=st.weight[self._cols],
+                           measure_weight=st.measure_weight[self._cols], prior_weight=st.prior_weight[self._cols],
+                           bias=st.bias[self._cols], backbone=st.backbone, path=st.path)
+            s = sub.scores(emb16.astype(np.float32), measure_inputs(quality), pri[:, self._prior_cols])
+            for k, j in enumerate(self._prior_cols):
+                pri[:, j] = s[:, k]
+                sources[j], models[j] = "starter", st.version
+        for j, t in enumerate(self.tags):
+            if t in self.unscored:
+                pri[:, j] = np.nan
+                sources[j] = "none"
+        return pri, sources, models
+
+
+def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, thumbs_dir):
+    from .starter import QUALITY
+
     x = np.stack([p[0] for _, p in batch])
     emb, probs = run(x)
-    pri = prior_scores(probs, weights)
+    emb16 = emb.astype(np.float16)   # what the catalog keeps, so the scores equal a later rescoring's
+    quality = np.array([[p[2][k] for k in QUALITY] for _, p in batch], dtype=np.float64)
+    pri, sources, models = score(emb16, probs, quality)
+    prior_tags = score.tags
     now = utcnow()
     feature_rows, score_rows = [], []
     for i, (row, (_, hashes, q, thumb)) in enumerate(batch):
@@ -484,11 +552,12 @@ def _flush(lib, batch, version, run, weights, prior_tags, quality_tags, head_tag
         os.replace(tmp, tpath)
         top = np.argsort(-probs[i])[:5]
         top5 = json.dumps([[classes[j], round(float(probs[i, j]), 5)] for j in top])
-        feature_rows.append((pid, version, row["sha256"], emb[i].astype(np.float16).tobytes(), top5, hashes[0],
+        feature_rows.append((pid, version, row["sha256"], emb16[i].tobytes(), top5, hashes[0],
                              hashes[1], hashes[2], hashes[3], q["sharpness"], q["brightness"], q["dark_frac"], q["clipped_frac"],
                              q["colorfulness"], rel_thumb, now))
         for j, tag in enumerate(prior_tags):
-            score_rows.append((pid, tag, float(pri[i, j]), "prior", version))
+            value = None if np.isnan(pri[i, j]) else round(float(pri[i, j]), 6)
+            score_rows.append((pid, tag, value, sources[j], models[j]))
         qs = quality_scores(q, row["width"], row["height"])
         for tag in quality_tags:
             if tag in qs:
