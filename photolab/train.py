@@ -7,8 +7,12 @@ an ImageNet embedding mostly drops, so "black and white" or "blurry" are
 learnable too), trained on the cached features: binary
 cross-entropy with per-tag class balance and an L2 penalty, run to convergence.
 It learns tags the ImageNet prior cannot score (birthday, wedding, your dog's
-name) from a handful of examples, and replaces the prior on tags where it does
-better.
+name) from a handful of examples, and replaces the starter head or the prior on
+tags where it does better. Where the starter head (:mod:`photolab.starter`)
+scores a tag, training starts from the starter's weights for it and the L2
+penalty pulls toward them rather than toward zero, and the starter's scores are
+the baseline the new head must beat: a few corrections adjust what the starter
+knows and never throw it away.
 
 Training data: every labeled example (:mod:`photolab.review` corrections and
 confirmations), and photos whose metadata carry taxonomy keywords another app
