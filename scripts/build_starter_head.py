@@ -50,7 +50,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-C = 0.0005            # inverse L2 strength on the standardized inputs (chosen for what generalizes: see README)
+# Chosen for what generalizes to other sources: leave-one-source-out on train (``--loso``), macro AP over the
+# 20 (source, tag) pairs a held-out source can score: 0.7605 here; C 0.002: 0.7599, C 0.01: 0.7384,
+# C 0.0001: 0.7596, gain 100: 0.7592; gain 3 with C 0.01 / 0.002: 0.7042 / 0.7117.
+C = 0.0005            # inverse L2 strength on the standardized inputs
 PRIOR_GAIN = 30.0     # the prior's log-odds enter at 30x their standardized scale: barely penalised
 FOLDS = 5
 SEED = 0
@@ -107,6 +110,32 @@ def prior_logodds(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def loso(X, P, Pw, Y, rows, tr, settings) -> None:
+    """Leave one source out (COCO's two subsets as one) over train: per (C, gain), the macro AP over
+    the (source, tag) pairs where the held-out source has photos with and without the tag."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+
+    group = np.array([{"cocomini": "coco", "cocotiny": "coco"}.get(r["source"], r["source"]) for r in rows])
+    for c_value, gain in settings:
+        res = []
+        for g in ("voc", "coco", "intel", "miml", "sun"):
+            for j in range(Y.shape[1]):
+                te = (group == g) & ~np.isnan(Y[:, j])
+                fit = tr & (group != g) & ~np.isnan(Y[:, j])
+                if not (0 < Y[te, j].sum() < te.sum()) or Y[fit, j].sum() < 3 or (1 - Y[fit, j]).sum() < 3:
+                    continue
+                mu, sd = X[fit].mean(0), X[fit].std(0) + 1e-4
+                F = (X - mu) / sd
+                if Pw[:, j].sum() > 0:
+                    lo = prior_logodds(P[:, j])
+                    F = np.hstack([F, (gain * (lo - lo[fit].mean()) / (lo[fit].std() + 1e-6))[:, None]])
+                clf = LogisticRegression(C=c_value, max_iter=5000, class_weight="balanced", tol=1e-6)
+                res.append(average_precision_score(Y[te, j], clf.fit(F[fit], Y[fit, j]).decision_function(F[te])))
+        print(f"C {c_value:g}, prior gain {gain:g}: leave-one-source-out macro AP {np.mean(res):.4f} "
+              f"over {len(res)} (source, tag) pairs", flush=True)
+
+
 def main() -> int:
     from safetensors.numpy import save_file
     from sklearn.linear_model import LogisticRegression
@@ -124,6 +153,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "photolab" / "data")
     ap.add_argument("--c", type=float, default=C, help=f"inverse L2 strength (default {C})")
     ap.add_argument("--prior-gain", type=float, default=PRIOR_GAIN, help=f"prior input scale (default {PRIOR_GAIN})")
+    ap.add_argument("--loso", nargs="+", metavar="C:GAIN",
+                    help="only print leave-one-source-out figures for these settings (e.g. 0.0005:30 0.01:3)")
     args = ap.parse_args()
     c_value, gain = args.c, args.prior_gain
 
@@ -143,6 +174,9 @@ def main() -> int:
     Y = label_matrix(rows, tags)
     split = np.array([r["split"] for r in rows])
     tr, va = split == "train", split == "val"
+    if args.loso:
+        loso(X, P, Pw, Y, rows, tr, [tuple(float(v) for v in x.split(":")) for x in args.loso])
+        return 0
     mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-4
     Xs = (X - mu) / sd
 
