@@ -85,6 +85,13 @@ class Starter:
              + prior_logodds(prior) * self.prior_weight.astype(np.float64) + self.bias.astype(np.float64))
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
+    def subset(self, tags: list[str]) -> "Starter":
+        """The same head restricted to ``tags`` (in that order)."""
+        k = [self.tags.index(t) for t in tags]
+        return Starter(tags=list(tags), weight=self.weight[k], measure_weight=self.measure_weight[k],
+                       prior_weight=self.prior_weight[k], bias=self.bias[k], backbone=self.backbone, path=self.path,
+                       version=self.version)
+
     def provenance(self) -> dict:
         p = (self.path.with_name(PROVENANCE_FILE) if self.path else
              resources.files("photolab").joinpath("data", PROVENANCE_FILE))

@@ -467,6 +467,10 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     finally:
         pool.shutdown(cancel_futures=True)
     report.seconds = time.perf_counter() - start
+    if scorer is not None and covered:
+        upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
+        if upgraded:
+            log.info("%d prior scores of photos tagged before the starter head now come from it", upgraded)
     if report.tagged and cat.query("SELECT 1 FROM heads WHERE active = 1"):
         from .train import rescore   # the active trained head scores the newly tagged photos too
 
@@ -478,6 +482,46 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
                             "runtime": run.runtime})
     log.info("tag %s: %s", lib.root, report.summary())
     return report
+
+
+def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) -> int:
+    """Photos a pass scored with the prior before the starter head was there (or used) get the starter's
+    scores for its tags, from their cached features and stored prior scores; rows a trained head set
+    aside (``scores_stash``) too, so a rollback returns the starter's. Returns the rows rewritten."""
+    from .train import _measures, _raw_embeddings
+
+    lib = open_library(library)
+    tags = list(starter.tags)
+    marks = ", ".join("?" * len(tags))
+    col = {t: j for j, t in enumerate(tags)}
+    written = 0
+    for table in ("scores", "scores_stash"):
+        # 'none': a starter tag no ImageNet class votes for (sunset), left unscored by a pass without the starter
+        where = (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE s.source IN ('prior', 'none') "
+                 f"AND f.model = ? AND s.tag IN ({marks})")
+        ids = [r[0] for r in lib.catalog.query(f"SELECT DISTINCT s.photo_id {where} ORDER BY s.photo_id",
+                                                (version, *tags))]
+        for k in range(0, len(ids), chunk):
+            part = ids[k:k + chunk]
+            pos = {p: i for i, p in enumerate(part)}
+            P = np.full((len(part), len(tags)), 0.5)
+            have = np.zeros((len(part), len(tags)), dtype=bool)
+            for q in range(0, len(part), 900):
+                sub = part[q:q + 900]
+                for pid, tag, score in lib.catalog.conn.execute(
+                        f"SELECT s.photo_id, s.tag, s.score {where} AND s.photo_id IN ({', '.join('?' * len(sub))})",
+                        (version, *tags, *sub)):
+                    have[pos[pid], col[tag]] = True
+                    if score is not None:
+                        P[pos[pid], col[tag]] = score
+            S = starter.scores(_raw_embeddings(lib, part), _measures(lib, part), P)
+            rows = [(round(float(S[i, j]), 6), starter.version, pid, t) for j, t in enumerate(tags)
+                    for i, pid in enumerate(part) if have[i, j]]
+            with lib.catalog.write() as db:
+                db.executemany(f"UPDATE {table} SET score = ?, source = 'starter', model = ? "
+                               "WHERE photo_id = ? AND tag = ? AND source IN ('prior', 'none')", rows)
+            written += len(rows)
+    return written
 
 
 def _ordered_prefetch(pool, fn, items, ahead: int):
@@ -504,9 +548,8 @@ class _FirstScores:
         self.tags, self.weights, self.starter, self.version = tags, weights, starter, version
         self.covered, self.unscored = set(covered), set(unscored)
         if starter is not None:
-            self._cols = [starter.tags.index(t) for t in covered]
+            self._sub = starter.subset(list(covered))
             self._prior_cols = [tags.index(t) for t in covered]
-            self._out = {t: k for k, t in enumerate(covered)}
 
     def __call__(self, emb16, probs, quality):
         """(N x T scores, source per tag, model per tag) for the pass's tags."""
@@ -516,14 +559,10 @@ class _FirstScores:
         if self.starter is not None and self.covered:
             from .starter import measure_inputs
 
-            st = self.starter
-            sub = type(st)(tags=[st.tags[c] for c in self._cols], weight=st.weight[self._cols],
-                           measure_weight=st.measure_weight[self._cols], prior_weight=st.prior_weight[self._cols],
-                           bias=st.bias[self._cols], backbone=st.backbone, path=st.path)
-            s = sub.scores(emb16.astype(np.float32), measure_inputs(quality), pri[:, self._prior_cols])
+            s = self._sub.scores(emb16.astype(np.float32), measure_inputs(quality), pri[:, self._prior_cols])
             for k, j in enumerate(self._prior_cols):
                 pri[:, j] = s[:, k]
-                sources[j], models[j] = "starter", st.version
+                sources[j], models[j] = "starter", self.starter.version
         for j, t in enumerate(self.tags):
             if t in self.unscored:
                 pri[:, j] = np.nan

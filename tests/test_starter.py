@@ -104,6 +104,19 @@ def test_missing_or_damaged_weights_say_which_file_and_fall_back_to_the_prior(tm
     assert sources["sunset"] == "none" and "sunset" in report.untrained   # no ImageNet class votes for it
     df = decisions(lib).set_index("path")
     assert "cat" in df.loc["photos/chelsea.png"].tags.split(";")
+    # the next pass with the starter there: nothing to decode again, and the prior's scores become the starter's
+    prior_cat = df.loc["photos/chelsea.png", "score:cat"]
+    again = tag_library(lib, model=backbone, progress=False)
+    assert again.tagged == 0 and again.note is None
+    sources = dict(lib.catalog.query("SELECT tag, min(source) FROM scores GROUP BY tag"))
+    assert sources["person"] == sources["cat"] == sources["sunset"] == "starter" and sources["beach"] == "prior"
+    fresh = _library(tmp_path, SAMPLE, ["chelsea.png", "coffee.png"], name="fresh")
+    tag_library(fresh, model=backbone, progress=False)
+    want = decisions(fresh).set_index("path")
+    got = decisions(lib).set_index("path")
+    for t in ("person", "cat", "food", "indoor", "sunset"):
+        assert got[f"score:{t}"].to_numpy() == pytest.approx(want[f"score:{t}"].to_numpy(), abs=1e-4)
+    assert got.loc["photos/chelsea.png", "score:cat"] != prior_cat
 
 
 def test_another_backbone_gets_the_prior_with_one_line():
