@@ -513,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hub-cache", action="store_true", help="load --model from the local hub cache (offline)")
     s.set_defaults(func=_cmd_tag)
 
-    s = sub.add_parser("export-csv", help="one row per photo: path, captured_at, tags, score:<tag>, confidence:<tag>")
+    s = sub.add_parser("export-csv", help="one row per photo: path, captured_at, tags, score:<tag>, confidence:<tag> "
+                                          "(a score is the probability that the photo has the tag)")
     s.add_argument("library")
     s.add_argument("out", metavar="OUT.csv")
     s.set_defaults(func=_cmd_export_csv)

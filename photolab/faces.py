@@ -564,7 +564,7 @@ def _score_counts(lib) -> None:
         # a trained head that took these tags over keeps them
         db.executemany("INSERT INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?) "
                        "ON CONFLICT(photo_id, tag) DO UPDATE SET score = excluded.score, source = excluded.source, "
-                       "model = excluded.model WHERE scores.source != 'head'", rows)
+                       "model = excluded.model WHERE scores.source NOT IN ('head', 'starter')", rows)
 
 
 # -- what goes into the files ---------------------------------------------------------------------

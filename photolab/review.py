@@ -36,7 +36,7 @@ DIVERSE_HEAD = 2000   # the front of the queue (several sittings) is spread over
 
 # -- sample ---------------------------------------------------------------------------------
 def _strata(lib):
-    """Usable photos with features and their stratum: year | top folder | camera | prior's top tag."""
+    """Usable photos with features and their stratum: year | top folder | camera | first-pass top tag."""
     import pandas as pd
 
     usable = ", ".join("?" * len(USABLE))
@@ -45,7 +45,8 @@ def _strata(lib):
         "JOIN features f ON f.photo_id = p.id "
         f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({usable}) ORDER BY p.id", USABLE)
     top = lib.catalog.dataframe(
-        "SELECT photo_id, tag, max(score) AS score FROM scores WHERE source = 'prior' GROUP BY photo_id")
+        "SELECT photo_id, tag, max(score) AS score FROM scores WHERE source IN ('prior', 'starter') "
+        "GROUP BY photo_id")
     best = dict(zip(top["photo_id"], np.where(top["score"] >= 0.5, top["tag"], "none"))) if len(top) else {}
     year = df["captured_at"].fillna("").str[:4].replace("", "undated")
     folder = df["path"].str.split("/").str[0].where(df["path"].str.contains("/"), ".")

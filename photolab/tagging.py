@@ -5,8 +5,13 @@ For each usable photo: decode once at reduced scale (JPEG DCT scaling via
 1280-d embedding (float16), the ImageNet top-5, perceptual hashes (pHash,
 dHash), quality measures and a 256-px thumbnail, and score every taxonomy tag:
 
+- ``starter`` tags (and ``prior`` tags the starter head knows): the starter head
+  shipped with photolab (:mod:`photolab.starter`), trained on real everyday photos,
+  over the embedding, the image measures and the prior; its scores are calibrated
+  probabilities (:data:`SCORE_MEANING`);
 - ``prior`` tags: the 1,000 ImageNet class probabilities mapped to tags through
-  WordNet hypernyms (``photolab/data/imagenet_prior.csv``);
+  WordNet hypernyms (``photolab/data/imagenet_prior.csv``); also every ``starter``
+  tag when the starter head cannot be used (another backbone, a damaged file);
 - ``measure`` tags (quality): from sharpness, exposure and pixel count;
 - ``head`` tags: no score until a head is trained on corrections (stored as NULL,
   shown as "untrained" rather than invented).
@@ -46,6 +51,9 @@ from .taxonomy import Taxonomy, load_taxonomy
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
+SCORE_MEANING = ("A score is photolab's estimate of the probability that the photo has the tag: of the photos "
+                 "scored 0.8 for a tag, about 8 in 10 have it; at or above the tag's threshold (0.5 unless you "
+                 "set it) the photo gets the tag.")
 DECODE_TARGET = 256        # default shorter side to decode to (the pass uses max(model's resize, thumb))
 THUMB_SIZE = 256
 # the 8 rotations and mirrorings of a square, as PIL transposes (None: as it is)
@@ -65,6 +73,8 @@ class TagReport:
     tag_counts: dict[str, int] = field(default_factory=dict)
     untrained: list[str] = field(default_factory=list)
     by_faces: list[str] = field(default_factory=list)
+    by_starter: list[str] = field(default_factory=list)
+    note: str | None = None         # why the starter head was not used, when it was not
 
     @property
     def images_per_second(self) -> float:
@@ -77,6 +87,8 @@ class TagReport:
             s += f"; no score yet for {', '.join(self.untrained)} (train a head on corrections)"
         if self.by_faces:
             s += f"; {', '.join(self.by_faces)} scored by `photolab faces`"
+        if self.note:
+            s += f"; {self.note}"
         return s
 
 
@@ -355,7 +367,11 @@ def set_labels(library, labels, *, who: str = "me") -> int:
 
 
 def export_csv(library, out: str | os.PathLike) -> Path:
-    """Write ``path, captured_at, tags, score:<tag>..., confidence:<tag>...`` — one row per photo."""
+    """Write ``path, captured_at, tags, score:<tag>..., confidence:<tag>...`` — one row per photo.
+
+    A score is photolab's estimate of the probability that the photo has the tag (see
+    :data:`SCORE_MEANING`); ``tags`` holds the tags at or above their thresholds, with a
+    person's labels on top."""
     lib = open_library(library)
     tax = load_taxonomy(lib)
     df = decisions(lib)
@@ -404,7 +420,8 @@ def _second_try(lib, row, prep, error: str):
 
 def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
-                force: bool = False, counts: bool = True) -> TagReport:
+                force: bool = False, counts: bool = True,
+                starter: bool | str | os.PathLike = True) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -418,6 +435,9 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         force: redo photos already done with this model.
         counts: count the library's photos per tag into the report (a watched import, which
             does not show them, leaves this library-wide count out).
+        starter: use the packaged starter head for the tags it knows (``False``: the prior only; a path:
+            those starter weights). With another backbone, or a missing or damaged weights file, the
+            prior scores those tags and the report's ``note`` says why.
     """
     from tqdm.auto import tqdm
 
@@ -432,8 +452,17 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     bb = model or load_backbone(cache_dir=lib.state / "models" / "backbone")
     run = engine(bb, threads=model_threads, runtime=runtime)
     run_id = cat.start_run("tag")
-    prior_tags = tax.by_source("prior")
+    prior_tags = [t for t in tax.names if tax[t].source in ("prior", "starter")]
     weights = prior_matrix(prior_tags)
+    scorer, note = None, None
+    if starter is not False:
+        from .starter import starter_for
+
+        scorer, note = starter_for(bb, None if starter is True else starter)
+    covered = [t for t in prior_tags if scorer is not None and t in scorer.tags]
+    # a starter tag with no starter and no ImageNet class voting for it has no score yet
+    unscored = [t for t in prior_tags if t not in covered and not weights[:, prior_tags.index(t)].any()]
+    score = _FirstScores(prior_tags, weights, scorer, covered, unscored, bb.version)
     quality_tags = tax.by_source("measure")
     head_tags = tax.by_source("head")
     from .backbone import imagenet_classes
@@ -448,7 +477,8 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     total_usable = cat.query(
         f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
         tuple(USABLE))[0][0]
-    report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags), by_faces=tax.by_source("faces"))
+    report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags) + unscored,
+                       by_faces=tax.by_source("faces"), by_starter=covered, note=note)
     thumbs_dir = lib.state / "features" / "thumbs"
     start = time.perf_counter()
 
@@ -478,19 +508,23 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
                 continue
             batch.append((row, prepared))
             if len(batch) >= batch_size:
-                _flush(lib, batch, bb.version, run, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir)
+                _flush(lib, batch, bb.version, run, score, quality_tags, head_tags, classes, thumbs_dir)
                 report.tagged += len(batch)
                 bar.update(len(batch))
                 bar.set_postfix(img_s=f"{report.tagged / (time.perf_counter() - start):.1f}")
                 batch = []
         if batch:
-            _flush(lib, batch, bb.version, run, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir)
+            _flush(lib, batch, bb.version, run, score, quality_tags, head_tags, classes, thumbs_dir)
             report.tagged += len(batch)
             bar.update(len(batch))
         bar.close()
     finally:
         pool.shutdown(cancel_futures=True)
     report.seconds = time.perf_counter() - start
+    if scorer is not None and covered:
+        upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
+        if upgraded:
+            log.info("%d prior scores of photos tagged before the starter head now come from it", upgraded)
     if report.tagged and cat.query("SELECT 1 FROM heads WHERE active = 1"):
         from .train import rescore   # the active trained head scores the newly tagged photos too
 
@@ -502,6 +536,46 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
                             "runtime": run.runtime})
     log.info("tag %s: %s", lib.root, report.summary())
     return report
+
+
+def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) -> int:
+    """Photos a pass scored with the prior before the starter head was there (or used) get the starter's
+    scores for its tags, from their cached features and stored prior scores; rows a trained head set
+    aside (``scores_stash``) too, so a rollback returns the starter's. Returns the rows rewritten."""
+    from .train import _measures, _raw_embeddings
+
+    lib = open_library(library)
+    tags = list(starter.tags)
+    marks = ", ".join("?" * len(tags))
+    col = {t: j for j, t in enumerate(tags)}
+    written = 0
+    for table in ("scores", "scores_stash"):
+        # 'none': a starter tag no ImageNet class votes for (sunset), left unscored by a pass without the starter
+        where = (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE s.source IN ('prior', 'none') "
+                 f"AND f.model = ? AND s.tag IN ({marks})")
+        ids = [r[0] for r in lib.catalog.query(f"SELECT DISTINCT s.photo_id {where} ORDER BY s.photo_id",
+                                                (version, *tags))]
+        for k in range(0, len(ids), chunk):
+            part = ids[k:k + chunk]
+            pos = {p: i for i, p in enumerate(part)}
+            P = np.full((len(part), len(tags)), 0.5)
+            have = np.zeros((len(part), len(tags)), dtype=bool)
+            for q in range(0, len(part), 900):
+                sub = part[q:q + 900]
+                for pid, tag, score in lib.catalog.conn.execute(
+                        f"SELECT s.photo_id, s.tag, s.score {where} AND s.photo_id IN ({', '.join('?' * len(sub))})",
+                        (version, *tags, *sub)):
+                    have[pos[pid], col[tag]] = True
+                    if score is not None:
+                        P[pos[pid], col[tag]] = score
+            S = starter.scores(_raw_embeddings(lib, part), _measures(lib, part), P)
+            rows = [(round(float(S[i, j]), 6), starter.version, pid, t) for j, t in enumerate(tags)
+                    for i, pid in enumerate(part) if have[i, j]]
+            with lib.catalog.write() as db:
+                db.executemany(f"UPDATE {table} SET score = ?, source = 'starter', model = ? "
+                               "WHERE photo_id = ? AND tag = ? AND source IN ('prior', 'none')", rows)
+            written += len(rows)
+    return written
 
 
 def _ordered_prefetch(pool, fn, items, ahead: int):
@@ -521,10 +595,44 @@ def _ordered_prefetch(pool, fn, items, ahead: int):
             pending.append(pool.submit(fn, nxt))
 
 
-def _flush(lib, batch, version, run, weights, prior_tags, quality_tags, head_tags, classes, thumbs_dir):
+class _FirstScores:
+    """The scores before any correction: the starter head for the tags it covers, the prior for the rest."""
+
+    def __init__(self, tags, weights, starter, covered, unscored, version):
+        self.tags, self.weights, self.starter, self.version = tags, weights, starter, version
+        self.covered, self.unscored = set(covered), set(unscored)
+        if starter is not None:
+            self._sub = starter.subset(list(covered))
+            self._prior_cols = [tags.index(t) for t in covered]
+
+    def __call__(self, emb16, probs, quality):
+        """(N x T scores, source per tag, model per tag) for the pass's tags."""
+        pri = prior_scores(probs, self.weights).astype(np.float64)
+        sources = ["prior"] * len(self.tags)
+        models = [self.version] * len(self.tags)
+        if self.starter is not None and self.covered:
+            from .starter import measure_inputs
+
+            s = self._sub.scores(emb16.astype(np.float32), measure_inputs(quality), pri[:, self._prior_cols])
+            for k, j in enumerate(self._prior_cols):
+                pri[:, j] = s[:, k]
+                sources[j], models[j] = "starter", self.starter.version
+        for j, t in enumerate(self.tags):
+            if t in self.unscored:
+                pri[:, j] = np.nan
+                sources[j] = "none"
+        return pri, sources, models
+
+
+def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, thumbs_dir):
+    from .starter import QUALITY
+
     x = np.stack([p[0] for _, p in batch])
     emb, probs = run(x)
-    pri = prior_scores(probs, weights)
+    emb16 = emb.astype(np.float16)   # what the catalog keeps, so the scores equal a later rescoring's
+    quality = np.array([[p[2][k] for k in QUALITY] for _, p in batch], dtype=np.float64)
+    pri, sources, models = score(emb16, probs, quality)
+    prior_tags = score.tags
     now = utcnow()
     feature_rows, score_rows = [], []
     for i, (row, (_, hashes, q, thumb)) in enumerate(batch):
@@ -537,11 +645,12 @@ def _flush(lib, batch, version, run, weights, prior_tags, quality_tags, head_tag
         os.replace(tmp, tpath)
         top = np.argsort(-probs[i])[:5]
         top5 = json.dumps([[classes[j], round(float(probs[i, j]), 5)] for j in top])
-        feature_rows.append((pid, version, row["sha256"], emb[i].astype(np.float16).tobytes(), top5, hashes[0],
+        feature_rows.append((pid, version, row["sha256"], emb16[i].tobytes(), top5, hashes[0],
                              hashes[1], hashes[2], hashes[3], q["sharpness"], q["brightness"], q["dark_frac"], q["clipped_frac"],
                              q["colorfulness"], rel_thumb, now))
         for j, tag in enumerate(prior_tags):
-            score_rows.append((pid, tag, float(pri[i, j]), "prior", version))
+            value = None if np.isnan(pri[i, j]) else round(float(pri[i, j]), 6)
+            score_rows.append((pid, tag, value, sources[j], models[j]))
         qs = quality_scores(q, row["width"], row["height"])
         for tag in quality_tags:
             if tag in qs:

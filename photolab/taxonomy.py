@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import PhotolabError
 
 CATEGORIES = ("people", "places", "events", "objects", "quality")
-SOURCES = ("prior", "measure", "faces", "head")
+SOURCES = ("prior", "starter", "measure", "faces", "head")
 TAXONOMY_FILE = "taxonomy.txt"
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,39}$")
 

@@ -7,8 +7,12 @@ an ImageNet embedding mostly drops, so "black and white" or "blurry" are
 learnable too), trained on the cached features: binary
 cross-entropy with per-tag class balance and an L2 penalty, run to convergence.
 It learns tags the ImageNet prior cannot score (birthday, wedding, your dog's
-name) from a handful of examples, and replaces the prior on tags where it does
-better.
+name) from a handful of examples, and replaces the starter head or the prior on
+tags where it does better. Where the starter head (:mod:`photolab.starter`)
+scores a tag, training starts from the starter's weights for it and the L2
+penalty pulls toward them rather than toward zero, and the starter's scores are
+the baseline the new head must beat: a few corrections adjust what the starter
+knows and never throw it away.
 
 Training data: every labeled example (:mod:`photolab.review` corrections and
 confirmations), and photos whose metadata carry taxonomy keywords another app
@@ -188,9 +192,13 @@ L2 = 0.01   # on the standardized embedding weights; chosen by cross-validation 
 
 
 def _fit(X: np.ndarray, M: np.ndarray, Y: np.ndarray, arch: str, *, l2: float = L2, max_iter: int = 300,
-         seed: int = 0):
+         seed: int = 0, start=None):
     """Train a head to convergence (L-BFGS, full batch) on the masked, class-balanced binary cross-entropy
     with an L2 penalty; returns (W T x D, Wm T x 5, b T) that take raw embeddings and measures.
+
+    ``start``: (W0, Wm0, b0) in the same form (the starter head's weights, zero rows for tags it does
+    not know): training starts there and the L2 penalty pulls toward them instead of toward zero, so a
+    few corrections adjust what the starter knows rather than throw it away.
 
     (Measured on the labeled photos: early-stopped Adam left the small measure term untrained and
     reached AP 0.55 for black-and-white; the regularised optimum reaches 0.96.)"""
@@ -210,10 +218,18 @@ def _fit(X: np.ndarray, M: np.ndarray, Y: np.ndarray, arch: str, *, l2: float = 
     pos_weight = (neg / pos.clamp(min=1)).clamp(1.0, 50.0)   # class balance per tag
     count = mask.sum(0).clamp(min=1)
     head = _new_head(arch, t, d, M.shape[1])
+    W0s = torch.zeros((t, d))
+    Wm0s = torch.zeros((t, M.shape[1]))
+    b0 = torch.zeros(t)
+    if start is not None:   # the same weights over standardized inputs
+        W0, Wm0, sb0 = (np.asarray(a, dtype=np.float64) for a in start)
+        W0s = torch.from_numpy((W0 * std[None, :]).astype(np.float32))
+        Wm0s = torch.from_numpy((Wm0 * mstd[None, :]).astype(np.float32))
+        b0 = torch.from_numpy((sb0 + W0 @ mean + Wm0 @ mmean).astype(np.float32))
     with torch.no_grad():
-        head.classifier.weight.zero_()
-        head.classifier.bias.zero_()
-        head.measures.weight.zero_()
+        head.classifier.weight.copy_(W0s)
+        head.classifier.bias.copy_(b0)
+        head.measures.weight.copy_(Wm0s)
     lossf = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
     opt = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=max_iter, history_size=20,
                             line_search_fn="strong_wolfe")
@@ -221,7 +237,7 @@ def _fit(X: np.ndarray, M: np.ndarray, Y: np.ndarray, arch: str, *, l2: float = 
     def closure():
         opt.zero_grad()
         loss = ((lossf(head(Xs, Ms), Yt) * mask).sum(0) / count).sum() \
-            + l2 * (head.classifier.weight ** 2).sum() + 1e-3 * (head.measures.weight ** 2).sum()
+            + l2 * ((head.classifier.weight - W0s) ** 2).sum() + 1e-3 * ((head.measures.weight - Wm0s) ** 2).sum()
         loss.backward()
         return loss
 
@@ -230,6 +246,32 @@ def _fit(X: np.ndarray, M: np.ndarray, Y: np.ndarray, arch: str, *, l2: float = 
     Wm = head.measures.weight.detach().numpy().astype(np.float32) / mstd[None, :]
     b = head.classifier.bias.detach().numpy().astype(np.float32) - W @ mean - Wm @ mmean
     return W, Wm, b
+
+
+def _starter_start(lib, tags: list[str], dim: int):
+    """(W0, Wm0, b0) from the starter head for the tags it scores in this library (zero rows for the
+    others), or None when it cannot be used with these features (another backbone, a damaged file)."""
+    from .starter import StarterError, load_starter
+
+    row = lib.catalog.query("SELECT model FROM features LIMIT 1")
+    try:
+        st = load_starter()
+    except StarterError as exc:
+        log.warning("%s", exc)
+        return None
+    if not row or row[0][0] != st.backbone or st.weight.shape[1] != dim:
+        return None
+    scored = {r[0] for r in lib.catalog.query(
+        "SELECT DISTINCT tag FROM scores WHERE source = 'starter' UNION "
+        "SELECT DISTINCT tag FROM scores_stash WHERE source = 'starter'")}
+    W0 = np.zeros((len(tags), dim), np.float32)
+    Wm0 = np.zeros((len(tags), 5), np.float32)
+    b0 = np.zeros(len(tags), np.float32)
+    for j, t in enumerate(tags):
+        if t in st.tags and t in scored:
+            k = st.tags.index(t)
+            W0[j], Wm0[j], b0[j] = st.weight[k], st.measure_weight[k], st.bias[k]
+    return (W0, Wm0, b0) if b0.any() or W0.any() else None
 
 
 def _predict(X: np.ndarray, M: np.ndarray, W: np.ndarray, Wm: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -281,16 +323,17 @@ def train(library, *, force: bool = False, use_metadata: bool = True, seed: int 
                       f"photos with it and {MIN_NEGATIVES} without)")
         return report
     arch = _arch(lib)
+    begin = _starter_start(lib, tags, X.shape[1])   # the starter's weights: where training starts
     oof = np.full(Y.shape, np.nan)
     k = min(folds, len(ids))
     from tqdm.auto import tqdm
 
     with tqdm(total=k + 1, desc="train (folds, then all)", unit="fit", disable=not progress) as bar:
         for tr, te in KFold(k, shuffle=True, random_state=seed).split(X):
-            W, Wm, b = _fit(X[tr], M[tr], Y[tr], arch, seed=seed)
+            W, Wm, b = _fit(X[tr], M[tr], Y[tr], arch, seed=seed, start=begin)
             oof[te] = _predict(X[te], M[te], W, Wm, b)
             bar.update()
-        W, Wm, b = _fit(X, M, Y, arch, seed=seed)
+        W, Wm, b = _fit(X, M, Y, arch, seed=seed, start=begin)
         bar.update()
     base = _baseline_scores(lib, ids, tags)
     rows = []

@@ -20,6 +20,9 @@ def tagged_template(tmp_path_factory):
     root = tmp_path_factory.mktemp("review") / "Photos"
     shutil.copytree(SAMPLE, root / "camera", ignore=shutil.ignore_patterns("*.md"))
     lib = photolab.init_library(root)
+    # a library made before low_resolution left the default taxonomy keeps its own tag list, and it works
+    tax = photolab.load_taxonomy(lib).path
+    tax.write_text(tax.read_text() + "quality  low_resolution  measure  small, low res, thumbnail\n")
     photolab.index_library(lib, progress=False)
     photolab.tag_library(lib, progress=False)
     lib.close()

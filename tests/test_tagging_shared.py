@@ -1,4 +1,4 @@
-"""The prior on real labeled photos: a wrong mapping or preprocessing shows up here."""
+"""The prior and the starter head on real labeled photos: a wrong mapping or preprocessing shows up here."""
 
 import re
 import subprocess
@@ -19,7 +19,10 @@ def test_prior_reaches_high_average_precision_on_labeled(shared_data, tmp_path):
         capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     print(proc.stdout)
-    macro = float(re.search(r"macro average precision: ([0-9.]+)", proc.stdout).group(1))
-    assert macro >= 0.97, proc.stdout
-    per_tag = dict(re.findall(r"^(\w+)\s+\d+\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9.]+)\s+prior", proc.stdout, re.M))
-    assert float(per_tag["dog"]) > 0.98 and float(per_tag["bird"]) > 0.98
+    macro, prior = map(float, re.search(r"macro average precision: ([0-9.]+) over \d+ tags \(prior alone: ([0-9.]+)\)",
+                                        proc.stdout).groups())
+    assert prior >= 0.97 and macro >= 0.95, proc.stdout   # the starter head keeps ImageNet-style photos right
+    # tag pos neg thr prec recall F1 AP  prior p.prec p.rec source
+    per_tag = {m[0]: (float(m[1]), float(m[2])) for m in re.findall(
+        r"^(\w+)\s+\d+\s+\d+\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9.]+)\s+([0-9.]+)", proc.stdout, re.M)}
+    assert per_tag["dog"][0] > 0.98 and per_tag["bird"][0] > 0.98 and per_tag["dog"][1] > 0.98

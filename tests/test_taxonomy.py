@@ -14,7 +14,8 @@ def test_default_taxonomy_is_sensible():
     assert tax.resolve("bday") == "birthday"
     assert tax.resolve("  BDay ") == "birthday"
     assert tax.resolve("Birthday   Party") == "birthday"
-    assert tax.resolve("low res") == "low_resolution"
+    assert tax.resolve("sunsets") == "sunset" and tax["sunset"].source == "starter"
+    assert "low_resolution" not in tax.names   # a pixel count, which a find query expresses
     assert tax.resolve("unknown thing") is None
     assert "birthday" in tax.complete("bi")
 

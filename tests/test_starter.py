@@ -1,0 +1,163 @@
+"""The starter head: shipped weights load offline, reproduce their stored val scores through a real
+pass, bad weights fall back to the prior with a clear line, and corrections start from it."""
+
+import csv
+import hashlib
+import json
+import shutil
+import socket
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import photolab
+from photolab.backbone import load_backbone, packaged_weights
+from photolab.starter import StarterError, default_path, load_starter, starter_for
+from photolab.tagging import decisions, tag_library
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    return load_backbone(cache_dir=tmp_path_factory.mktemp("models"))
+
+
+def _library(tmp_path, src_dir, files, name="lib"):
+    lib = photolab.init_library(tmp_path / name)
+    dest = lib.root / "photos"
+    dest.mkdir()
+    for f in files:
+        shutil.copy(src_dir / f, dest / f)
+        (dest / f).chmod(0o644)
+    photolab.index_library(lib, progress=False)
+    return lib
+
+
+def test_provenance_names_sources_backbone_and_figures():
+    st = load_starter()
+    prov = st.provenance()
+    assert prov["tags"] == st.tags and "sunset" in st.tags and "person" in st.tags
+    assert prov["backbone"]["weights_sha256"] == hashlib.sha256(packaged_weights().read_bytes()).hexdigest()
+    assert prov["weights_sha256"] == hashlib.sha256(default_path().read_bytes()).hexdigest()
+    assert {"voc", "intel", "miml", "sun", "openimages", "cocomini", "cocotiny"} <= set(prov["data_sources"])
+    for t in st.tags:   # shipped only where it is at least as good as the prior on val
+        m = prov["val"][t]
+        assert m["prior_ap"] is None or m["val_ap"] >= m["prior_ap"]
+    assert prov["val_macro"]["ap_tags_with_10_positives"] >= 0.88
+
+
+def test_starter_reproduces_its_stored_val_scores_offline(shared_data, tmp_path, backbone):
+    prov = load_starter().provenance()
+    files = prov["check"]["files"]
+    lib = _library(tmp_path, shared_data / "everyday" / "images", files)
+    opened = []
+    real_connect = socket.socket.connect
+
+    def refuse(self, address):
+        opened.append(address)
+        raise OSError("photolab must not open network connections")
+
+    socket.socket.connect = refuse
+    try:
+        report = tag_library(lib, model=backbone, progress=False)
+    finally:
+        socket.socket.connect = real_connect
+    assert opened == [] and report.note is None and report.tagged == len(files)
+    assert set(report.by_starter) == set(prov["tags"])
+    df = decisions(lib)
+    df["file"] = df.path.str.split("/").str[-1]
+    df = df.set_index("file").loc[files]
+    got = df[[f"score:{t}" for t in prov["tags"]]].to_numpy(dtype=float)
+    want = np.array(prov["check"]["scores"])
+    assert np.abs(got - want).max() < 2e-3
+    sources = dict(lib.catalog.query("SELECT tag, min(source) FROM scores GROUP BY tag"))
+    assert sources["person"] == sources["sunset"] == "starter" and sources["beach"] == "prior"
+    # the stored figures on the subset: AP per tag from these scores equals the one from the stored scores
+    from sklearn.metrics import average_precision_score
+
+    with open(shared_data / "everyday" / "labels.csv", newline="") as fh:
+        rows = {r["file"]: r for r in csv.DictReader(fh)}
+    j = prov["tags"].index("landscape")
+    known = [i for i, f in enumerate(files) if "landscape" in rows[f]["known"].split(";")]
+    y = np.array([("landscape" in rows[files[i]]["tags"].split(";")) for i in known])
+    if 0 < y.sum() < len(y):
+        assert average_precision_score(y, got[known, j]) == pytest.approx(
+            average_precision_score(y, want[known, j]), abs=1e-6)
+
+
+def test_missing_or_damaged_weights_say_which_file_and_fall_back_to_the_prior(tmp_path, backbone):
+    from conftest import SAMPLE
+
+    with pytest.raises(StarterError, match="nope.safetensors.*not found"):
+        load_starter(tmp_path / "nope.safetensors")
+    bad = tmp_path / "starter_head.safetensors"
+    bad.write_bytes(default_path().read_bytes()[:5000])   # a truncated copy
+    with pytest.raises(StarterError, match=f"{bad}.*damaged"):
+        load_starter(bad)
+    lib = _library(tmp_path, SAMPLE, ["chelsea.png", "coffee.png"])
+    report = tag_library(lib, model=backbone, progress=False, starter=bad)
+    assert str(bad) in report.note and "prior" in report.note and str(bad) in report.summary()
+    sources = dict(lib.catalog.query("SELECT tag, min(source) FROM scores GROUP BY tag"))
+    assert sources["person"] == sources["cat"] == "prior"
+    assert sources["sunset"] == "none" and "sunset" in report.untrained   # no ImageNet class votes for it
+    df = decisions(lib).set_index("path")
+    assert "cat" in df.loc["photos/chelsea.png"].tags.split(";")
+    # the next pass with the starter there: nothing to decode again, and the prior's scores become the starter's
+    prior_cat = df.loc["photos/chelsea.png", "score:cat"]
+    again = tag_library(lib, model=backbone, progress=False)
+    assert again.tagged == 0 and again.note is None
+    sources = dict(lib.catalog.query("SELECT tag, min(source) FROM scores GROUP BY tag"))
+    assert sources["person"] == sources["cat"] == sources["sunset"] == "starter" and sources["beach"] == "prior"
+    fresh = _library(tmp_path, SAMPLE, ["chelsea.png", "coffee.png"], name="fresh")
+    tag_library(fresh, model=backbone, progress=False)
+    want = decisions(fresh).set_index("path")
+    got = decisions(lib).set_index("path")
+    for t in ("person", "cat", "food", "indoor", "sunset"):
+        assert got[f"score:{t}"].to_numpy() == pytest.approx(want[f"score:{t}"].to_numpy(), abs=1e-4)
+    assert got.loc["photos/chelsea.png", "score:cat"] != prior_cat
+
+
+def test_another_backbone_gets_the_prior_with_one_line():
+    other = SimpleNamespace(version="tf_efficientnet_lite0:0123456789ab", num_features=1280)
+    st, note = starter_for(other)
+    assert st is None and "trained on" in note and "0123456789ab" in note and "\n" not in note
+    assert starter_for(SimpleNamespace(version=load_starter().backbone, num_features=1280))[0] is not None
+
+
+def test_twenty_corrections_do_not_end_worse_than_the_starter(shared_data, tmp_path, backbone):
+    """A person corrects `person` on 20 real everyday photos: the tag must score the other photos at
+    least as well as the starter alone."""
+    from sklearn.metrics import average_precision_score
+
+    from photolab.tagging import set_labels
+    from photolab.train import train
+
+    with open(shared_data / "everyday" / "labels.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "val" and "person" in r["known"].split(";")
+                and r["source"] in ("voc", "cocomini", "cocotiny")]
+    rng = np.random.default_rng(7)
+    pick = [rows[i] for i in sorted(rng.choice(len(rows), 60, replace=False))]
+    lib = _library(tmp_path, shared_data / "everyday" / "images", [r["file"] for r in pick])
+    tag_library(lib, model=backbone, progress=False)
+    ids = {p.split("/")[-1]: i for i, p in lib.catalog.query("SELECT id, path FROM photos")}
+    truth = {r["file"]: int("person" in r["tags"].split(";")) for r in pick}
+    # 10 photos with people and 10 without: enough on both sides for a head to take over the tag
+    corrected = [f for f in truth if truth[f]][:10] + [f for f in truth if not truth[f]][:10]
+    held = [f for f in truth if f not in corrected]
+
+    def scores():
+        got = dict(lib.catalog.query("SELECT photo_id, score FROM scores WHERE tag = 'person'"))
+        return np.array([got[ids[f]] for f in held])
+
+    before = scores()
+    set_labels(lib, [(ids[f], "person", truth[f]) for f in corrected])
+    report = train(lib)
+    after = scores()
+    y = np.array([truth[f] for f in held])
+    ap_before, ap_after = average_precision_score(y, before), average_precision_score(y, after)
+    print(f"person AP on {len(held)} other photos: starter {ap_before:.3f}, after 20 corrections {ap_after:.3f} "
+          f"({report.summary()})")
+    assert report.version is not None
+    assert ap_after >= ap_before - 1e-9, (ap_before, ap_after, report.why)
