@@ -17,10 +17,10 @@ import traitlets
 
 from . import dedupe, review
 from .library import open_library
+from .tagging import SCORE_MEANING
 from .taxonomy import load_taxonomy
 
 THUMB = 220
-SCORE_MEANING = "A score is the estimated probability that the tag applies; the threshold turns it into a tag."
 
 
 def _thumb_bytes(path: str | None, fallback: Path, size: int = THUMB) -> bytes:
