@@ -10,7 +10,7 @@ person's labels on top), people from named faces (and confident suggestions),
 places at any level, events, camera, capture date, rating, kind, format and
 status from the catalog; things from the cached class probabilities
 (:mod:`photolab.things`); ``like:`` from the cached unit embeddings dedupe keeps
-(``.photolab/features/dedupe-features.npz``). Results are ranked by the mean of
+(``.photolab/features/``, named by ``dedupe-features.json``). Results are ranked by the mean of
 the matched scores (terms without one count as nothing), then by capture time.
 
 ``link_into`` makes an album folder of links to the results (hard links on the same
@@ -43,7 +43,6 @@ LIKE_MIN = 0.1             # ... with at least this cosine similarity
 LIKE_SHORTLIST = 4000      # above this many photos, exact cosines only for the nearest in the PCA projection
 RESULT_COLUMNS = ["photo_id", "path", "why", "score", "captured_at"]
 ALBUM_MANIFEST = ".photolab-album.json"
-LIKE_STATE = "find-like.json"   # under .photolab/features/: when dedupe's cache was last checked in full
 
 
 class AlbumError(PhotolabError, RuntimeError):
@@ -499,7 +498,7 @@ def like(library, photo_id: int, *, k: int = LIKE_K) -> tuple[np.ndarray, np.nda
     k = min(k, len(ids) - 1)
     if k <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    q = emb[pos].astype(np.float32)
+    q = emb[[pos]][0].astype(np.float32)
     if low is not None and len(ids) > LIKE_SHORTLIST:
         # a large library: a shortlist from dedupe's PCA projection, then exact cosines over it
         rough = low @ low[pos]
@@ -521,13 +520,9 @@ def like(library, photo_id: int, *, k: int = LIKE_K) -> tuple[np.ndarray, np.nda
 
 def unit_embeddings(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(photo ids, unit float16 embeddings, their PCA projection or None) from dedupe's feature cache,
-    brought up to date by dedupe when stale (dedupe projects libraries above 5,000 photos).
-
-    Only the ``ids``, ``stamps``, ``emb`` and ``low`` members of the cache are read. Checking its stamps against
-    the catalog reads the whole features table (a second at 100,000 photos), so a check that passed is
-    remembered (``.photolab/features/find-like.json``: the tagging pass and the cache file it held for)
-    and done again only when a tagging pass has run or the cache file changed since; within one process
-    the arrays are kept until anyone commits to the catalog."""
+    brought up to date by dedupe when stale (dedupe projects libraries above 5,000 photos; it reads only
+    the catalog's feature stamps and the rows newer than its cache). Within one process the arrays are
+    kept until anyone commits to the catalog."""
     cat = lib.catalog
     change = store.change_stamp(cat.conn)
     memo = getattr(cat, "_find_like", None)
@@ -538,55 +533,14 @@ def unit_embeddings(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return out
 
 
-def _unit_embeddings(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    import zlib
-
+def _unit_embeddings(lib) -> tuple[np.ndarray, object, np.ndarray | None]:
+    """dedupe's feature cache, brought up to date (it reads only rows newer than the cache): the ids, the
+    unit float16 embeddings as a row view over its memory-mapped matrix, and the PCA projection."""
     from . import dedupe
 
-    path = lib.state / "features" / dedupe.CACHE_FILE
-    side = lib.state / "features" / LIKE_STATE
-    run = store.last_tag_run(lib.catalog.conn)
-    done = run[0] if run is not None and run[1] else -1
-
-    def file_key():
-        st = path.stat()
-        return [done, st.st_mtime_ns, st.st_size]
-
-    if done >= 0 and path.is_file() and side.is_file():
-        try:
-            if json.loads(side.read_text())["checked"] == file_key():
-                with np.load(path) as z:
-                    if int(z["version"]) == dedupe.CACHE_VERSION:
-                        return z["ids"], z["emb"], _low(z)
-        except Exception as exc:   # noqa: BLE001 - only a cache: checked in full below
-            log.warning("%s: unreadable (%s); checking the cache in full", side, exc)
-    stamps = store.feature_stamps(lib.catalog.conn)
-    ids = np.array([r[0] for r in stamps], dtype=np.int64)
-    st = np.array([zlib.crc32(r[1].encode()) for r in stamps], dtype=np.uint32)
-    out = None
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                if int(z["version"]) == dedupe.CACHE_VERSION and np.array_equal(z["ids"], ids) \
-                        and np.array_equal(z["stamps"], st):
-                    out = (ids, z["emb"], _low(z))
-        except Exception as exc:   # noqa: BLE001 - only a cache: dedupe rebuilds it
-            log.warning("%s: unreadable (%s); rebuilding", path, exc)
-    if out is None:
-        m = dedupe._feature_matrix(lib, save=True)
-        out = (m["ids"], m["emb"], m["low"])
-    if done >= 0 and path.is_file():
-        try:
-            tmp = side.with_name(side.name + f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"checked": file_key()}))
-            os.replace(tmp, side)
-        except OSError as exc:
-            log.warning("%s: cannot write (%s)", side, exc)
-    return out
-
-
-def _low(z):
-    return z["low"] if "low" in z.files and len(z["low"]) == len(z["ids"]) else None
+    m = dedupe._feature_matrix(lib, save=True)
+    low = m["low"]
+    return np.asarray(m["ids"]), m["emb"], (None if low is None else low[:])
 
 
 # -- albums -----------------------------------------------------------------------------------------
