@@ -41,7 +41,7 @@ def test_find_box_and_thumbnail_grid_in_a_real_browser(lab, tmp_path):  # noqa: 
             page.click("li.lm-Menu-item:has-text('Run All Cells')")
 
         run_all()
-        finished = ("() => { const c = document.querySelectorAll('.jp-Cell'); const last = c[c.length - 1];"
+        finished = ("() => { const c = document.querySelectorAll('.jp-CodeCell'); const last = c[c.length - 1];"
                     " return last && last.querySelector('.jp-OutputArea-output') !== null; }")
         started = "() => [...document.querySelectorAll('.jp-InputPrompt')].some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"
         failed = ("() => [...document.querySelectorAll('[data-mime-type=\"application/vnd.jupyter.stderr\"]')]"
