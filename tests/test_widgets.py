@@ -61,7 +61,9 @@ def test_grid_keys_arrive_as_messages_and_the_script_ignores_text_boxes(lib):
     grid._keys_widget._handle_custom_msg({"key": "a"}, [])
     assert not set(page) & set(grid.queue)
     assert 'closest("input, textarea, select' in KEY_JS and "document.addEventListener" not in KEY_JS
-    assert "estimated probability" in grid.children[1].value
+    from photolab.tagging import SCORE_MEANING
+
+    assert SCORE_MEANING in grid.children[1].value   # the grid says what a score means
 
 
 def test_pictures_from_a_real_library(lib):
