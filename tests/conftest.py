@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import stat
 from pathlib import Path
 
@@ -12,6 +14,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
 SHARED = Path(os.environ.get("PHOTOLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@contextlib.contextmanager
+def refused_connections():
+    """Refuse every socket connection while the block runs; yields the addresses that were tried."""
+    opened: list = []
+    real_connect = socket.socket.connect
+
+    def refuse(self, address):
+        opened.append(address)
+        raise OSError("photolab must not open network connections")
+
+    socket.socket.connect = refuse
+    try:
+        yield opened
+    finally:
+        socket.socket.connect = real_connect
 
 
 def copy_tree(src: Path, dest: Path) -> Path:

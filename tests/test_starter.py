@@ -5,11 +5,11 @@ import csv
 import hashlib
 import json
 import shutil
-import socket
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import refused_connections
 
 import photolab
 from photolab.backbone import load_backbone, packaged_weights
@@ -52,18 +52,8 @@ def test_starter_reproduces_its_stored_val_scores_offline(shared_data, tmp_path,
     prov = load_starter().provenance()
     files = prov["check"]["files"]
     lib = _library(tmp_path, shared_data / "everyday" / "images", files)
-    opened = []
-    real_connect = socket.socket.connect
-
-    def refuse(self, address):
-        opened.append(address)
-        raise OSError("photolab must not open network connections")
-
-    socket.socket.connect = refuse
-    try:
+    with refused_connections() as opened:
         report = tag_library(lib, model=backbone, progress=False)
-    finally:
-        socket.socket.connect = real_connect
     assert opened == [] and report.note is None and report.tagged == len(files)
     assert set(report.by_starter) == set(prov["tags"])
     df = decisions(lib)

@@ -1,11 +1,11 @@
 """The labeling pass with the real packaged model on the real sample photos."""
 
 import csv
-import socket
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import refused_connections
 from PIL import Image, ImageFilter
 
 import photolab
@@ -31,18 +31,8 @@ def tagged(tmp_path_factory, backbone):
     lib = photolab.init_library(root / "lib")
     photolab.gather([src], lib, progress=False)
     photolab.index_library(lib, progress=False)
-    opened = []
-    real_connect = socket.socket.connect
-
-    def refuse(self, address):
-        opened.append(address)
-        raise OSError("photolab must not open network connections")
-
-    socket.socket.connect = refuse
-    try:
+    with refused_connections() as opened:
         report = tag_library(lib, model=backbone, progress=False)
-    finally:
-        socket.socket.connect = real_connect
     assert opened == [], f"network connections attempted: {opened}"
     return lib, report
 
