@@ -43,7 +43,8 @@ def build(lib, n: int, labeled: int, rng) -> None:
         photos.append((pid, f"p/{pid // 1000:03d}/IMG_{pid:06d}.jpg", "photo", 1, 0, f"{pid:064x}", "JPEG", 4000, 3000,
                        "ok", now))
         feats.append((pid, "tf_efficientnet_lite0:synthetic", f"{pid:064x}", e.astype(np.float16).tobytes(), "[]",
-                      float(rng.random() * 0.01), float(rng.random()), 0.01, 0.01, float(rng.random() * 80), now))
+                      float(rng.random() * 0.01), float(rng.random()), 0.01, 0.01, float(rng.random() * 80),
+                      *(float(v) for v in rng.random(6) * 0.5), now))
         if k < labeled:
             truth = {t for t, h in zip(TAGS, has) if h}
             labels += [(pid, t, int(t in truth), "bench", now) for t in tax]
@@ -51,7 +52,8 @@ def build(lib, n: int, labeled: int, rng) -> None:
         db.executemany("INSERT INTO photos(id, path, kind, size, mtime_ns, sha256, format, width, height, status, "
                        "indexed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", photos)
         db.executemany("INSERT INTO features(photo_id, model, sha256, embedding, top5, sharpness, brightness, dark_frac, "
-                       "clipped_frac, colorfulness, computed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", feats)
+                       "clipped_frac, colorfulness, warm_frac, warm_top_frac, blue_frac, blue_top_frac, saturation, "
+                       "top_lift, computed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", feats)
         db.executemany("INSERT INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)", labels)
 
 

@@ -300,6 +300,15 @@ MIGRATIONS: list[str] = [
         at          TEXT NOT NULL
     );
     """,
+    # 7 -> 8: colour measures (tagging.color_measures): where the warm and the blue light is, for sunset
+    """
+    ALTER TABLE features ADD COLUMN warm_frac REAL;      -- NULL on features made before: taken from the thumbnail
+    ALTER TABLE features ADD COLUMN warm_top_frac REAL;
+    ALTER TABLE features ADD COLUMN blue_frac REAL;
+    ALTER TABLE features ADD COLUMN blue_top_frac REAL;
+    ALTER TABLE features ADD COLUMN saturation REAL;
+    ALTER TABLE features ADD COLUMN top_lift REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,7 +33,10 @@ from .errors import PhotolabError
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "starter_head.safetensors"
-QUALITY = ("sharpness", "brightness", "dark_frac", "clipped_frac", "colorfulness")   # the measures, in order
+BASE_MEASURES = ("sharpness", "brightness", "dark_frac", "clipped_frac", "colorfulness")
+# where the warm and the blue light is (photolab.tagging.color_measures): sunset, golden hour, grey skies
+COLOR_MEASURES = ("warm_frac", "warm_top_frac", "blue_frac", "blue_top_frac", "saturation", "top_lift")
+QUALITY = BASE_MEASURES + COLOR_MEASURES   # the image measures the heads take, in order
 PROVENANCE_FILE = "starter_head.json"
 # the tags the everyday photos carry (everyday/README.md), in the default taxonomy's order
 _EVERYDAY_TAGS = ("person", "beach", "mountain", "landscape", "city", "indoor", "dog", "cat", "bird", "horse",
@@ -50,9 +53,9 @@ def starter_tags() -> list[str]:
 
 
 def measure_inputs(quality) -> np.ndarray:
-    """The image measures as the heads take them, from raw ``sharpness, brightness, dark_frac,
-    clipped_frac, colorfulness`` (N x 5): sharpness and colorfulness on a log scale."""
-    m = np.asarray(quality, dtype=np.float32).reshape(-1, 5).copy()
+    """The image measures as the heads take them, from the raw :data:`QUALITY` values (N x 11):
+    sharpness and colorfulness on a log scale, the colour measures as they are."""
+    m = np.asarray(quality, dtype=np.float32).reshape(-1, len(QUALITY)).copy()
     m[:, 0] = np.log1p(1000 * m[:, 0])   # sharpness spans orders of magnitude
     m[:, 4] = np.log1p(m[:, 4])
     return m
@@ -123,7 +126,7 @@ def load_starter(path: str | Path | None = None) -> Starter:
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
         raise StarterError(f"{p}: starter head weights are damaged ({type(exc).__name__}: {exc}); {fix}") from exc
     t = len(st.tags)
-    if not (st.weight.ndim == 2 and st.weight.shape[0] == t and st.measure_weight.shape == (t, 5)
+    if not (st.weight.ndim == 2 and st.weight.shape[0] == t and st.measure_weight.shape == (t, len(QUALITY))
             and st.prior_weight.shape == (t,) and st.bias.shape == (t,)) or not all(
             np.isfinite(a).all() for a in (st.weight, st.measure_weight, st.prior_weight, st.bias)):
         raise StarterError(f"{p}: starter head weights are damaged (shapes or values do not fit its {t} tags); {fix}")

@@ -46,6 +46,7 @@ import numpy as np
 from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
+from .starter import COLOR_MEASURES
 from .taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,30 @@ def colorfulness(rgb) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
+def color_measures(rgb) -> dict:
+    """Where the warm and the blue light is, on a 64-px copy of an RGB image: what tells a sunset or a
+    golden-hour sky from a grey or blue one, which an ImageNet embedding mostly leaves out.
+
+    ``warm_frac`` / ``warm_top_frac``: share of pixels (whole image / upper half) that are red, orange
+    or yellow, saturated (> 0.3) and lit (> 0.25); ``blue_frac`` / ``blue_top_frac``: share that is
+    cyan to blue (saturation > 0.2); ``saturation``: mean HSV saturation; ``top_lift``: mean value of
+    the upper half less the lower half's (a bright sky over a dark foreground).
+    """
+    from PIL import Image
+
+    small = rgb.convert("RGB")
+    small.thumbnail((64, 64), Image.BILINEAR)
+    hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 255.0
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    warm = ((h < 0.125) | (h > 0.92)) & (s > 0.3) & (v > 0.25)
+    blue = (h > 0.5) & (h < 0.72) & (s > 0.2)
+    half = max(1, hsv.shape[0] // 2)
+    lower = v[half:] if v.shape[0] > half else v
+    return {"warm_frac": float(warm.mean()), "warm_top_frac": float(warm[:half].mean()),
+            "blue_frac": float(blue.mean()), "blue_top_frac": float(blue[:half].mean()),
+            "saturation": float(s.mean()), "top_lift": float(v[:half].mean() - lower.mean())}
+
+
 def _logistic(x: float, center: float, width: float) -> float:
     return 1.0 / (1.0 + math.exp(-(x - center) / width))
 
@@ -226,6 +251,7 @@ def _prepare(path: Path, kind: str, input_size: int, crop_pct: float, mean, std)
     gray_im = im.convert("L")
     q = quality_measures(gray_im)
     q["colorfulness"] = colorfulness(im)
+    q.update(color_measures(im))
     small = gray_im.resize((32, 32), Image.LANCZOS)  # what imagehash.phash works from
     turned = [small.transpose(getattr(Image.Transpose, t)) if t else small for t in DIHEDRAL]
     variants = [str(imagehash.phash(t)) for t in turned]
@@ -647,7 +673,7 @@ def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, th
         top5 = json.dumps([[classes[j], round(float(probs[i, j]), 5)] for j in top])
         feature_rows.append((pid, version, row["sha256"], emb16[i].tobytes(), top5, hashes[0],
                              hashes[1], hashes[2], hashes[3], q["sharpness"], q["brightness"], q["dark_frac"], q["clipped_frac"],
-                             q["colorfulness"], rel_thumb, now))
+                             q["colorfulness"], *(q[k] for k in COLOR_MEASURES), rel_thumb, now))
         for j, tag in enumerate(prior_tags):
             value = None if np.isnan(pri[i, j]) else round(float(pri[i, j]), 6)
             score_rows.append((pid, tag, value, sources[j], models[j]))
@@ -660,8 +686,8 @@ def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, th
     with lib.catalog.write() as db:
         db.executemany(
             "INSERT OR REPLACE INTO features(photo_id, model, sha256, embedding, top5, phash, dhash, phash8, dhash8, "
-            "sharpness, brightness, dark_frac, clipped_frac, colorfulness, thumb, computed_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"sharpness, brightness, dark_frac, clipped_frac, colorfulness, {', '.join(COLOR_MEASURES)}, thumb, "
+            f"computed_at) VALUES ({', '.join('?' * (16 + len(COLOR_MEASURES)))})",
             feature_rows)
         db.executemany("INSERT OR REPLACE INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?)",
                        score_rows)

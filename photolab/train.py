@@ -37,13 +37,16 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .catalog import utcnow
+from .errors import PhotolabError
 from .library import open_library
+from .starter import BASE_MEASURES, COLOR_MEASURES, QUALITY
 from .taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -89,43 +92,53 @@ def _raw_embeddings(lib, ids: list[int]) -> np.ndarray:
     return np.stack([got[i] for i in ids]).astype(np.float32) if ids else np.zeros((0, 1), np.float32)
 
 
-MEASURES = ("sharpness", "brightness", "dark_frac", "clipped_frac", "colorfulness")
+MEASURES = QUALITY   # the pass's image measures, in the order heads take them (photolab.starter)
 
 
 def _measures(lib, ids: list[int]) -> np.ndarray:
-    """The labeling pass's image measures of ``ids`` (N x 5), the inputs beside the embedding that
-    carry what an ImageNet embedding mostly drops (colour vs black and white, exposure, blur).
-    Colorfulness missing from features made before it was measured is taken from the thumbnail."""
+    """The labeling pass's image measures of ``ids`` (N x 11), the inputs beside the embedding that
+    carry what an ImageNet embedding mostly drops (colour vs black and white, exposure, blur, where the
+    warm and the blue light is). Measures missing from features made before they were measured
+    (colorfulness, the colour measures) are taken from the thumbnail once and stored."""
     from PIL import Image
 
-    from .tagging import colorfulness
+    from .tagging import color_measures, colorfulness
 
-    got, missing = {}, []
+    n = len(MEASURES)
+    got, filled = {}, []
     for k in range(0, len(ids), 900):
         part = ids[k:k + 900]
         for r in lib.catalog.conn.execute(
                 f"SELECT photo_id, {', '.join(MEASURES)}, thumb FROM features "
                 f"WHERE photo_id IN ({', '.join('?' * len(part))})", part):
-            vals = list(r[1:6])
-            if vals[4] is None:
+            vals = list(r[1:1 + n])
+            if vals[4] is None or any(v is None for v in vals[5:]):
                 try:
-                    with Image.open(lib.state / "features" / r[6]) as im:
-                        vals[4] = colorfulness(im)
-                    missing.append((vals[4], r[0]))
+                    with Image.open(lib.state / "features" / r[1 + n]) as im:
+                        im = im.convert("RGB")
+                        if vals[4] is None:
+                            vals[4] = colorfulness(im)
+                        c = color_measures(im)
+                        vals[5:] = [c[key] if v is None else v for key, v in zip(COLOR_MEASURES, vals[5:])]
+                    filled.append((*vals[4:], r[0]))
                 except (OSError, TypeError):
-                    vals[4] = 0.0
+                    pass
             got[r[0]] = [float(v) if v is not None else 0.0 for v in vals]
-    if missing:
-        with lib.catalog.write() as db:
-            db.executemany("UPDATE features SET colorfulness = ? WHERE photo_id = ?", missing)
-    m = np.array([got[i] for i in ids], dtype=np.float32).reshape(len(ids), len(MEASURES))
+    if filled:
+        try:
+            with lib.catalog.write() as db:
+                db.executemany(f"UPDATE features SET colorfulness = ?, {', '.join(c + ' = ?' for c in COLOR_MEASURES)} "
+                               "WHERE photo_id = ?", filled)
+        except (PhotolabError, sqlite3.Error) as exc:   # a read-only library still scores; taken again next time
+            log.info("colour measures of %d photos not stored: %s", len(filled), exc)
+    m = np.array([got[i] for i in ids], dtype=np.float32).reshape(len(ids), n)
     m[:, 0] = np.log1p(1000 * m[:, 0])   # sharpness spans orders of magnitude
     m[:, 4] = np.log1p(m[:, 4])
     return m
 
 
 def training_data(library, *, use_metadata: bool = True):
-    """(photo ids, embeddings N x D, measures N x 5, labels N x T with NaN where unknown, tag names)."""
+    """(photo ids, embeddings N x D, measures N x 11, labels N x T with NaN where unknown, tag names)."""
     lib = open_library(library)
     tax = load_taxonomy(lib)
     tags = tax.names
@@ -194,7 +207,7 @@ L2 = 0.01   # on the standardized embedding weights; chosen by cross-validation 
 def _fit(X: np.ndarray, M: np.ndarray, Y: np.ndarray, arch: str, *, l2: float = L2, max_iter: int = 300,
          seed: int = 0, start=None):
     """Train a head to convergence (L-BFGS, full batch) on the masked, class-balanced binary cross-entropy
-    with an L2 penalty; returns (W T x D, Wm T x 5, b T) that take raw embeddings and measures.
+    with an L2 penalty; returns (W T x D, Wm T x 11, b T) that take raw embeddings and measures.
 
     ``start``: (W0, Wm0, b0) in the same form (the starter head's weights, zero rows for tags it does
     not know): training starts there and the L2 penalty pulls toward them instead of toward zero, so a
@@ -230,6 +243,10 @@ def _fit(X: np.ndarray, M: np.ndarray, Y: np.ndarray, arch: str, *, l2: float = 
         head.classifier.weight.copy_(W0s)
         head.classifier.bias.copy_(b0)
         head.measures.weight.copy_(Wm0s)
+    # the five base measures are barely penalised (black and white lives there); the colour measures as much
+    # as the embedding, so a few corrections cannot swing a tag on the colour of a handful of photos
+    mpen = torch.full((M.shape[1],), l2)
+    mpen[:len(BASE_MEASURES)] = 1e-3
     lossf = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
     opt = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=max_iter, history_size=20,
                             line_search_fn="strong_wolfe")
@@ -237,7 +254,7 @@ def _fit(X: np.ndarray, M: np.ndarray, Y: np.ndarray, arch: str, *, l2: float = 
     def closure():
         opt.zero_grad()
         loss = ((lossf(head(Xs, Ms), Yt) * mask).sum(0) / count).sum() \
-            + l2 * ((head.classifier.weight - W0s) ** 2).sum() + 1e-3 * ((head.measures.weight - Wm0s) ** 2).sum()
+            + l2 * ((head.classifier.weight - W0s) ** 2).sum() + (mpen * (head.measures.weight - Wm0s) ** 2).sum()
         loss.backward()
         return loss
 
@@ -265,7 +282,7 @@ def _starter_start(lib, tags: list[str], dim: int):
         "SELECT DISTINCT tag FROM scores WHERE source = 'starter' UNION "
         "SELECT DISTINCT tag FROM scores_stash WHERE source = 'starter'")}
     W0 = np.zeros((len(tags), dim), np.float32)
-    Wm0 = np.zeros((len(tags), 5), np.float32)
+    Wm0 = np.zeros((len(tags), len(MEASURES)), np.float32)
     b0 = np.zeros(len(tags), np.float32)
     for j, t in enumerate(tags):
         if t in st.tags and t in scored:
@@ -439,8 +456,11 @@ def _load_head(lib, version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, l
     if not path.is_file():
         raise FileNotFoundError(f"{path}: head file missing")
     with safe_open(str(path), framework="numpy") as f:
-        return (f.get_tensor("weight"), f.get_tensor("measure_weight"), f.get_tensor("bias"),
-                json.loads(f.metadata()["tags"]))
+        W, Wm, b, tags = (f.get_tensor("weight"), f.get_tensor("measure_weight"), f.get_tensor("bias"),
+                          json.loads(f.metadata()["tags"]))
+    if Wm.shape[1] < len(MEASURES):   # a head made before the colour measures: it weighs them 0
+        Wm = np.hstack([Wm, np.zeros((Wm.shape[0], len(MEASURES) - Wm.shape[1]), Wm.dtype)])
+    return W, Wm, b, tags
 
 
 def heads(library):

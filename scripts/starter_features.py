@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-QUALITY = ("sharpness", "brightness", "dark_frac", "clipped_frac", "colorfulness")
+from photolab.starter import QUALITY  # noqa: E402  the pass's image measures, in order
 
 
 def extract(images: Path, files: list[str], bb=None, *, batch: int = 16, workers: int = 2, progress: bool = True):
-    """(embeddings N x D float32 from float16, ImageNet probabilities N x 1000, raw quality N x 5)."""
+    """(embeddings N x D float32 from float16, ImageNet probabilities N x 1000, raw measures N x 11)."""
     from tqdm.auto import tqdm
 
     from photolab.backbone import engine, load_backbone
@@ -51,7 +51,8 @@ def cached(images: Path, files: list[str], cache: Path | None, bb=None, **kw):
     """:func:`extract`, kept in ``cache`` (an .npz) when given and reused while the file list matches."""
     if cache is not None and cache.is_file():
         z = np.load(cache, allow_pickle=False)
-        if list(z["files"]) == list(files) and str(z["model"]) == (bb.version if bb else str(z["model"])):
+        if (list(z["files"]) == list(files) and str(z["model"]) == (bb.version if bb else str(z["model"]))
+                and z["quality"].shape[1] == len(QUALITY)):
             return z["emb"], z["probs"], z["quality"]
     emb, probs, qual = extract(images, files, bb, **kw)
     if cache is not None:
