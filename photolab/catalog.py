@@ -51,7 +51,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE photos (
         id              INTEGER PRIMARY KEY,
         path            TEXT NOT NULL UNIQUE,      -- relative to the library, '/'-separated
-        kind            TEXT NOT NULL,             -- photo | raw | sidecar | video | other
+        kind            TEXT NOT NULL,             -- photo | raw | sidecar | video | live | other
         size            INTEGER NOT NULL,
         mtime_ns        INTEGER NOT NULL,
         sha256          TEXT,
@@ -299,6 +299,12 @@ MIGRATIONS: list[str] = [
         faces       INTEGER NOT NULL,
         at          TEXT NOT NULL
     );
+    """,
+    # 7 -> 8: videos: duration and codec from the container; videos indexed before are read again
+    """
+    ALTER TABLE photos ADD COLUMN duration REAL;    -- seconds (videos)
+    ALTER TABLE photos ADD COLUMN codec TEXT;       -- the video stream's codec (h264, hevc, ...)
+    UPDATE photos SET mtime_ns = -1 WHERE kind = 'video';
     """,
 ]
 

@@ -862,7 +862,7 @@ def _distinct_captures(a: dict, b: dict) -> bool:
     A re-encoded, resized or converted copy either keeps the original's capture
     time (to the sub-second where the camera records it) or has none.
     """
-    real = ("DateTimeOriginal", "CreateDate")
+    real = ("DateTimeOriginal", "CreationDate", "CreateDate")
     return (a["captured_source"] in real and b["captured_source"] in real
             and a["captured_at"] != b["captured_at"])
 

@@ -29,7 +29,7 @@ from .index import USABLE
 from .library import open_library
 from .places import event_city
 
-REAL_DATE_SOURCES = ("DateTimeOriginal", "CreateDate", "GPSDateTime", "FileName")
+REAL_DATE_SOURCES = ("DateTimeOriginal", "CreationDate", "CreateDate", "GPSDateTime", "FileName")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""Phone and camera videos: gathered, indexed from their containers, tagged from a poster frame,
+de-duplicated, organized beside their photos, with keywords in sidecars. Every clip here is a real
+file made by a real encoder (FFmpeg, through PyAV), plus ExifTool's QuickTime.mov sample."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+import photolab
+from photolab.video import parse_iso6709
+
+from conftest import SAMPLE, SHARED
+from videos import make_clip, reencode
+
+QUICKTIME_MOV = SHARED / "metadata_edge" / "exiftool" / "QuickTime.mov"
+ROME = {"location": "+41.8902+012.4922/"}
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): digest(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".photolab" not in p.relative_to(folder).parts}
+
+
+def phone_dump(root: Path, *, with_shared: bool = True) -> Path:
+    """A phone's DCIM as a user copies it: photos, live-photo pairs, standalone clips (with and
+    without their own dates), a clip's sidecar, a damaged clip and a text file named .mp4."""
+    cam = root / "phone" / "DCIM" / "100APPLE"
+    cam.mkdir(parents=True)
+    shutil.copy(SAMPLE / "kde_ColorfulCups.jpg", cam / "IMG_0001.JPG")         # taken 2014-04-29 14:25:26
+    shutil.copy(SAMPLE / "pug.heic", cam / "IMG_0002.HEIC")                     # a live photo ...
+    make_clip(cam / "IMG_0002.MOV", seconds=1.5, image=SAMPLE / "pug.heic",    # ... and its motion half
+              metadata={"com.apple.quicktime.creationdate": "2023-02-21T14:33:07+0300"})
+    shutil.copy(SAMPLE / "kde_Kite.jpg", cam / "IMG_0003.JPG")
+    (cam / "IMG_0003.JPG.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    # an iPhone clip the same afternoon as IMG_0001: local time with its offset, GPS in ISO 6709
+    make_clip(cam / "IMG_0004.MOV", image=SAMPLE / "kde_ColorfulCups.jpg",
+              metadata={"com.apple.quicktime.creationdate": "2014-04-29T15:10:00+0200",
+                        "com.apple.quicktime.location.ISO6709": "+43.4633+011.8807+120.000/",
+                        "com.apple.quicktime.make": "Apple", "com.apple.quicktime.model": "iPhone 5s"})
+    # an Android/camera clip: MP4 creation_time (UTC) and the ©xyz location
+    make_clip(cam / "VID_20200705_101500.mp4", image=SAMPLE / "kde_Kite.jpg",
+              metadata={"creation_time": "2020-07-05T08:15:00Z", **ROME})
+    (cam / "VID_20200705_101500.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    # a clip with no date of its own: the file name's date is used
+    make_clip(cam / "VID_20190102_101112.3gp", image=SAMPLE / "mate_Dune.jpg", size=(176, 144))
+    # a camera's Matroska clip
+    make_clip(cam / "MVI_0007.mkv", image=SAMPLE / "mate_Wood.jpg",
+              metadata={"creation_time": "2018-03-04T12:00:00Z"})
+    # damaged: a clip cut off by an interrupted copy; a text file named as a video
+    good = make_clip(root / "whole.mp4", seconds=3, image=SAMPLE / "mate_Storm.jpg",
+                     metadata={"creation_time": "2021-01-01T10:00:00Z"})
+    (cam / "IMG_0009.MP4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    good.unlink()
+    (cam / "fake.mp4").write_text("this is a text file, not a video\n" * 20)
+    if with_shared and QUICKTIME_MOV.is_file():
+        shutil.copy(QUICKTIME_MOV, cam / "QuickTime.mov")
+        (cam / "QuickTime.mov").chmod(0o644)
+    (cam / "notes.txt").write_text("not a photo")
+    return root / "phone"
+
+
+STANDALONE = ["IMG_0004.MOV", "VID_20200705_101500.mp4", "VID_20190102_101112.3gp", "MVI_0007.mkv",
+              "IMG_0009.MP4", "fake.mp4"]
+
+
+def rows_by_name(lib) -> dict:
+    return {r["path"].rsplit("/", 1)[-1]: dict(r) for r in lib.catalog.query("SELECT * FROM photos")}
+
+
+# -- gather -------------------------------------------------------------------
+def test_phone_dump_gathers_completely_and_idempotently(tmp_path, library):
+    src = phone_dump(tmp_path, with_shared=False)
+    before = tree(src)
+    report = photolab.gather([src], library, progress=False)
+    assert report.failed == []
+    assert report.videos == len(STANDALONE)
+    assert report.companions == 3           # the live photo's .MOV, two sidecars
+    assert report.ignored == 1              # notes.txt
+    assert report.copied == 3 + len(STANDALONE) + 3
+    dest = library.root / report.sources[str(src.resolve())]
+    assert tree(dest) == {k: v for k, v in before.items() if not k.endswith("notes.txt")}
+    assert tree(src) == before              # the source is only read
+    again = photolab.gather([src], library, progress=False)
+    assert (again.copied, again.skipped) == (0, report.copied)
+    assert "6 videos" in report.summary()
+
+
+def test_gather_keeps_a_live_photo_movie_a_companion(tmp_path, library):
+    src = tmp_path / "card"
+    src.mkdir()
+    shutil.copy(SAMPLE / "pug.heic", src / "IMG_0002.HEIC")
+    make_clip(src / "IMG_0002.MOV", seconds=1)
+    make_clip(src / "IMG_0003.MOV", seconds=1)        # no photo of that name: a clip of its own
+    report = photolab.gather([src], library, progress=False)
+    assert (report.copied, report.companions, report.videos) == (3, 1, 1)
+    photolab.index_library(library, progress=False)
+    kinds = {n: r["kind"] for n, r in rows_by_name(library).items()}
+    assert kinds == {"IMG_0002.HEIC": "photo", "IMG_0002.MOV": "live", "IMG_0003.MOV": "video"}
+
+
+# -- index --------------------------------------------------------------------
+def test_each_clip_gets_its_capture_time_source_and_facts(tmp_path, library):
+    src = phone_dump(tmp_path, with_shared=False)
+    photolab.gather([src], library, progress=False)
+    report = photolab.index_library(library, progress=False)
+    rows = rows_by_name(library)
+
+    ip = rows["IMG_0004.MOV"]
+    assert (ip["kind"], ip["status"], ip["format"], ip["codec"]) == ("video", "ok", "MOV", "h264")
+    assert (ip["width"], ip["height"]) == (160, 120)
+    assert ip["duration"] == pytest.approx(2.0, abs=0.11)
+    assert (ip["captured_at"], ip["captured_source"]) == ("2014-04-29T15:10:00+02:00", "CreationDate")
+    assert (ip["gps_lat"], ip["gps_lon"], ip["gps_alt"]) == (43.4633, 11.8807, 120.0)
+    assert (ip["camera_make"], ip["camera_model"]) == ("Apple", "iPhone 5s")
+
+    vid = rows["VID_20200705_101500.mp4"]
+    utc = _dt.datetime(2020, 7, 5, 8, 15, tzinfo=_dt.timezone.utc).astimezone()
+    assert (vid["kind"], vid["status"], vid["format"]) == ("video", "ok", "MP4")
+    assert vid["captured_at"] == utc.isoformat(timespec="seconds")
+    assert vid["captured_source"] == "CreateDate"
+    assert (vid["gps_lat"], vid["gps_lon"]) == (41.8902, 12.4922)
+
+    gp = rows["VID_20190102_101112.3gp"]
+    assert (gp["status"], gp["format"], gp["width"], gp["height"]) == ("ok", "3GP", 176, 144)
+    assert (gp["captured_at"], gp["captured_source"]) == ("2019-01-02T10:11:12", "FileName")
+
+    mkv = rows["MVI_0007.mkv"]
+    assert (mkv["status"], mkv["format"], mkv["captured_source"]) == ("ok", "MATROSKA", "CreateDate")
+    assert mkv["captured_at"].startswith(
+        _dt.datetime(2018, 3, 4, 12, tzinfo=_dt.timezone.utc).astimezone().isoformat()[:10])
+
+    cut = rows["IMG_0009.MP4"]
+    assert cut["status"] == "corrupt" and "not a readable video" in cut["error"]
+    assert cut["captured_source"] == "FileModifyDate"
+    fake = rows["fake.mp4"]
+    assert (fake["kind"], fake["status"]) == ("video", "corrupt")
+    assert fake["error"].startswith("named as video (.mp4) but content is text")
+    live = rows["IMG_0002.MOV"]
+    assert (live["kind"], live["captured_source"]) == ("live", "CreationDate")
+    assert report.by_status["corrupt"] == 2
+    assert {p for p, _, _ in report.problems} >= {r["path"] for r in (cut, fake)}
+
+
+def test_exiftool_quicktime_sample(tmp_path, library, shared_data):
+    src = tmp_path / "cam"
+    src.mkdir()
+    shutil.copy(shared_data / "metadata_edge" / "exiftool" / "QuickTime.mov", src / "QuickTime.mov")
+    (src / "QuickTime.mov").chmod(0o644)
+    photolab.gather([src], library, progress=False)
+    photolab.index_library(library, progress=False)
+    row = rows_by_name(library)["QuickTime.mov"]
+    # a Pentax movie header (2005-08-11 14:03:54, UTC) with 320x240 Motion JPEG and no frame data
+    assert (row["kind"], row["format"], row["codec"], row["width"], row["height"]) == (
+        "video", "MOV", "mjpeg", 320, 240)
+    assert row["captured_source"] == "CreateDate"
+    assert row["captured_at"] == _dt.datetime(2005, 8, 11, 14, 3, 54, tzinfo=_dt.timezone.utc
+                                              ).astimezone().isoformat(timespec="seconds")
+    assert row["status"] == "corrupt" and "no video data" in row["error"]
+
+
+def test_reindex_is_incremental_for_videos(tmp_path, library):
+    src = tmp_path / "cam"
+    src.mkdir()
+    make_clip(src / "a.mp4", metadata={"creation_time": "2020-07-05T08:15:00Z"})
+    photolab.gather([src], library, progress=False)
+    first = photolab.index_library(library, progress=False)
+    again = photolab.index_library(library, progress=False)
+    assert (first.read, again.read, again.unchanged) == (1, 0, 1)
+
+
+def test_iso6709():
+    assert parse_iso6709("+43.4633+011.8807+120.000/") == (43.4633, 11.8807, 120.0)
+    assert parse_iso6709("-33.8688+151.2093/") == (-33.8688, 151.2093, None)
+    assert parse_iso6709("+00.0000+000.0000/") is None
+    assert parse_iso6709("garbage") is None
