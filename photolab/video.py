@@ -156,11 +156,13 @@ def _text(value) -> str | None:
     return text or None
 
 
-def poster_frame(path: str | Path, *, at: float = POSTER_AT):
+def poster_frame(path: str | Path, *, at: float = POSTER_AT, stats: dict | None = None):
     """One decoded frame at ``at`` of the duration, upright, as an RGB Pillow image.
 
     Seeks to the keyframe before the moment and decodes forward to it (at most
-    :data:`MAX_DECODE_FRAMES` frames); the rest of the clip is never read."""
+    :data:`MAX_DECODE_FRAMES` frames); the rest of the clip is never read. ``stats``, if
+    given, receives ``decoded`` (frames decoded), ``time`` (the poster's time in seconds),
+    ``bytes`` (bytes of compressed data demuxed) and ``duration``."""
     from PIL import Image
 
     container = _open(Path(path))
@@ -181,8 +183,10 @@ def poster_frame(path: str | Path, *, at: float = POSTER_AT):
                 log.debug("%s: cannot seek; decoding from the start", path)
         frame = None
         count = 0
+        demuxed = 0
         try:
             for packet in container.demux(s):
+                demuxed += packet.size
                 for f in packet.decode():
                     frame = f
                     count += 1
@@ -198,6 +202,8 @@ def poster_frame(path: str | Path, *, at: float = POSTER_AT):
             raise VideoError("no frame could be decoded (no video data)")
         im = frame.to_image()
         rotation = getattr(frame, "rotation", 0) or 0
+        if stats is not None:
+            stats.update(decoded=count, time=frame.time, bytes=demuxed, duration=duration)
     # the display matrix turns the picture counter-clockwise by ``rotation`` degrees
     turn = {90: Image.Transpose.ROTATE_90, -270: Image.Transpose.ROTATE_90,
             180: Image.Transpose.ROTATE_180, -180: Image.Transpose.ROTATE_180,

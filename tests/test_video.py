@@ -182,3 +182,43 @@ def test_iso6709():
     assert parse_iso6709("-33.8688+151.2093/") == (-33.8688, 151.2093, None)
     assert parse_iso6709("+00.0000+000.0000/") is None
     assert parse_iso6709("garbage") is None
+
+
+# -- poster frame: thumbnail, embedding, hashes, tags -------------------------
+def test_poster_frame_is_one_seek_and_a_few_frames(tmp_path):
+    from photolab.video import poster_frame
+
+    clip = make_clip(tmp_path / "long.mp4", seconds=60, fps=10, gop=20, image=SAMPLE / "kde_Kite.jpg")
+    stats: dict = {}
+    im = poster_frame(clip, stats=stats)
+    assert im.mode == "RGB" and im.size == (160, 120)
+    assert stats["time"] == pytest.approx(6.0, abs=0.11)      # 10 % of 60 s
+    assert stats["decoded"] <= 20                              # from the keyframe before it: never all 600
+    assert stats["bytes"] < clip.stat().st_size / 5
+
+
+@pytest.mark.slow
+def test_videos_get_features_tags_and_show_with_the_photos(tmp_path, library):
+    from photolab.tagging import decisions
+
+    src = phone_dump(tmp_path, with_shared=False)
+    photolab.gather([src], library, progress=False)
+    photolab.index_library(library, progress=False)
+    report = photolab.tag_library(library, progress=False)
+    rows = library.catalog.query(
+        "SELECT p.path, p.kind, f.phash, f.phash8, f.thumb, f.embedding FROM photos p "
+        "JOIN features f ON f.photo_id = p.id")
+    got = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    clips = {"IMG_0004.MOV", "VID_20200705_101500.mp4", "VID_20190102_101112.3gp", "MVI_0007.mkv"}
+    assert clips <= set(got)
+    assert "IMG_0002.MOV" not in got          # a live photo's motion half is not a clip of its own
+    for name in clips:
+        r = got[name]
+        assert r["kind"] == "video" and len(r["phash"]) == 16 and len(r["phash8"].split(",")) == 8
+        assert (library.state / "features" / r["thumb"]).is_file()
+    assert report.failed == []                 # damaged clips were never usable: not tried
+    dec = decisions(library)
+    assert clips <= {p.rsplit("/", 1)[-1] for p in dec["path"]}
+    scored = library.catalog.query("SELECT count(*) FROM scores s JOIN photos p ON p.id = s.photo_id "
+                                   "WHERE p.kind = 'video'")[0][0]
+    assert scored > 0

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def make_clip(path, *, seconds: float = 2.0, fps: int = 10, size=(160, 120), metadata: dict | None = None,
-              image=None, codec: str = "libx264", crf: int | None = None, pan: float = 0.2) -> Path:
+              image=None, codec: str = "libx264", crf: int | None = None, pan: float = 0.2,
+              gop: int | None = None) -> Path:
     """Encode a clip: frames panning across ``image`` (a photo) or a moving bar, with container
     ``metadata`` (``creation_time``, ``location``, ``com.apple.quicktime.creationdate`` ...)."""
     import av
@@ -25,6 +26,8 @@ def make_clip(path, *, seconds: float = 2.0, fps: int = 10, size=(160, 120), met
     s = out.add_stream(codec, rate=fps)
     s.width, s.height = size
     s.pix_fmt = "yuv420p"
+    if gop:
+        s.codec_context.gop_size = gop
     if codec == "libx264":
         s.options = {"preset": "ultrafast", **({"crf": str(crf)} if crf is not None else {})}
     base = Image.open(image).convert("RGB") if image else None
