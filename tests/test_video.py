@@ -222,3 +222,41 @@ def test_videos_get_features_tags_and_show_with_the_photos(tmp_path, library):
     scored = library.catalog.query("SELECT count(*) FROM scores s JOIN photos p ON p.id = s.photo_id "
                                    "WHERE p.kind = 'video'")[0][0]
     assert scored > 0
+
+
+# -- dedupe -------------------------------------------------------------------
+@pytest.mark.slow
+def test_clips_deduplicated_among_themselves_never_against_photos(tmp_path, library):
+    from photolab import dedupe
+    from photolab.video import poster_frame
+
+    src = tmp_path / "cam"
+    src.mkdir()
+    meta = {"creation_time": "2021-06-14T09:30:00Z", **ROME}
+    a = make_clip(src / "VID_A.mp4", seconds=5, size=(320, 240), image=SAMPLE / "kde_Kite.jpg", metadata=meta)
+    reencode(a, src / "VID_A whatsapp.mp4", size=(192, 144), crf=34)            # a messenger's re-encode
+    reencode(a, src / "VID_A trimmed.mp4", crf=23, trim_end=0.09)              # a trimmed export (-1.8 %)
+    shutil.copy(a, src / "VID_A copy.mp4")                                      # the same bytes
+    reencode(a, src / "VID_A cut.mp4", crf=23, trim_end=1.0)                   # cut by a fifth: another clip
+    make_clip(src / "VID_B.mp4", seconds=5, size=(320, 240), image=SAMPLE / "mate_Dune.jpg", metadata=meta)
+    poster_frame(a).save(src / "VID_A poster.jpg", quality=92)                 # a still of the same frame
+    photolab.gather([src], library, progress=False)
+    photolab.index_library(library, progress=False)
+    photolab.tag_library(library, progress=False)
+    plan = dedupe.plan(library)
+    groups = {g: set(p.rsplit("/", 1)[-1] for p in sub["path"]) for g, sub in plan.groupby("group")}
+    assert list(groups.values()) == [{"VID_A.mp4", "VID_A whatsapp.mp4", "VID_A trimmed.mp4", "VID_A copy.mp4"}]
+    by_name = {p.rsplit("/", 1)[-1]: r for p, r in zip(plan["path"], plan.to_dict("records"))}
+    same = [by_name[n] for n in ("VID_A.mp4", "VID_A copy.mp4")]
+    assert sorted((r["keep"], r["tier"]) for r in same)[0] == (False, "exact")   # the same bytes as the keeper
+    assert by_name["VID_A whatsapp.mp4"]["tier"] == "near" and "poster pHash" in by_name["VID_A whatsapp.mp4"]["reason"]
+    assert by_name["VID_A trimmed.mp4"]["tier"] == "near"
+    keeper = plan[plan["keep"]]["path"].iloc[0].rsplit("/", 1)[-1]
+    assert keeper in ("VID_A.mp4", "VID_A copy.mp4")                            # full size, full length
+    assert "320x240 MP4 H264 5.0 s" in plan[plan["keep"]]["reason"].iloc[0]
+    before = tree(library.root)
+    report = dedupe.apply(library, plan, progress=False)
+    assert report.done == 3
+    assert not (library.root / "cam" / "VID_A whatsapp.mp4").exists()
+    dedupe.restore(library, report.batch)
+    assert tree(library.root) == before
