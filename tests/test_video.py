@@ -260,3 +260,100 @@ def test_clips_deduplicated_among_themselves_never_against_photos(tmp_path, libr
     assert not (library.root / "cam" / "VID_A whatsapp.mp4").exists()
     dedupe.restore(library, report.batch)
     assert tree(library.root) == before
+
+
+# -- organize -----------------------------------------------------------------
+def _organized_library(tmp_path, library):
+    src = phone_dump(tmp_path, with_shared=False)
+    photolab.gather([src], library, progress=False)
+    photolab.index_library(library, progress=False)
+    return library
+
+
+def test_organize_files_clips_beside_the_photos_of_the_same_day_and_undo(tmp_path, library):
+    from photolab import organize
+
+    lib = _organized_library(tmp_path, library)
+    before = tree(lib.root)
+    plan = organize.plan(lib)
+    target = {s.rsplit("/", 1)[-1]: t for s, t in zip(plan["source"], plan["target"])}
+    folder = {n: t.rsplit("/", 1)[0] for n, t in target.items()}
+    # the iPhone clip of that afternoon (15:10+02:00 wall clock) joins the photo of 14:25
+    assert folder["IMG_0004.MOV"] == folder["IMG_0001.JPG"]
+    assert folder["IMG_0004.MOV"].startswith("2014/04/2014-04-29")
+    # a live photo's motion half stays with its photo; a clip's sidecar travels with the clip
+    assert target["IMG_0002.MOV"] == folder["IMG_0002.HEIC"] + "/IMG_0002.MOV"
+    assert folder["VID_20200705_101500.xmp"] == folder["VID_20200705_101500.mp4"]
+    assert folder["VID_20190102_101112.3gp"].startswith("2019/01/2019-01-02")
+    roles = dict(zip(plan["source"].str.rsplit("/", n=1).str[-1], plan["role"]))
+    assert roles["IMG_0004.MOV"] == "photo" and roles["IMG_0002.MOV"] == "companion"
+    kept = dict(plan.attrs["kept"])
+    assert all(kept[p].startswith("not organized: status corrupt") for p in kept if p.endswith((".MP4", "fake.mp4")))
+    report = organize.apply(lib, plan, progress=False)
+    assert report.done == len(plan) and not report.skipped
+    assert (lib.root / folder["IMG_0004.MOV"] / "IMG_0004.MOV").is_file()
+    organize.undo(lib, report.batch)
+    assert tree(lib.root) == before
+
+
+def test_kind_video_rule(tmp_path, library):
+    from photolab import organize
+
+    lib = _organized_library(tmp_path, library)
+    rules = organize.parse_rules("kind:video -> Videos/{year}\n* -> {year}/{month:02}")
+    plan = organize.plan(lib, rules=rules)
+    target = {s.rsplit("/", 1)[-1]: t for s, t in zip(plan["source"], plan["target"])}
+    assert target["IMG_0004.MOV"] == "Videos/2014/IMG_0004.MOV"
+    assert target["VID_20200705_101500.xmp"] == "Videos/2020/VID_20200705_101500.xmp"
+    assert target["IMG_0002.MOV"] == "2023/02/IMG_0002.MOV"        # a live photo's half goes with its photo
+    assert target["IMG_0001.JPG"] == "2014/04/IMG_0001.JPG"
+    with pytest.raises(organize.RulesError, match="kind is one of photo, raw, video"):
+        organize.parse_rules("kind:movie -> Movies")
+
+
+# -- metadata -----------------------------------------------------------------
+LIGHTROOM_SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+   <dc:subject><rdf:Bag><rdf:li>holiday</rdf:li></rdf:Bag></dc:subject>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
+
+def test_keywords_of_a_clip_go_only_into_its_sidecar(tmp_path, library):
+    from photolab.metadata import read_metadata, write_metadata
+    from photolab.tagging import set_labels
+
+    src = tmp_path / "cam"
+    src.mkdir()
+    make_clip(src / "VID_20200705_101500.mp4", image=SAMPLE / "kde_Kite.jpg",
+              metadata={"creation_time": "2020-07-05T08:15:00Z", **ROME})
+    make_clip(src / "beach.mov", image=SAMPLE / "mate_Dune.jpg")
+    (src / "beach.xmp").write_text(LIGHTROOM_SIDECAR)                              # keyword "holiday" already
+    photolab.gather([src], library, progress=False)
+    photolab.index_library(library, progress=False)
+    ids = {r["path"].rsplit("/", 1)[-1]: r["id"] for r in library.catalog.query("SELECT id, path FROM photos")}
+    set_labels(library, [(ids["VID_20200705_101500.mp4"], "beach", 1), (ids["beach.mov"], "beach", 1)])
+    clips = {n: digest(library.root / "cam" / n) for n in ("VID_20200705_101500.mp4", "beach.mov")}
+    report = write_metadata(library, progress=False)
+    df = report.frame()
+    assert set(df["target"]) == {"sidecar"}
+    assert set(df["status"]) == {"written"}
+    assert {p.rsplit("/", 1)[-1] for p in df["path"]} == {"VID_20200705_101500.mp4.xmp", "beach.xmp"}
+    for name, sha in clips.items():
+        assert digest(library.root / "cam" / name) == sha          # the containers are untouched
+        assert "beach" in read_metadata(library.root / "cam" / name)["keywords"]
+    assert not (library.root / "cam" / "beach.mov.xmp").exists()    # the existing sidecar was updated
+    assert "holiday" in read_metadata(library.root / "cam" / "beach.mov")["keywords"]
+    # asked to write into the files too: a video still gets its sidecar only
+    from photolab.metadata import WriteOptions
+
+    set_labels(library, [(ids["beach.mov"], "sunset", 1)])
+    again = write_metadata(library, options=WriteOptions(where="both"), progress=False).frame()
+    assert set(again["target"]) == {"sidecar"}
+    assert digest(library.root / "cam" / "beach.mov") == clips["beach.mov"]
+    assert "sunset" in read_metadata(library.root / "cam" / "beach.mov")["keywords"]
