@@ -198,6 +198,24 @@ def test_poster_frame_is_one_seek_and_a_few_frames(tmp_path):
     assert stats["bytes"] < clip.stat().st_size / 5
 
 
+def test_poster_frame_of_a_clip_held_upright_is_upright(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from photolab.video import poster_frame
+
+    # the sensor's frame is landscape with a bright band on its left; the display matrix turns it
+    # 90° counter-clockwise (ExifTool: Rotation 270), so the band is at the bottom when shown
+    still = tmp_path / "band.png"
+    arr = np.full((120, 160, 3), 30, np.uint8)
+    arr[:, :40] = 230
+    Image.fromarray(arr).save(still)
+    clip = make_clip(tmp_path / "portrait.mp4", seconds=1, image=still, pan=0.0, rotation=90)
+    im = np.asarray(poster_frame(clip).convert("L"), dtype=float)
+    assert im.shape == (160, 120)                       # portrait, as a player shows it
+    assert im[-30:].mean() > 180 and im[:100].mean() < 60
+
+
 @pytest.mark.slow
 def test_videos_get_features_tags_and_show_with_the_photos(tmp_path, library):
     from photolab.tagging import decisions

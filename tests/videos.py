@@ -7,9 +7,10 @@ from pathlib import Path
 
 def make_clip(path, *, seconds: float = 2.0, fps: int = 10, size=(160, 120), metadata: dict | None = None,
               image=None, codec: str = "libx264", crf: int | None = None, pan: float = 0.2,
-              gop: int | None = None) -> Path:
+              gop: int | None = None, rotation: int | None = None) -> Path:
     """Encode a clip: frames panning across ``image`` (a photo) or a moving bar, with container
-    ``metadata`` (``creation_time``, ``location``, ``com.apple.quicktime.creationdate`` ...)."""
+    ``metadata`` (``creation_time``, ``location``, ``com.apple.quicktime.creationdate`` ...);
+    ``rotation``: degrees counter-clockwise a player turns the picture (a display matrix)."""
     import av
     import numpy as np
     from PIL import Image
@@ -28,6 +29,8 @@ def make_clip(path, *, seconds: float = 2.0, fps: int = 10, size=(160, 120), met
     s.pix_fmt = "yuv420p"
     if gop:
         s.codec_context.gop_size = gop
+    if rotation is not None:   # a display matrix, as phones write for clips held upright
+        s.set_display_rotation(rotation)
     if codec == "libx264":
         s.options = {"preset": "ultrafast", **({"crf": str(crf)} if crf is not None else {})}
     base = Image.open(image).convert("RGB") if image else None
