@@ -1,11 +1,18 @@
-"""Index speed: a first index and a re-index of an unchanged library of N files.
+"""Index speed: a first index and a re-index of an unchanged library of N files; the time per video.
 
 Builds N distinct camera-like JPEGs (default 5,000; resized crops of the sample
 photos, each with its own EXIF capture time) in a temporary library, then
 prints files/s for the first index and for a re-index that must read no file
 contents (target >= 5,000 files/s).
 
-    python benchmarks/bench_index.py [N] [--keep DIR]
+Then a large video (default 1 GB: one second of lossless, all-keyframe H.264
+made with PyAV, its packets copied again and again into one MP4, as a
+concatenation does): the time to index it, the time and the bytes of the
+container-header read (duration, size, codec, capture time, GPS) and of the
+poster frame at 10 % that the labeling pass decodes. The index's SHA-256 reads
+the whole file (exact duplicates, verified moves); nothing else does.
+
+    python benchmarks/bench_index.py [N] [--keep DIR] [--video-mb MB]
 """
 
 from __future__ import annotations
@@ -54,10 +61,94 @@ def build(root: Path, n: int, seed: int = 0) -> None:
         crop.save(folder / f"IMG_{i:05d}.jpg", quality=88, exif=exif)
 
 
+def make_large_video(path: Path, megabytes: int) -> float:
+    """An MP4 of about ``megabytes`` MB: a second of noise encoded once (lossless, every frame a
+    keyframe), its packets muxed again with shifted times until the size is reached. Returns seconds."""
+    import av
+    import numpy as np
+
+    t = time.perf_counter()
+    rng = np.random.default_rng(0)
+    seg = path.with_suffix(".segment.mp4")
+    fps, size = 10, (1280, 720)
+    with av.open(str(seg), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height = size
+        s.pix_fmt = "yuv420p"
+        s.codec_context.gop_size = 1
+        s.options = {"preset": "ultrafast", "qp": "0"}
+        for i in range(fps):
+            noise = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(noise, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    target = megabytes * 1024 * 1024
+    with av.open(str(seg)) as inp, av.open(str(path), "w", options={"movflags": "use_metadata_tags"}) as out:
+        out.metadata["creation_time"] = "2024-05-01T10:00:00Z"
+        out.metadata["location"] = "+43.4633+011.8807/"
+        src = inp.streams.video[0]
+        dst = out.add_stream_from_template(src)
+        packets = [p for p in inp.demux(src) if p.size]
+        step = sum(int(p.duration or 0) for p in packets) or len(packets)
+        written, k = 0, 0
+        while written < target:
+            for p in packets:
+                p.stream = dst
+                if k:   # shift the times one segment further
+                    p.pts = None if p.pts is None else p.pts + step
+                    p.dts = None if p.dts is None else p.dts + step
+                out.mux(p)
+                written += p.size
+            k += 1
+    seg.unlink()
+    return time.perf_counter() - t
+
+
+def _read_bytes() -> int:
+    """Bytes this process has read through read(2) and friends so far (Linux /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_video(megabytes: int, folder: Path) -> None:
+    from photolab.exif import PhotoInfo
+    from photolab.video import poster_frame, read_video_info
+
+    lib = photolab.init_library(folder / "videos")
+    clip = lib.root / "VID_large.mp4"
+    took = make_large_video(clip, megabytes)
+    size = clip.stat().st_size
+    print(f"built a {size / 2**20:.0f} MB video in {took:.1f} s")
+    t = time.perf_counter()
+    report = photolab.index_library(lib, progress=False)
+    t_index = time.perf_counter() - t
+    row = dict(lib.catalog.query("SELECT * FROM photos WHERE path = ?", ("VID_large.mp4",))[0])
+    assert row["status"] == "ok", report.problems
+    b0, t = _read_bytes(), time.perf_counter()
+    read_video_info(clip, PhotoInfo())
+    t_meta, b_meta = time.perf_counter() - t, _read_bytes() - b0
+    stats: dict = {}
+    b0, t = _read_bytes(), time.perf_counter()
+    poster_frame(clip, stats=stats)
+    t_poster, b_poster = time.perf_counter() - t, _read_bytes() - b0
+    print(f"video       : {row['width']}x{row['height']} {row['codec']} {row['duration']:.0f} s, "
+          f"captured {row['captured_at']} ({row['captured_source']}), GPS {row['gps_lat']}, {row['gps_lon']}")
+    print(f"index       : {t_index:.2f} s per video ({size / 2**20 / t_index:.0f} MB/s; the SHA-256 reads every byte)")
+    print(f"  metadata  : {t_meta * 1000:.1f} ms, {b_meta / 1024:.0f} KB read of {size / 2**20:.0f} MB")
+    print(f"poster frame: {t_poster * 1000:.1f} ms, {b_poster / 2**20:.2f} MB read, {stats['decoded']} frame(s) "
+          f"decoded at {stats['time']:.1f} s of {stats['duration']:.0f} s")
+    lib.close()
+    clip.unlink()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", nargs="?", type=int, default=5000)
     ap.add_argument("--keep", type=Path, help="build the library here and keep it")
+    ap.add_argument("--video-mb", type=int, default=1024, help="size of the large video (0: no video benchmark)")
     args = ap.parse_args()
     tmp = None
     if args.keep:
@@ -88,6 +179,9 @@ def main() -> int:
     print(f"re-index    : {args.n / t_again:8.0f} files/s  ({t_again:.3f} s, files opened: {len(opened)})")
     print(f"ratio re-index / target 5000 files/s: {args.n / t_again / 5000:.2f}")
     lib.close()
+    if args.video_mb:
+        with tempfile.TemporaryDirectory(prefix="photolab-bench-video-") as vt:
+            bench_video(args.video_mb, Path(vt))
     if tmp:
         tmp.cleanup()
     return 0 if not opened else 1

@@ -218,13 +218,13 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
             state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
             report.failed.append((key, why))
             continue
-        if row["kind"] in ("photo", "raw") and row["status"] not in USABLE:
+        if row["kind"] in ("photo", "raw", "video") and row["status"] not in USABLE:
             why = f"{row['status']}: {row['error']}"
             state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
             report.failed.append((key, why))
             continue
         state_rows.append((key, st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
-        if row["kind"] in ("photo", "raw"):
+        if row["kind"] in ("photo", "raw", "video"):   # clips are deduped and filed like photos
             new_ids.append(row["id"])
     _record(lib, state_rows)
     steps = [("tag", lambda: tag_library(lib, progress=False, model=model, counts=False)),

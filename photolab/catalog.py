@@ -51,7 +51,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE photos (
         id              INTEGER PRIMARY KEY,
         path            TEXT NOT NULL UNIQUE,      -- relative to the library, '/'-separated
-        kind            TEXT NOT NULL,             -- photo | raw | sidecar | video | other
+        kind            TEXT NOT NULL,             -- photo | raw | sidecar | video | live | other
         size            INTEGER NOT NULL,
         mtime_ns        INTEGER NOT NULL,
         sha256          TEXT,
@@ -308,6 +308,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE features ADD COLUMN blue_top_frac REAL;
     ALTER TABLE features ADD COLUMN saturation REAL;
     ALTER TABLE features ADD COLUMN top_lift REAL;
+    """,
+    # 8 -> 9: videos: duration and codec from the container; videos indexed before are read again
+    """
+    ALTER TABLE photos ADD COLUMN duration REAL;    -- seconds (videos)
+    ALTER TABLE photos ADD COLUMN codec TEXT;       -- the video stream's codec (h264, hevc, ...)
+    UPDATE photos SET mtime_ns = -1 WHERE kind = 'video';
     """,
 ]
 

@@ -1,6 +1,6 @@
 """Dedupe: exact and near duplicates from cached features, a keeper per group, quarantine — never delete.
 
-Three tiers, never confused:
+Three tiers, never confused (videos, below, are only ever compared with videos):
 
 - ``exact``: the same bytes (SHA-256), or the same decoded pixels in another
   container or with other metadata (checked by decoding both files in full);
@@ -28,7 +28,11 @@ memory-mapped from ``.photolab/features/`` (float16 embeddings, held once), and
 the lists are kept with them, so a few new photos are checked against the
 library without reading the rest.
 
-The keeper of a group has the highest resolution; ties go to the preferred
+Videos: exact copies by content; near copies (a re-encode, a trimmed export) by
+their poster frames' hashes (the frame at 10 % of the duration) plus durations
+within 2 %. A clip is never compared with a photo.
+
+The keeper of a group has the highest resolution (a clip: then the longest); ties go to the preferred
 format (RAW > HEIC > JPEG > PNG > WebP by default), then an intact file over a
 damaged one, then more metadata, then (in a pass over new files, ``only=``) the
 copy already in the library over the one just imported, then the earliest
@@ -473,7 +477,7 @@ def _patched_matrices(lib, ids, c, hit, pos, want_low: bool) -> dict:
 
 
 _ROW_SQL = ("SELECT p.id, p.path, p.kind, p.size, p.sha256, p.format, p.width, p.height, p.status, p.captured_at, "
-            "p.captured_source, p.camera_make, p.gps_lat, pe.event_id FROM photos p "
+            "p.captured_source, p.camera_make, p.gps_lat, p.duration, p.codec, pe.event_id FROM photos p "
             "LEFT JOIN photo_events pe ON pe.photo_id = p.id ")
 
 
@@ -862,9 +866,67 @@ def _distinct_captures(a: dict, b: dict) -> bool:
     A re-encoded, resized or converted copy either keeps the original's capture
     time (to the sub-second where the camera records it) or has none.
     """
-    real = ("DateTimeOriginal", "CreateDate")
+    real = ("DateTimeOriginal", "CreationDate", "CreateDate")
     return (a["captured_source"] in real and b["captured_source"] in real
             and a["captured_at"] != b["captured_at"])
+
+
+# -- videos -------------------------------------------------------------------
+VIDEO_DURATION_TOLERANCE = 0.02   # near copies of a clip: durations within 2 % of the longer
+
+
+def _video_edges(lib, opts: DedupeOptions, only=None) -> tuple[dict, int]:
+    """Duplicate edges among the library's clips (never with photos) and how many clips have no poster features.
+
+    Exact: the same bytes. Near: a re-encode or a trimmed export, whose poster frames (at 10 % of
+    the duration) agree in pHash within ``near_phash`` and dHash within ``near_dhash`` bits and whose
+    durations differ by at most 2 %. Clips sorted by duration are compared only with those inside
+    that window, so the work stays about linear in the number of clips."""
+    usable = ", ".join("?" * len(USABLE))
+    rows = lib.catalog.query(
+        "SELECT p.id, p.sha256, p.duration, p.captured_at, p.captured_source, f.phash8, f.dhash8 FROM photos p "
+        "LEFT JOIN features f ON f.photo_id = p.id AND f.sha256 IS p.sha256 "
+        f"WHERE p.kind = 'video' AND p.status IN ({usable}) ORDER BY p.id", USABLE)
+    wanted = None if only is None else {int(x) for x in only}
+    edges: dict[tuple[int, int], tuple[str, str]] = {}
+    by_sha: dict[str, list[int]] = {}
+    for r in rows:
+        if r["sha256"]:
+            by_sha.setdefault(r["sha256"], []).append(r["id"])
+    for ids in by_sha.values():
+        if len(ids) > 1 and (wanted is None or wanted & set(ids)):
+            for other in ids[1:]:
+                edges[(ids[0], other)] = ("exact", "same bytes")
+    feat = [r for r in rows if r["phash8"] and r["dhash8"] and r["duration"]]
+    untagged = len(rows) - len(feat)
+    if len(feat) < 2:
+        return edges, untagged
+    feat.sort(key=lambda r: r["duration"])
+    ids = np.array([r["id"] for r in feat], dtype=np.int64)
+    dur = np.array([r["duration"] for r in feat], dtype=np.float64)
+    ph = _hex_matrix([r["phash8"] for r in feat])[:, 0]
+    dh = _hex_matrix([r["dhash8"] for r in feat])[:, 0]
+    meta = {r["id"]: r for r in feat}
+    hi = np.searchsorted(dur, dur / (1 - VIDEO_DURATION_TOLERANCE), side="right")
+    for i in range(len(feat) - 1):
+        j = np.arange(i + 1, hi[i])
+        if not len(j):
+            continue
+        if wanted is not None and int(ids[i]) not in wanted:
+            j = j[np.isin(ids[j], list(wanted))]
+        dph, ddh = _popcount(ph[i] ^ ph[j]), _popcount(dh[i] ^ dh[j])
+        for k in np.flatnonzero((dph <= opts.near_phash) & (ddh <= opts.near_dhash)):
+            a, b = int(ids[i]), int(ids[j[k]])
+            key = (min(a, b), max(a, b))
+            if key in edges:
+                continue
+            how = (f"poster pHash {dph[k]}, dHash {ddh[k]}, "
+                   f"{meta[a]['duration']:.2f} s vs {meta[b]['duration']:.2f} s")
+            if _distinct_captures(meta[a], meta[b]):
+                edges[key] = ("similar", how + f"; taken at {meta[a]['captured_at']} and {meta[b]['captured_at']}")
+            else:
+                edges[key] = ("near", how)
+    return edges, untagged
 
 
 # -- grouping -----------------------------------------------------------------
@@ -885,17 +947,21 @@ class _Union:
 
 
 def _keeper_order(row: dict, opts: DedupeOptions, new: frozenset = frozenset()) -> tuple:
-    """Sort key, best copy first: resolution, format preference, intact, more metadata, a copy already in the
-    library over one in ``new`` (the files a pass is taking in), earliest capture, path."""
+    """Sort key, best copy first: resolution, (videos) the longer clip, format preference, intact, more metadata,
+    a copy already in the library over one in ``new`` (the files a pass is taking in), earliest capture, path."""
     fmt = "RAW" if row["kind"] == "raw" else (row["format"] or "").upper()
     pref = opts.format_preference
     meta = sum(x is not None for x in (row["captured_at"], row["camera_make"], row["gps_lat"])) + (
         row["captured_source"] == "DateTimeOriginal")
-    return (-(row["width"] or 0) * (row["height"] or 0), pref.index(fmt) if fmt in pref else len(pref),
+    return (-(row["width"] or 0) * (row["height"] or 0), -(row.get("duration") or 0),
+            pref.index(fmt) if fmt in pref else len(pref),
             row["status"] != "ok", -meta, bool(new) and row["id"] in new, (row["captured_at"] or "9999")[:19], row["path"])
 
 
 def _describe(row: dict) -> str:
+    if row["kind"] == "video":
+        length = f" {row['duration']:.1f} s" if row.get("duration") else ""
+        return f"{row['width']}x{row['height']} {row['format'] or '?'} {(row.get('codec') or '?').upper()}{length}"
     fmt = "RAW" if row["kind"] == "raw" else (row["format"] or "?")
     return f"{row['width']}x{row['height']} {fmt}"
 
@@ -1020,6 +1086,10 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
                         edges[key] = ("near", how)
                 elif similar[k]:
                     edges[key] = ("similar", how)
+
+    video_edges, video_untagged = _video_edges(lib, opts, only)
+    edges.update(video_edges)
+    untagged += video_untagged
 
     ids = sorted({pid for e in edges for pid in e})
     rows_by_id.fetch(ids)

@@ -1,4 +1,5 @@
-"""``photolab demo``: every stage that exists, on a fresh library built from the sample photos."""
+"""``photolab demo``: every stage that exists, on a fresh library built from the sample photos and a
+phone clip the demo encodes (a few KB, made fresh each run from a sample photo)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,53 @@ def make_duplicates(sample: str | Path, folder: str | Path) -> int:
     return 4
 
 
+DEMO_CLIP = "IMG_0100.MOV"
+
+
+def make_clip(sample: str | Path, folder: str | Path) -> Path | None:
+    """A phone clip for the demo to gather: 2 s panning across a sample photo, encoded with H.264
+    (PyAV's FFmpeg), a few KB, dated and placed as an iPhone does (``com.apple.quicktime.creationdate``
+    with its offset, ``com.apple.quicktime.location.ISO6709``): the afternoon and place of
+    ``kde_ColorfulCups.jpg``, so organize files it beside that photo.
+
+    Returns:
+        The clip, or None when the sample photo is not there.
+    """
+    import av
+    from PIL import Image
+
+    photo = Path(sample) / "kde_ColorfulCups.jpg"
+    if not photo.is_file():
+        return None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out_path = folder / DEMO_CLIP
+    with Image.open(photo) as im:
+        base = im.convert("RGB")
+        base.thumbnail((480, 300))
+    size, fps, n = (192, 108), 10, 20
+    with av.open(str(out_path), "w", options={"movflags": "use_metadata_tags"}) as out:
+        out.metadata.update({"com.apple.quicktime.creationdate": "2014-04-29T14:40:00+0200",
+                             "com.apple.quicktime.location.ISO6709": "+56.1560+010.2082/",
+                             "com.apple.quicktime.make": "Apple", "com.apple.quicktime.model": "iPhone 5s"})
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "32"}
+        w, h = base.size
+        for i in range(n):
+            dx = int(i * w * 0.25 / n)
+            frame = base.crop((dx, 0, dx + int(w * 0.75), h)).resize(size)
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return out_path
+
+
 def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None = None,
              fresh: bool = True) -> int:
-    """Build a library from a copy of the sample photos, run every stage, print a summary.
+    """Build a library from a copy of the sample photos and a phone clip, run every stage, print a summary.
 
     Returns:
         0 when every stage ran (bad files are reported, not fatal).
@@ -63,7 +108,7 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     from . import dedupe
     from .organize import apply, plan, preview_tree
     from .metadata import write_metadata
-    from .tagging import export_csv, tag_library
+    from .tagging import accepted_tags, export_csv, tag_library
 
     library = Path(library).resolve()
     sample = Path(sample) if sample else default_sample()
@@ -77,7 +122,12 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     made = make_duplicates(sample, lib.root / "made-duplicates")
 
     print(f"photolab demo: library {lib.root}")
-    g = gather([sample], lib, progress=False)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="photolab-demo-") as tmp:
+        phone = Path(tmp) / "phone"          # a phone's clip, gathered from outside the library
+        clip = make_clip(sample, phone)
+        g = gather([sample] + ([phone] if clip else []), lib, progress=False)
     print(f"  gather : {g.summary()}")
     ix = index_library(lib, progress=False)
     print(f"  index  : {ix.summary()}")
@@ -104,21 +154,31 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     print(f"  metadata: {written.summary()}; earlier bytes kept in .photolab/versions/")
 
     rows = lib.catalog.query(
-        "SELECT kind, status, captured_source, gps_lat FROM photos WHERE status != 'missing'")
+        "SELECT id, path, kind, status, captured_at, captured_source, gps_lat, duration, codec, width, height "
+        "FROM photos WHERE status != 'missing'")
     n_photos = sum(1 for r in rows if r["kind"] in ("photo", "raw") and r["status"] in USABLE)
+    clips = [r for r in rows if r["kind"] == "video" and r["status"] in USABLE]
     with_gps = sum(1 for r in rows if r["gps_lat"] is not None)
     exif_time = sum(1 for r in rows if r["captured_source"] == "DateTimeOriginal")
     errors = [p for p in ix.problems if p[1] not in USABLE] + [(p, "corrupt", e) for p, e in tg.failed]
     print()
     print("summary")
     print(f"  photos          : {n_photos} usable ({exif_time} with EXIF capture time, {with_gps} with GPS)")
+    tagged = accepted_tags(lib, photo_ids=[r["id"] for r in clips])
+    print(f"  videos          : {len(clips)} usable ({sum(r['duration'] or 0 for r in clips):.1f} s in all; "
+          "dated from the container, tagged from a poster frame)")
+    for r in clips:
+        print(f"    {r['path']}: {r['width']}x{r['height']} {r['codec']} {r['duration']:.1f} s, captured "
+              f"{r['captured_at']} ({r['captured_source']}), tags: {', '.join(sorted(tagged.get(r['id'], ()))) or '-'}")
     counts = ", ".join(f"{t} {n}" for t, n in sorted(tg.tag_counts.items(), key=lambda kv: -kv[1]) if n)
     print(f"  tags            : {counts or 'none'}")
     print(f"  duplicates      : {dedupe.summary(dups)} (among them {made} copies the demo made)")
     for r in dups.itertuples():
         print(f"    group {r.group} {r.tier:7s} {'keep ' if r.keep else 'aside'} {r.path}")
     n_moves = int((moves["role"] == "photo").sum())
-    print(f"  organized       : {n_moves} photos moved into year/month/event folders "
+    clip_ids = {r["id"] for r in clips}
+    n_clips = int(((moves["role"] == "photo") & moves["photo_id"].isin(clip_ids)).sum())
+    print(f"  organized       : {n_moves - n_clips} photos and {n_clips} video{'' if n_clips == 1 else 's'} moved into year/month/event folders "
           f"({len(moves) - n_moves} companions with them):")
     for line in preview_tree(moves).splitlines():
         print(f"                    {line}")

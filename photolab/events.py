@@ -4,7 +4,8 @@ Photos are sorted by capture time; a new event starts where the gap to the
 previous photo exceeds ``gap_hours`` (default 6: a day out stays one event, the
 next morning starts another), or where two consecutive photos that both have
 GPS lie more than ``max_km`` apart (default 50) with at least ``min_travel_hours``
-(default 1) between them. Only real capture dates count (EXIF, GPS time or a
+(default 1) between them. Standalone videos take part by their own capture time,
+so a clip joins the event of the photos taken around it. Only real capture dates count (EXIF, GPS time or a
 date in the file name; a file's modification time is not a capture date unless
 ``use_file_dates=True``); photos without one belong to no event.
 
@@ -29,7 +30,7 @@ from .index import USABLE
 from .library import open_library
 from .places import event_city
 
-REAL_DATE_SOURCES = ("DateTimeOriginal", "CreateDate", "GPSDateTime", "FileName")
+REAL_DATE_SOURCES = ("DateTimeOriginal", "CreationDate", "CreateDate", "GPSDateTime", "FileName")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def _title(tag: str) -> str:
 
 
 _DATED = ("SELECT id, captured_at, captured_source, gps_lat, gps_lon FROM photos "
-          "WHERE kind IN ('photo', 'raw') AND status IN ({usable}) "
+          "WHERE kind IN ('photo', 'raw', 'video') AND status IN ({usable}) "
           "AND captured_at IS NOT NULL AND captured_source IN ({sources})")
 
 

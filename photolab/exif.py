@@ -26,7 +26,7 @@ _OFFSET_ORIGINAL, _OFFSET_DIGITIZED, _OFFSET = 0x9011, 0x9012, 0x9010
 _SUBSEC_ORIGINAL, _SUBSEC_DIGITIZED = 0x9291, 0x9292
 _LENS_MODEL = 0xA434
 
-CAPTURE_SOURCES = ("DateTimeOriginal", "CreateDate", "GPSDateTime", "FileName", "FileModifyDate")
+CAPTURE_SOURCES = ("DateTimeOriginal", "CreationDate", "CreateDate", "GPSDateTime", "FileName", "FileModifyDate")
 
 
 @dataclass

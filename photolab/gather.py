@@ -1,4 +1,7 @@
-"""Gather: copy photos from phones, cameras and drives into the library.
+"""Gather: copy photos and videos from phones, cameras and drives into the library.
+
+Photos, standalone videos (``.mp4 .mov .m4v .3gp .avi .mkv .mts .m2ts``) and
+their companions are copied; a live photo's ``.mov`` travels with its photo.
 
 Sources are only ever read. Each source gets its own folder in the library
 (named after the source folder, made unique), so two cards that both hold
@@ -51,7 +54,8 @@ class GatherReport:
     copied: int = 0
     skipped: int = 0          # already gathered from this source with the same content
     companions: int = 0       # sidecars, AAE edits and live-photo videos copied with their photo
-    ignored: int = 0          # files that are neither photos nor companions
+    videos: int = 0           # standalone videos (phone and camera clips) copied
+    ignored: int = 0          # files that are neither photos, videos nor companions
     failed: list[tuple[str, str]] = field(default_factory=list)
     set_aside: list[tuple[str, str]] = field(default_factory=list)   # (path, reason): links, not followed
     renamed: list[tuple[str, str]] = field(default_factory=list)     # (source path, library path): odd names
@@ -59,7 +63,8 @@ class GatherReport:
     by_kind: Counter = field(default_factory=Counter)
 
     def summary(self) -> str:
-        s = (f"{self.copied} copied ({self.companions} companions), {self.skipped} already gathered, "
+        s = (f"{self.copied} copied ({self.videos} videos, {self.companions} companions), "
+             f"{self.skipped} already gathered, "
              f"{self.ignored} ignored, {len(self.failed)} failed")
         if self.set_aside:
             s += f", {len(self.set_aside)} set aside"
@@ -151,9 +156,12 @@ def _place_for(path: Path, dest: Path, claimed: set[Path]) -> tuple[Path, str | 
 
 
 def _plan_source(src: Path) -> tuple[list[Path], list[Path], int, list[tuple[Path, str]]]:
-    """Photos and their companions under ``src`` (sorted), how many files are ignored, and the
-    symbolic links set aside (not followed) with their reason."""
-    photos: list[Path] = []
+    """Photos, standalone videos and their companions under ``src`` (sorted), how many files are
+    ignored, and the symbolic links set aside (not followed) with their reason.
+
+    Photos claim their companions first, so a live photo's ``.mov`` travels with its photo; a
+    video no photo claims is gathered itself, with its own sidecars."""
+    primaries: list[Path] = []
     companion_files: list[Path] = []
     links: list[tuple[Path, str]] = []
     ignored = 0
@@ -165,15 +173,15 @@ def _plan_source(src: Path) -> tuple[list[Path], list[Path], int, list[tuple[Pat
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         names = set(files)
         taken: set[str] = set()
-        for name in sorted(files):
-            if name.startswith(".") or name in taken:
-                continue
-            if kind_by_extension(name) in ("photo", "raw"):
+        for kinds in (("photo", "raw"), ("video",)):
+            for name in sorted(files):
+                if name.startswith(".") or name in taken or kind_by_extension(name) not in kinds:
+                    continue
+                taken.add(name)
                 if (folder_path / name).is_symlink():
-                    taken.add(name)
                     links.append((folder_path / name, _link_reason(src, folder_path / name)))
                     continue
-                photos.append(folder_path / name)
+                primaries.append(folder_path / name)
                 for c in companions(Path(name), names):
                     if c not in taken:
                         taken.add(c)
@@ -181,9 +189,8 @@ def _plan_source(src: Path) -> tuple[list[Path], list[Path], int, list[tuple[Pat
                             links.append((folder_path / c, _link_reason(src, folder_path / c)))
                         else:
                             companion_files.append(folder_path / c)
-        ignored += sum(1 for n in names if not n.startswith(".") and n not in taken
-                       and kind_by_extension(n) not in ("photo", "raw"))
-    return photos, companion_files, ignored, links
+        ignored += sum(1 for n in names if not n.startswith(".") and n not in taken)
+    return sorted(primaries), companion_files, ignored, links
 
 
 def _link_reason(src: Path, link: Path) -> str:
@@ -282,6 +289,8 @@ def gather(sources, into, *, progress: bool = True, only=None) -> GatherReport:
             report.by_kind[kind_by_extension(path)] += 1
             if path in companion_set:
                 report.companions += 1
+            elif kind_by_extension(path) == "video":
+                report.videos += 1
     cat.finish_run(run_id, report.as_dict())
     log.info("gather into %s: %s", lib.root, report.summary())
     return report

@@ -1,7 +1,10 @@
 """Index: one catalog row per file in the library.
 
 Every file gets a row with its size, modification time, SHA-256, format (by
-content), pixel size, EXIF facts and a status with a one-line reason. Bad
+content), pixel size, EXIF facts and a status with a one-line reason. A video
+gets its duration, frame size, codec, capture time and GPS from its container's
+header (:mod:`photolab.video`; no frame is decoded); a video beside a photo of
+the same name is that live photo's companion (kind ``live``). Bad
 files never stop a run. Re-indexing is incremental: a file whose size and
 modification time are unchanged is not opened again; changed files are read
 again and files that disappeared are marked ``missing``.
@@ -22,7 +25,7 @@ from .catalog import STATE_DIR, utcnow
 from .exif import PhotoInfo, finish_capture_time, open_image, read_pillow_info, read_raw_info
 from .fileops import TMP_PREFIX, live_moves, recover, sha256_file
 from .library import open_library
-from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, sniff_other, sniff_raw
+from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, live_companion, photo_stems, sniff_other, sniff_raw
 from .names import is_clean, library_name, shown
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,7 @@ _IN_MEMORY_LIMIT = 512 * 1024 * 1024
 _COLUMNS = (
     "path", "kind", "size", "mtime_ns", "sha256", "format", "width", "height", "orientation",
     "captured_at", "captured_source", "camera_make", "camera_model", "lens", "gps_lat", "gps_lon",
-    "gps_alt", "status", "error",
+    "gps_alt", "status", "error", "duration", "codec",
 )
 
 
@@ -146,6 +149,8 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
         row["format"] = ext[1:].upper()
     if row["size"] == 0:
         return {**row, "status": "empty", "error": "zero-byte file (an interrupted copy?)"}
+    if row["kind"] == "video":
+        return _inspect_video(path, name, row)
 
     data: bytes | None = None
     try:
@@ -215,6 +220,55 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
     if info.warnings and not row["error"]:
         row["error"] = "; ".join(info.warnings)
     return row
+
+
+def _inspect_video(path: Path, name: str, row: dict) -> dict:
+    """A video's row: SHA-256 of its bytes (streamed), then only what its container's header says
+    (duration, frame size, codec, capture time, GPS); no frame is decoded here."""
+    from .video import VideoError, read_video_info
+
+    try:
+        row["sha256"] = sha256_file(path)
+        with path.open("rb") as fh:
+            head = fh.read(64)
+    except PermissionError as exc:
+        return {**row, "status": "unreadable", "error": f"permission denied ({exc.strerror}); fix its permissions"}
+    except OSError as exc:
+        return {**row, "status": "unreadable", "error": f"read error: {exc.strerror or exc}"}
+    info = PhotoInfo()
+    moment = None
+    try:
+        moment, extra = read_video_info(path, info)
+    except VideoError as exc:
+        mime = sniff_other(head)
+        if mime is None and _looks_like_text(head):
+            mime = "text"
+        what = (f"named as video ({Path(name).suffix.lower()}) but content is {mime}; {exc}"
+                if mime and not mime.startswith("video/") else str(exc))
+        row.update(status="corrupt", error=what, format=mime.split("/")[-1].upper() if mime else None)
+    except Exception as exc:  # noqa: BLE001 - any reader error is this file's problem
+        row.update(status="corrupt", error=f"not a readable video ({type(exc).__name__}: {exc})")
+    else:
+        row.update(format=extra["format"], duration=extra["duration"], codec=extra["codec"])
+        if extra.get("problem"):
+            row.update(status="corrupt", error=extra["problem"])
+    finish_capture_time(info, moment, name, row["mtime_ns"])
+    for key in ("width", "height", "orientation", "captured_at", "captured_source", "camera_make",
+                "camera_model", "lens", "gps_lat", "gps_lon", "gps_alt"):
+        row[key] = getattr(info, key)
+    if info.warnings and row["status"] == "ok":
+        row["status"] = "warning"
+    if info.warnings and not row["error"]:
+        row["error"] = "; ".join(info.warnings)
+    return row
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
 def _integrity_problem(im, fmt: str, data: bytes | None) -> str | None:
@@ -369,6 +423,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     flush()
     if pool:
         pool.shutdown()
+    _mark_live_companions(cat, on_disk)
 
     for r in cat.query("SELECT path, status, error FROM photos"):
         report.by_status[r["status"]] += 1
@@ -378,6 +433,25 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     cat.finish_run(run_id, report.as_dict())
     log.info("index %s: %s", lib.root, report.summary())
     return report
+
+
+def _mark_live_companions(cat, on_disk) -> None:
+    """A video beside a photo of the same name (``IMG_1.HEIC`` + ``IMG_1.MOV``) is that live photo's
+    motion half: kind ``live``, which travels with its photo and is not a clip of its own."""
+    stems: dict[str, set[str]] = {}
+    for rel, _, _ in on_disk:
+        folder, _, name = rel.rpartition("/")
+        stems.setdefault(folder, set()).add(name)
+    stems = {folder: photo_stems(names) for folder, names in stems.items()}
+    changes = []
+    for r in cat.query("SELECT path, kind FROM photos WHERE kind IN ('video', 'live') AND status != 'missing'"):
+        folder, _, name = r["path"].rpartition("/")
+        kind = "live" if live_companion(name, stems.get(folder, set())) else "video"
+        if kind != r["kind"]:
+            changes.append((kind, r["path"]))
+    if changes:
+        with cat.write() as db:
+            db.executemany("UPDATE photos SET kind = ? WHERE path = ?", changes)
 
 
 def photos(library, *, usable_only: bool = True, kinds: tuple[str, ...] = ("photo", "raw")):

@@ -1,4 +1,4 @@
-"""What a file is: photo, RAW, sidecar, video companion or something else.
+"""What a file is: photo, RAW, sidecar, video (standalone or a live photo's companion) or something else.
 
 Kinds are decided by extension for gathering (cheap, before copying) and by
 content for indexing (:func:`sniff_raw` plus Pillow's own identification), so
@@ -17,7 +17,9 @@ RAW_EXTS = frozenset(
     ".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .x3f .3fr .iiq .erf .mrw .raw .rwl".split()
 )
 SIDECAR_EXTS = frozenset(".xmp .aae".split())
-VIDEO_EXTS = frozenset(".mov .mp4 .m4v".split())
+VIDEO_EXTS = frozenset(".mp4 .mov .m4v .3gp .avi .mkv .mts .m2ts".split())
+#: videos that travel with a photo of the same name (iPhone live photos, older Android motion photos)
+LIVE_VIDEO_EXTS = frozenset(".mov .mp4 .m4v".split())
 
 # TIFF-based RAW formats cannot be told from a TIFF by magic bytes alone.
 _TIFF_RAW_BY_EXT = {
@@ -25,6 +27,18 @@ _TIFF_RAW_BY_EXT = {
     ".pef": "PEF", ".srw": "SRW", ".3fr": "3FR", ".iiq": "IIQ", ".erf": "ERF", ".rwl": "RWL",
     ".raw": "RAW",
 }
+
+
+def photo_stems(names) -> set[str]:
+    """The lower-case stems of the photos and RAW files among ``names`` (one folder's files)."""
+    return {n.rpartition(".")[0].lower() for n in names if kind_by_extension(n) in ("photo", "raw")}
+
+
+def live_companion(name: str, stems: set[str]) -> bool:
+    """Whether video ``name`` is the live-photo half of a photo whose stem is in ``stems``
+    (:func:`photo_stems` of its folder)."""
+    p = Path(name)
+    return p.suffix.lower() in LIVE_VIDEO_EXTS and p.stem.lower() in stems
 
 
 def kind_by_extension(path: str | Path) -> str:
@@ -92,11 +106,13 @@ def register_heif() -> bool:
 def companions(photo: Path, siblings: set[str]) -> list[str]:
     """Names in ``siblings`` that travel with ``photo``: sidecars, AAE edits, live-photo videos.
 
-    ``IMG_1.jpg`` takes ``IMG_1.jpg.xmp``, ``IMG_1.xmp``, ``IMG_1.aae``,
-    ``IMG_O1.aae`` (iOS originals' edits) and ``IMG_1.mov`` (case-insensitive).
+    For a photo, ``IMG_1.jpg`` takes ``IMG_1.jpg.xmp``, ``IMG_1.xmp``, ``IMG_1.aae``,
+    ``IMG_O1.aae`` (iOS originals' edits) and ``IMG_1.mov`` (case-insensitive). For a
+    standalone video, ``clip.mp4`` takes ``clip.mp4.xmp`` and ``clip.xmp``.
     """
     stem = photo.stem.lower()
     name = photo.name.lower()
+    is_video = photo.suffix.lower() in VIDEO_EXTS
     out = []
     for sib in siblings:
         low = sib.lower()
@@ -108,6 +124,6 @@ def companions(photo: Path, siblings: set[str]) -> list[str]:
             out.append(sib)
         elif ext == ".aae" and stem.startswith("img_") and sib_stem == "img_o" + stem[4:]:
             out.append(sib)
-        elif ext in VIDEO_EXTS and sib_stem == stem:
+        elif ext in LIVE_VIDEO_EXTS and sib_stem == stem and not is_video:
             out.append(sib)
     return sorted(out)

@@ -25,7 +25,9 @@ file has none. People and place tags are written only once a person confirmed
 them, unless ``write_unreviewed`` opts those categories in.
 
 Where: in the file (JPEG, TIFF, PNG, WebP: what Exiv2 writes), in an XMP sidecar,
-or both. RAW and HEIC/AVIF photos (Exiv2 cannot write those), photos on
+or both. Videos only ever get a sidecar (``clip.mp4.xmp``): a video container is
+never rewritten, and reading a video's keywords reads only its sidecar. RAW and
+HEIC/AVIF photos (Exiv2 cannot write those), photos on
 read-only or removable media, and anything else that cannot be written in
 place get a sidecar. Sidecars are named ``IMG_1.jpg.xmp`` (``sidecar_naming="ext"``,
 darktable and digiKam) or ``IMG_1.xmp`` (``"stem"``, Lightroom); an existing
@@ -61,6 +63,7 @@ from .catalog import utcnow
 from .fileops import FileOpError, Rewrite, new_batch, prune_versions, recover, rewrite, sha256_file, version_bytes
 from .index import USABLE
 from .library import open_library
+from .media import VIDEO_EXTS
 from .taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -294,11 +297,15 @@ def read_metadata(path: str | os.PathLike) -> dict:
             parts.append(read_bytes(side.read_bytes()))
         except Exception as exc:
             log.warning("%s: sidecar unreadable: %s", side, exc)
-    try:
-        parts.append(read_bytes(p.read_bytes()))
-    except Exception as exc:
+    if p.suffix.lower() in VIDEO_EXTS:   # a video's keywords live in its sidecar; the clip is not read
         if side is None:
-            raise MetadataError(f"{p}: metadata unreadable: {exc}") from exc
+            raise MetadataError(f"{p}: a video without an XMP sidecar: no keywords to read")
+    else:
+        try:
+            parts.append(read_bytes(p.read_bytes()))
+        except Exception as exc:
+            if side is None:
+                raise MetadataError(f"{p}: metadata unreadable: {exc}") from exc
     for e in parts:
         for name in ("keywords", "hierarchical", "tags_list", "iptc_keywords", "photolab_tags", "reviewed"):
             cur = getattr(merged, name)
@@ -376,7 +383,7 @@ def decisions_for_writing(library, options: WriteOptions | None = None, photo_id
     tax = load_taxonomy(lib)
     usable = ", ".join("?" * len(USABLE))
     ids = [r["id"] for r in lib.catalog.query(
-        f"SELECT id FROM photos WHERE kind IN ('photo', 'raw') AND status IN ({usable}) ORDER BY id", USABLE)]
+        f"SELECT id FROM photos WHERE kind IN ('photo', 'raw', 'video') AND status IN ({usable}) ORDER BY id", USABLE)]
     subset = None
     if photo_ids is not None:
         want = {int(i) for i in photo_ids}
@@ -914,6 +921,7 @@ def _plan_targets(lib, row, opts: WriteOptions, media: dict) -> list[tuple[str, 
     why = None
     if not in_place_ok:
         why = ("RAW: sidecar only" if row["kind"] == "raw" else
+               "video: sidecar only (the container is never rewritten)" if row["kind"] == "video" else
                "removable media: sidecar only" if removable else
                "read-only: sidecar only" if locked else
                f"{row['format']}: Exiv2 cannot write it in place; sidecar")
@@ -1095,7 +1103,7 @@ def import_metadata(library, *, photo_ids=None, progress: bool = True):
     tax = load_taxonomy(lib)
     usable = ", ".join("?" * len(USABLE))
     rows = lib.catalog.query(
-        f"SELECT id, path FROM photos WHERE kind IN ('photo', 'raw') AND status IN ({usable}) ORDER BY id", USABLE)
+        f"SELECT id, path FROM photos WHERE kind IN ('photo', 'raw', 'video') AND status IN ({usable}) ORDER BY id", USABLE)
     if photo_ids is not None:
         want = {int(i) for i in photo_ids}
         rows = [r for r in rows if r["id"] in want]

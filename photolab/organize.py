@@ -1,4 +1,8 @@
-"""Organize: move photos into year/month/event folders by tag-based rules.
+"""Organize: move photos and videos into year/month/event folders by tag-based rules.
+
+A standalone clip is filed like a photo, by its own capture time (its event is
+the one of the photos taken with it) and tags; ``kind:video`` in a rule picks
+clips out.
 
 ``plan`` reads the rules (``.photolab/rules.txt``, created from the shipped,
 documented default), finds each photo's folder and returns the moves as a
@@ -37,6 +41,7 @@ RULES_FILE = "rules.txt"
 PLAN_COLUMNS = ["source", "target", "rule", "reason"]
 FIELDS = {"year", "month", "day", "event", "tag", "camera", "make", "model", "place", "kind"}
 KEYS = {"tag", "category", "event", "camera", "date", "place", "gps", "kind"}
+KINDS = ("photo", "raw", "video")   # what a kind: term can name
 #: fields the unsorted folder may use: it holds photos without a capture date, so no date or event
 UNSORTED_FIELDS = FIELDS - {"year", "month", "day", "event"}
 MAX_FOLDER = 200         # characters for the whole target folder
@@ -137,6 +142,8 @@ def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=No
                     fail(f"unknown category {value!r}; use one of {', '.join(CATEGORIES)}")
                 elif key == "gps" and value.lower() not in ("yes", "no"):
                     fail("gps is yes or no")
+                elif key == "kind" and value.lower() not in KINDS:
+                    fail(f"kind is one of {', '.join(KINDS)}")
                 elif key == "date" and not _DATE_RE.fullmatch(value):
                     fail("a date is YYYY, YYYY-MM, YYYY-MM-DD or a range FROM..TO")
                 terms.append(Term(key, value.lower() if key != "tag" else value, negate))
@@ -353,17 +360,18 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
             continue
         names = set(files)
         claimed: set[str] = set()
-        # primaries: JPEG/HEIC first, so a RAW+JPEG pair follows the photo that carries the tags
-        primaries = sorted((n for n, r in files.items() if r["kind"] in ("photo", "raw")),
-                           key=lambda n: (files[n]["kind"] != "photo", n))
+        # primaries: JPEG/HEIC first, so a RAW+JPEG pair follows the photo that carries the tags; then clips
+        primaries = sorted((n for n, r in files.items() if r["kind"] in KINDS),
+                           key=lambda n: (KINDS.index(files[n]["kind"]), n))
         for name in primaries:
             if name in claimed:
                 continue
             r = files[name]
             stem = name.rsplit(".", 1)[0]
             members = [name]
-            members += [n for n in names - claimed - {name}
-                        if files[n]["kind"] in ("photo", "raw") and n.rsplit(".", 1)[0].lower() == stem.lower()]
+            if r["kind"] != "video":
+                members += [n for n in names - claimed - {name}
+                            if files[n]["kind"] in ("photo", "raw") and n.rsplit(".", 1)[0].lower() == stem.lower()]
             for m in list(members):
                 members += [c for c in companions(Path(m), names) if c not in members and c not in claimed
                             and files[c]["kind"] not in ("photo", "raw")]

@@ -43,7 +43,7 @@ def _strata(lib):
     df = lib.catalog.dataframe(
         "SELECT p.id AS photo_id, p.path, p.captured_at, p.camera_make FROM photos p "
         "JOIN features f ON f.photo_id = p.id "
-        f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({usable}) ORDER BY p.id", USABLE)
+        f"WHERE p.kind IN ('photo', 'raw', 'video') AND p.status IN ({usable}) ORDER BY p.id", USABLE)
     top = lib.catalog.dataframe(
         "SELECT photo_id, tag, max(score) AS score FROM scores WHERE source IN ('prior', 'starter') "
         "GROUP BY photo_id")

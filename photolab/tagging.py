@@ -197,13 +197,17 @@ def quality_scores(q: dict, width: int | None, height: int | None) -> dict[str, 
 
 # -- decoding -----------------------------------------------------------------
 def decode(path: Path, kind: str, target: int = DECODE_TARGET):
-    """Decode once at reduced scale, upright (EXIF orientation applied), RGB."""
+    """Decode once at reduced scale, upright (EXIF orientation applied), RGB; a video's poster frame."""
     from PIL import Image, ImageOps
 
     from .media import register_heif
 
     register_heif()
-    if kind == "raw":
+    if kind == "video":   # one frame at 10 % of the duration: the clip is never decoded in full
+        from .video import poster_frame
+
+        im = poster_frame(path)
+    elif kind == "raw":
         import rawpy
 
         with rawpy.imread(str(path)) as raw:
@@ -497,11 +501,12 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     todo = cat.query(
         "SELECT p.id, p.path, p.kind, p.width, p.height, p.sha256 FROM photos p "
         "LEFT JOIN features f ON f.photo_id = p.id "
-        f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({', '.join('?' * len(USABLE))}) "
+        f"WHERE p.kind IN ('photo', 'raw', 'video') AND p.status IN ({', '.join('?' * len(USABLE))}) "
         + ("" if force else "AND (f.model IS NULL OR f.model != ? OR f.sha256 IS NOT p.sha256 OR f.phash8 IS NULL) ")
         + "ORDER BY p.id", tuple(USABLE) + (() if force else (bb.version,)))
     total_usable = cat.query(
-        f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
+        f"SELECT count(*) FROM photos WHERE kind IN ('photo', 'raw', 'video') "
+        f"AND status IN ({', '.join('?' * len(USABLE))})",
         tuple(USABLE))[0][0]
     report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags) + unscored,
                        by_faces=tax.by_source("faces"), by_starter=covered, note=note)

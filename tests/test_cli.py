@@ -45,6 +45,12 @@ def test_demo_prints_the_summary(tmp_path):
     out = proc.stdout
     assert "summary" in out
     assert "photos          : 19 usable" in out
+    # the demo's phone clip: gathered, dated from its container, filed beside the photo of that afternoon
+    assert "videos          : 1 usable" in out
+    clip_line = out.split("videos          :")[1].splitlines()[1].strip()
+    assert clip_line.startswith("2014/04/2014-04-29") and "/IMG_0100.MOV: " in clip_line
+    assert "captured 2014-04-29T14:40:00+02:00 (CreationDate)" in out
+    assert "19 photos and 1 video moved" in out
     assert "errors          : 0" in out
     # a second run starts fresh; a folder that is not a demo library is never removed
     run("demo", "--library", tmp_path / "demo", "--sample", SAMPLE)

@@ -84,13 +84,14 @@ def test_duplicates_are_kept_and_companions_travel(tmp_path, library):
     (phone / "IMG_0002.CR2").write_bytes(b"II*\x00\x10\x00\x00\x00CR\x02\x00" + b"\0" * 64)
     (phone / "IMG_0002.JPG").write_bytes((SAMPLE / "mate_Wood.jpg").read_bytes())   # RAW+JPEG pair
     (phone / "notes.txt").write_text("not a photo")
-    (phone / "orphan.mov").write_bytes(b"\0" * 10)  # a video with no photo: not gathered
+    (phone / "orphan.mov").write_bytes(b"\0" * 10)  # a video with no photo: gathered as a clip of its own
     report = photolab.gather([phone], library, progress=False)
     got = sorted(p.name for p in (library.root / "phone").iterdir())
     assert got == sorted(["IMG_0001.JPG", "IMG_0001 copy.JPG", "IMG_0001.JPG.xmp", "IMG_0001.AAE",
-                          "IMG_0001.MOV", "IMG_0002.CR2", "IMG_0002.JPG"])
+                          "IMG_0001.MOV", "IMG_0002.CR2", "IMG_0002.JPG", "orphan.mov"])
     assert report.companions == 3
-    assert report.ignored == 2
+    assert report.videos == 1
+    assert report.ignored == 1
 
 
 def test_read_only_source_is_only_read(tmp_path, library):
