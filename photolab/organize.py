@@ -72,6 +72,7 @@ class Rules:
     unsorted: str = "Unsorted"
     events: EventOptions = field(default_factory=EventOptions)
     path: str | None = None
+    places: str = "confirmed"        # place: and {place} use confirmed places, or "suggested" ones too
 
 
 # -- the rules file -----------------------------------------------------------
@@ -98,8 +99,9 @@ def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=No
         if line.lower().startswith("set "):
             key, eq, value = line[4:].partition("=")
             key = key.strip().lower()
-            if not eq or key not in ("unsorted", "use_file_dates", "gap_hours", "max_km"):
-                fail("a setting is 'set NAME = VALUE' with NAME one of unsorted, use_file_dates, gap_hours, max_km")
+            if not eq or key not in ("unsorted", "use_file_dates", "gap_hours", "max_km", "places"):
+                fail("a setting is 'set NAME = VALUE' with NAME one of unsorted, use_file_dates, gap_hours, max_km, "
+                     "places")
             settings[key] = value.strip()
             if key == "unsorted":
                 _check_target(settings[key], fail)
@@ -114,6 +116,10 @@ def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=No
                         raise ValueError
                 except ValueError:
                     fail(f"{key} must be a positive number")
+            elif key == "places":
+                if settings[key].lower() not in ("confirmed", "suggested"):
+                    fail("places is confirmed (only places a person confirmed) or suggested (photolab's "
+                         "suggestions too)")
             elif settings[key].lower() not in ("yes", "no", "true", "false"):
                 fail("use_file_dates is yes or no")
             continue
@@ -155,7 +161,7 @@ def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=No
     ev = EventOptions(gap_hours=float(settings.get("gap_hours", EventOptions.gap_hours)),
                       max_km=float(settings.get("max_km", EventOptions.max_km)), use_file_dates=yes)
     return Rules(rules, unsorted=settings.get("unsorted", "Unsorted").strip("/"), events=ev,
-                 path=str(path) if path else None)
+                 path=str(path) if path else None, places=settings.get("places", "confirmed").lower())
 
 
 _DATE = r"\d{4}(-\d{2}(-\d{2})?)?"
@@ -348,6 +354,9 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
         all_rows = sorted(_folder_rows(cat, folders), key=lambda r: r["path"])
         tags = accepted_tags(lib, photo_ids=[r["id"] for r in all_rows])
         sha_at = _Known(cat)
+    from .places import place_names
+
+    place_of = place_names(lib, [r["id"] for r in all_rows], suggested=rules.places == "suggested")
     by_folder: dict[str, dict[str, dict]] = {}
     for r in all_rows:
         folder, _, name = r["path"].rpartition("/")
@@ -384,7 +393,8 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
             when = capture_time(r, rules.events)
             camera = " ".join(x for x in (r["camera_make"], r["camera_model"]) if x)
             facts = {"tags": tags.get(r["id"], set()), "categories": cats, "event": r["event"] or "",
-                     "camera": camera, "place": "", "gps": r["gps_lat"] is not None, "kind": r["kind"], "when": when}
+                     "camera": camera, "place": place_of.get(r["id"], ("", ""))[0], "gps": r["gps_lat"] is not None,
+                     "kind": r["kind"], "when": when}
             rule, matched = match(rules, facts)
             if rule is None:
                 kept.append((r["path"], "no rule matches"))
@@ -394,7 +404,8 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
                       "day": when.day if when else 0, "event": r["event"] or "No event",
                       "tag": (matched or r["dominant"] or "untagged").replace("_", " ").title(),
                       "camera": camera or "Unknown camera", "make": r["camera_make"] or "Unknown",
-                      "model": r["camera_model"] or "Unknown", "place": "Unknown place", "kind": r["kind"]}
+                      "model": r["camera_model"] or "Unknown", "place": place_of.get(r["id"], ("", "Unknown place"))[1],
+                      "kind": r["kind"]}
             if when is None and uses_date:
                 target_folder = render_target(rules.unsorted, {k: values[k] for k in UNSORTED_FIELDS})
                 why = "no capture date"

@@ -131,6 +131,21 @@ def confirmed_paths(library) -> dict[int, str]:
     return {int(pid): path(r) for pid, r in places(lib).iterrows() if r["confirmed"] == 1}
 
 
+def place_names(library, photo_ids, *, suggested: bool = False) -> dict[int, tuple[str, str]]:
+    """photo id -> (the words a ``place:`` rule term matches: "City, Region, Country"; the name ``{place}``
+    gives a folder: the city, else the region, else the country), for the photos whose place a person
+    confirmed (``suggested``: photolab's suggestions too; a place a person rejected never)."""
+    lib = open_library(library)
+    out = {}
+    rows = lib.catalog.query_ids(f"SELECT photo_id, country, region, city FROM places WHERE confirmed "
+                                 f"{'>= 0' if suggested else '= 1'} AND {{ids}}", photo_ids)
+    for r in rows:
+        levels = [v for v in (r["city"], r["region"], r["country"]) if v]
+        if levels:
+            out[int(r["photo_id"])] = (", ".join(dict.fromkeys(levels)), levels[0])
+    return out
+
+
 def event_city(lib, photo_ids: list[int], share: float = 0.5) -> str | None:
     """The city most of these photos' places name (at least ``share`` of those with a place)."""
     from collections import Counter
@@ -149,4 +164,4 @@ def event_city(lib, photo_ids: list[int], share: float = 0.5) -> str | None:
     return city if n >= share * len(cities) else None
 
 
-__all__ = ["MAX_KM", "confirm_places", "confirmed_paths", "lookup", "places", "suggest_places"]
+__all__ = ["MAX_KM", "confirm_places", "confirmed_paths", "lookup", "place_names", "places", "suggest_places"]

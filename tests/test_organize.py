@@ -347,3 +347,51 @@ def test_scoped_plan_and_events_equal_the_library_wide_ones(lib_with_photos):
     assert event_of["import2/near_event.jpg"] == event_of[first]          # joined the event it falls in
     assert event_of["import2/own_event.jpg"] != event_of[first]
     assert "import2/no_date.png" not in event_of
+
+
+def test_place_terms_and_field_file_the_tuscany_photos_once_confirmed(shared_data, tmp_path):
+    """The nine Nikon photos with GPS near Arezzo: `place:*Arezzo*` and `{place}` file them once a person
+    confirms their place (or, with `set places = suggested`, from the suggestion); the others are untouched
+    by that rule, a rejected place never counts, and undo restores the tree."""
+    from conftest import copy_tree
+
+    from photolab.places import confirm_places, suggest_places
+
+    root = tmp_path / "lib"
+    lib = photolab.init_library(root)
+    copy_tree(shared_data / "photos", root / "photos")
+    photolab.index_library(lib, progress=False)
+    suggest_places(lib)
+    ids = dict(lib.catalog.query("SELECT path, id FROM photos"))
+    tuscany = {p for p in ids if p.startswith("photos/DSCN00")}
+    gps_tuscany = {p for p, in lib.catalog.query("SELECT p.path FROM places pl JOIN photos p ON p.id = pl.photo_id "
+                                                  "WHERE pl.city = 'Arezzo'")}
+    assert len(gps_tuscany) == 9 and gps_tuscany <= tuscany
+    text = "place:*Arezzo* and place:*italy* -> Trips/{place}/{year}\n* -> {year}/{month:02}\n"
+    rules = org.parse_rules(text)
+
+    def targets(r):
+        df = org.plan(lib, rules=r)
+        return {row.source: row.target for row in df.itertuples()}
+
+    # suggested, not confirmed: the rule does not see the place, and {place} is not invented
+    before = targets(rules)
+    assert not any(t.startswith("Trips/") for t in before.values())
+    confirm_places(lib, [ids[p] for p in sorted(gps_tuscany)[:6]])
+    confirm_places(lib, [ids[sorted(gps_tuscany)[6]]], value=False)   # a person says this place is wrong
+    got = targets(rules)
+    trips = {s for s, t in got.items() if t.startswith("Trips/")}
+    assert trips == set(sorted(gps_tuscany)[:6])
+    assert all(got[s].startswith("Trips/Arezzo/2008/") for s in trips), got
+    # with suggestions allowed, the unconfirmed ones join; the rejected one never does
+    loose = org.parse_rules("set places = suggested\n" + text)
+    got = targets(loose)
+    assert {s for s, t in got.items() if t.startswith("Trips/")} == gps_tuscany - {sorted(gps_tuscany)[6]}
+    # applied and undone, byte for byte
+    start = tree(root)
+    report = org.apply(lib, org.plan(lib, rules=rules), progress=False)
+    assert report.done and (root / "Trips" / "Arezzo" / "2008").is_dir()
+    undo(lib, report.batch)
+    assert tree(root) == start
+    with pytest.raises(org.RulesError, match="places is confirmed"):
+        org.parse_rules("set places = maybe\n* -> {year}\n")
