@@ -254,8 +254,10 @@ def _prepare(path: Path, kind: str, input_size: int, crop_pct: float, mean, std)
     x = np.ascontiguousarray(arr.transpose(2, 0, 1))
     gray_im = im.convert("L")
     q = quality_measures(gray_im)
-    q["colorfulness"] = colorfulness(im)
-    q.update(color_measures(im))
+    tiny = im.copy()
+    tiny.thumbnail((64, 64), Image.BILINEAR)   # colorfulness and the colour measures work at 64 px: made once
+    q["colorfulness"] = colorfulness(tiny)
+    q.update(color_measures(tiny))
     small = gray_im.resize((32, 32), Image.LANCZOS)  # what imagehash.phash works from
     turned = [small.transpose(getattr(Image.Transpose, t)) if t else small for t in DIHEDRAL]
     variants = [str(imagehash.phash(t)) for t in turned]
