@@ -107,6 +107,7 @@ def test_passes_file_tag_quarantine_report_and_lose_nothing(tmp_path):
     filed = {p: have[sha(imp / p)] for p in ["kde_Kite.jpg", "pug.heic", "mate_Dune.jpg", "sub/mate_Dune.jpg", "slow.jpg"]}
     # the day's folder (the event's name after the date comes from the photo's tags)
     assert re.fullmatch(r"2015/07/2015-07-21( [^/]+)?/kde_Kite\.jpg", filed["kde_Kite.jpg"]), filed["kde_Kite.jpg"]
+    assert "Sunset" not in filed["kde_Kite.jpg"]   # a kite in a blue sky is no sunset
     assert filed["mate_Dune.jpg"] != filed["sub/mate_Dune.jpg"]
     # tags went into the metadata (a sidecar beside the HEIC, where it now lives)
     assert "dog" in read_metadata(lib.root / filed["pug.heic"])["keywords"]
