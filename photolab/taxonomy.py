@@ -207,4 +207,5 @@ def rename_tag(library, old: str, new: str, *, merge: bool = False) -> Taxonomy:
 
 
 # Catalog tables whose rows name a tag; later stages add theirs here.
-_TAGGED_TABLES: list[tuple[str, str]] = [("scores", "tag"), ("labels", "tag"), ("thresholds", "tag")]
+_TAGGED_TABLES: list[tuple[str, str]] = [("scores", "tag"), ("scores_stash", "tag"), ("labels", "tag"),
+                                         ("thresholds", "tag")]

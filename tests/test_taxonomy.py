@@ -39,7 +39,10 @@ def test_library_copy_rename_and_merge_keep_history(library):
     with library.catalog.write() as db:
         db.execute("INSERT INTO photos(path, kind, size, mtime_ns, status, indexed_at) VALUES ('a.jpg','photo',1,1,'ok','x')")
         db.execute("INSERT INTO labels(photo_id, tag, value, who, at) VALUES (1, 'party', 1, 'me', 'now')")
+        db.execute("INSERT INTO scores_stash(photo_id, tag, score, source, model) VALUES (1, 'party', 0.2, 'prior', 'm')")
     renamed = rename_tag(library, "party", "celebration")
+    # the scores a head set aside follow the rename, so a rollback puts them back under the new name
+    assert library.catalog.query("SELECT tag FROM scores_stash")[0][0] == "celebration"
     assert "celebration" in renamed.names and "party" not in renamed.names
     assert renamed.resolve("party") == "celebration"  # the old name is an alias now
     assert library.catalog.query("SELECT tag FROM labels")[0][0] == "celebration"
