@@ -122,13 +122,14 @@ def _jpeg_complete(data: bytes) -> bool:
 
 
 def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int | None = None,
-                 mtime_ns: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
+                 mtime_ns: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, sha256: str | None = None) -> dict:
     """Read one file and return its catalog row (without ``path``); never raises for bad input.
 
     Args:
         path: the file.
         name: name used for file-name date patterns and extension checks (default: the file's).
         size, mtime_ns: the stat values already known (read from disk if not given).
+        sha256: a video's checksum already verified by gather's copy (the video is then not read again).
         max_pixels: images with more pixels are refused as ``too_large``.
     """
     from PIL import Image
@@ -150,7 +151,7 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
     if row["size"] == 0:
         return {**row, "status": "empty", "error": "zero-byte file (an interrupted copy?)"}
     if row["kind"] == "video":
-        return _inspect_video(path, name, row)
+        return _inspect_video(path, name, row, sha256)
 
     data: bytes | None = None
     try:
@@ -222,13 +223,14 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
     return row
 
 
-def _inspect_video(path: Path, name: str, row: dict) -> dict:
-    """A video's row: SHA-256 of its bytes (streamed), then only what its container's header says
-    (duration, frame size, codec, capture time, GPS); no frame is decoded here."""
+def _inspect_video(path: Path, name: str, row: dict, sha256: str | None = None) -> dict:
+    """A video's row: SHA-256 of its bytes (streamed; or the one gather's verified copy recorded), then
+    only what its container's header says (duration, frame size, codec, capture time, GPS); no frame
+    is decoded here."""
     from .video import VideoError, read_video_info
 
     try:
-        row["sha256"] = sha256_file(path)
+        row["sha256"] = sha256 or sha256_file(path)
         with path.open("rb") as fh:
             head = fh.read(64)
     except PermissionError as exc:
@@ -308,14 +310,42 @@ def _not_an_image(row: dict, head: bytes, ext: str, exc: Exception) -> dict:
 
 
 def _inspect_task(args: tuple) -> tuple[str, dict]:
-    abs_path, rel, size, mtime_ns, max_pixels = args
+    abs_path, rel, size, mtime_ns, max_pixels, sha256 = args
     try:
         return rel, inspect_file(abs_path, name=Path(rel).name, size=size, mtime_ns=mtime_ns,
-                                 max_pixels=max_pixels)
+                                 max_pixels=max_pixels, sha256=sha256)
     except Exception as exc:  # noqa: BLE001 - last line of defence: record, never stop the batch
         log.exception("%s: unexpected error while indexing", abs_path)
         return rel, {"kind": "other", "size": size, "mtime_ns": mtime_ns, "status": "corrupt",
                      "error": f"unexpected error while reading: {type(exc).__name__}: {exc}"}
+
+
+def _with_gathered_checksums(cat, todo: list[tuple]) -> list[tuple]:
+    """Each task with the SHA-256 gather's verified copy recorded for it, for videos only (a photo's bytes
+    are read anyway): trusted while the file still has the size gather copied and was not changed after
+    the copy (gather keeps the source's modification time; an edit makes it newer than the copy)."""
+    import datetime as _dt
+
+    videos = [t[1] for t in todo if kind_by_extension(Path(t[1]).name) == "video"]
+    got: dict[str, tuple[str, int, str]] = {}
+    for k in range(0, len(videos), 900):
+        part = videos[k:k + 900]
+        for r in cat.query(f"SELECT dest, sha256, size, copied_at FROM gather_log WHERE dest IN "
+                           f"({', '.join('?' * len(part))}) ORDER BY id", part):
+            got[r["dest"]] = (r["sha256"], r["size"], r["copied_at"])
+    out = []
+    for abs_path, rel, size, mtime_ns, max_pixels in todo:
+        digest = None
+        if rel in got:
+            sha, gsize, copied_at = got[rel]
+            try:
+                copied_ns = int(_dt.datetime.fromisoformat(copied_at).timestamp()) * 10**9
+            except ValueError:
+                copied_ns = -1
+            if gsize == size and mtime_ns is not None and mtime_ns <= copied_ns:
+                digest = sha
+        out.append((abs_path, rel, size, mtime_ns, max_pixels, digest))
+    return out
 
 
 def index_library(library, *, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -365,6 +395,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
             report.unchanged += 1
             continue
         todo.append((str(lib.abs(rel)), rel, size, mtime_ns, max_pixels))
+    todo = _with_gathered_checksums(cat, todo)
     disk_paths = {rel for rel, _, _ in on_disk}
     gone = [p for p, v in known.items() if p not in disk_paths and p not in moved_from
             and v[2] not in ("missing", "quarantined")

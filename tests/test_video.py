@@ -178,6 +178,36 @@ def test_reindex_is_incremental_for_videos(tmp_path, library):
     assert (first.read, again.read, again.unchanged) == (1, 0, 1)
 
 
+def test_a_gathered_clip_is_not_read_again_for_its_checksum(tmp_path, library, monkeypatch):
+    """gather's verified copy already knows the clip's SHA-256: the index reads only its header then. A clip
+    changed after the copy (newer than it), or placed in the library by hand, is hashed as before."""
+    import os
+
+    from photolab import index as index_mod
+
+    src = tmp_path / "cam"
+    src.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        make_clip(src / name, metadata={"creation_time": "2020-07-05T08:15:00Z"})
+        os.utime(src / name, ns=(1_600_000_000 * 10**9, 1_600_000_000 * 10**9))   # as a camera's file: older
+    photolab.gather([src], library, progress=False)
+    hand = library.root / "by-hand.mp4"
+    shutil.copy(src / "a.mp4", hand)
+    os.utime(hand, ns=(1_600_000_000 * 10**9, 1_600_000_000 * 10**9))
+    edited = next(library.root.rglob("b.mp4"))
+    with edited.open("r+b") as fh:   # changed after the copy, same size: gather's checksum no longer holds
+        fh.seek(-64, os.SEEK_END)
+        fh.write(bytes(64))
+    hashed = []
+    real = index_mod.sha256_file
+    monkeypatch.setattr(index_mod, "sha256_file", lambda p, *a, **k: hashed.append(Path(p).name) or real(p, *a, **k))
+    photolab.index_library(library, progress=False)
+    assert sorted(hashed) == ["b.mp4", "by-hand.mp4"]
+    rows = {Path(r["path"]).name: r["sha256"] for r in library.catalog.query("SELECT path, sha256 FROM photos")}
+    assert rows["a.mp4"] == digest(next(library.root.rglob("a.mp4"))) == rows["by-hand.mp4"]
+    assert rows["b.mp4"] == digest(edited)
+
+
 def test_iso6709():
     assert parse_iso6709("+43.4633+011.8807+120.000/") == (43.4633, 11.8807, 120.0)
     assert parse_iso6709("-33.8688+151.2093/") == (-33.8688, 151.2093, None)
