@@ -449,4 +449,15 @@ def _maintain(lib, *, apply_dedupe: bool) -> dict:
     return out
 
 
-__all__ = ["AutomationError", "PassReport", "arrived_files", "import_log", "maintain", "run_once", "watch"]
+def systemd_units() -> dict[str, Path]:
+    """The systemd units and udev rule shipped with photolab (``photolab/data/systemd/``; in a source checkout
+    also ``contrib/systemd/``): file name -> path, readable from an installed wheel too. Each file says how
+    to install it."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("photolab").joinpath("data", "systemd")))
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+__all__ = ["AutomationError", "PassReport", "arrived_files", "import_log", "maintain", "run_once", "systemd_units",
+           "watch"]

@@ -25,7 +25,7 @@ from photolab.metadata import read_metadata
 from conftest import SAMPLE
 
 REPO = Path(__file__).resolve().parents[1]
-UNITS = REPO / "contrib" / "systemd"
+UNITS = REPO / "photolab" / "data" / "systemd"
 
 
 def sha(p: Path) -> str:
@@ -262,3 +262,21 @@ def test_cli_run_once(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 new files: 1 gathered" in out
     assert main(["run", str(lib.root), "--import", str(tmp_path / "nowhere"), "--once"]) == 2
+
+
+def test_units_and_model_data_ship_in_the_wheel(tmp_path):
+    """An installed photolab (a wheel, not this checkout) still has its systemd units, the starter head and the
+    taxonomy: notebook 08 reads the units through systemd_units(), never through the checkout's folders."""
+    import subprocess
+    import sys
+    import zipfile
+
+    assert set(automate.systemd_units()) == {p.name for p in UNITS.iterdir()}
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True, timeout=300)
+    wheel = next(tmp_path.glob("photolab-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for unit in automate.systemd_units():
+        assert f"photolab/data/systemd/{unit}" in names
+    assert {"photolab/data/starter_head.safetensors", "photolab/data/starter_head.json",
+            "photolab/data/taxonomy.txt", "photolab/data/rules.txt"} <= names
