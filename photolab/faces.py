@@ -139,7 +139,7 @@ def detect(image) -> list[dict]:
 
 def _scan_one(args) -> tuple[int, list[dict] | None, str | None]:
     pid, path, kind = args
-    from .tagging import decode
+    from .imaging import decode
 
     try:
         im = decode(Path(path), kind, target=DETECT_SIDE * 3 // 4)

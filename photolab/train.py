@@ -102,7 +102,7 @@ def _measures(lib, ids: list[int]) -> np.ndarray:
     (colorfulness, the colour measures) are taken from the thumbnail once and stored."""
     from PIL import Image
 
-    from .tagging import color_measures, colorfulness
+    from .imaging import color_measures, colorfulness
 
     n = len(MEASURES)
     got, filled = {}, []
