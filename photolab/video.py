@@ -165,45 +165,58 @@ def poster_frame(path: str | Path, *, at: float = POSTER_AT, stats: dict | None 
     ``bytes`` (bytes of compressed data demuxed) and ``duration``."""
     from PIL import Image
 
-    container = _open(Path(path))
-    with container:
-        if not container.streams.video:
-            raise VideoError("no video stream in the container")
-        s = container.streams.video[0]
-        s.thread_type = "NONE"
-        tb = s.time_base
-        duration = (container.duration / 1_000_000) if container.duration else (
-            float(s.duration * tb) if s.duration and tb else 0.0)
-        start = float(s.start_time * tb) if s.start_time is not None and tb else 0.0
-        target = start + max(0.0, duration) * at
-        if target > 0 and tb:
+    def decode_to(target: float, seek: bool):
+        container = _open(Path(path))
+        with container:
+            if not container.streams.video:
+                raise VideoError("no video stream in the container")
+            s = container.streams.video[0]
+            s.thread_type = "NONE"
+            tb = s.time_base
+            duration = (container.duration / 1_000_000) if container.duration else (
+                float(s.duration * tb) if s.duration and tb else 0.0)
+            start = float(s.start_time * tb) if s.start_time is not None and tb else 0.0
+            if target is None:
+                target = start + max(0.0, duration) * at
+            if seek and target > 0 and tb:
+                try:
+                    container.seek(int(target / tb), stream=s, backward=True, any_frame=False)
+                except Exception:  # noqa: BLE001 - an unseekable stream is decoded from where it opened
+                    log.debug("%s: cannot seek; decoding from the start", path)
+            frame = None
+            count = 0
+            demuxed = 0
             try:
-                container.seek(int(target / tb), stream=s, backward=True, any_frame=False)
-            except Exception:  # noqa: BLE001 - an unseekable stream is decoded from where it opened
-                log.debug("%s: cannot seek; decoding from the start", path)
-        frame = None
-        count = 0
-        demuxed = 0
-        try:
-            for packet in container.demux(s):
-                demuxed += packet.size
-                for f in packet.decode():
-                    frame = f
-                    count += 1
-                    if f.time is None or f.time + 1e-6 >= target or count >= MAX_DECODE_FRAMES:
-                        break
-                else:
-                    continue
-                break
-        except Exception as exc:  # noqa: BLE001 - FFmpeg's errors: this file's problem
-            if frame is None:
-                raise VideoError(f"video data undecodable ({_ffmpeg_reason(exc)})") from exc
-        if frame is None:
-            raise VideoError("no frame could be decoded (no video data)")
-        im = frame.to_image()
-        rotation = getattr(frame, "rotation", 0) or 0
-        if stats is not None:
-            stats.update(decoded=count, time=frame.time, bytes=demuxed, duration=duration)
+                for packet in container.demux(s):
+                    demuxed += packet.size
+                    for f in packet.decode():
+                        frame = f
+                        count += 1
+                        if f.time is None or f.time + 1e-6 >= target or count >= MAX_DECODE_FRAMES:
+                            break
+                    else:
+                        continue
+                    break
+            except Exception as exc:  # noqa: BLE001 - FFmpeg's errors: this file's problem
+                if frame is None:
+                    raise VideoError(f"video data undecodable ({_ffmpeg_reason(exc)})") from exc
+            got = None
+            if frame is not None:
+                got = {"image": frame.to_image(), "time": frame.time, "rotation": getattr(frame, "rotation", 0) or 0}
+            return got, count, demuxed, duration, target
+
+    got, count, demuxed, duration, target = decode_to(None, True)
+    # a seek in a stream without an index (MPEG-TS: .mts, .m2ts) can land past the last keyframe before the
+    # moment, so nothing decodes, or well after it: then decode forward from the start instead
+    if got is None or (got["time"] is not None and got["time"] > target + 1.0):
+        again, count2, demuxed2, _, _ = decode_to(target, False)
+        count, demuxed = count + count2, demuxed + demuxed2
+        got = again or got
+    if got is None:
+        raise VideoError("no frame could be decoded (no video data)")
+    im, rotation = got["image"], got["rotation"]
+    if stats is not None:
+        stats.update(decoded=count, time=got["time"], bytes=demuxed, duration=duration)
     # the display matrix turns the picture counter-clockwise by ``rotation`` degrees
     turn = {90: Image.Transpose.ROTATE_90, -270: Image.Transpose.ROTATE_90,
             180: Image.Transpose.ROTATE_180, -180: Image.Transpose.ROTATE_180,

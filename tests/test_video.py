@@ -208,6 +208,20 @@ def test_a_gathered_clip_is_not_read_again_for_its_checksum(tmp_path, library, m
     assert rows["b.mp4"] == digest(edited)
 
 
+@pytest.mark.parametrize("ext", ["mts", "m2ts", "mkv", "mp4"])
+@pytest.mark.parametrize("seconds, gop", [(1, None), (5, 25), (20, 50)])
+def test_poster_frame_at_a_tenth_in_every_container(tmp_path, ext, seconds, gop):
+    """MPEG-TS has no index: a seek can land past the keyframe before the moment (nothing decodes) or on a
+    later one. The poster still comes from 10 % of the clip, never a 'corrupt' verdict for a good clip."""
+    from photolab.video import poster_frame
+
+    clip = make_clip(tmp_path / f"clip.{ext}", seconds=seconds, fps=10, gop=gop)
+    stats: dict = {}
+    im = poster_frame(clip, stats=stats)
+    assert im.size == (160, 120)
+    assert abs(stats["time"] - 0.1 * seconds) <= 0.11, stats
+
+
 def test_iso6709():
     assert parse_iso6709("+43.4633+011.8807+120.000/") == (43.4633, 11.8807, 120.0)
     assert parse_iso6709("-33.8688+151.2093/") == (-33.8688, 151.2093, None)
