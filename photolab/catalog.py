@@ -490,7 +490,11 @@ class Catalog:
         if current == SCHEMA_VERSION:
             return
         if self.read_only:
-            self._refuse_read_only()
+            raise CatalogError(
+                f"{self.path}: this catalog was made by an older photolab (schema {current}; this one uses "
+                f"{SCHEMA_VERSION}) and must be upgraded before any command, reading ones too, and the library "
+                "is read-only; make it writable once (remount it read-write, fix the owner) so photolab can upgrade "
+                "it (a backup generation is kept), or open it with the photolab that made it")
         if current > 0:
             self.backup(f"before-schema-{SCHEMA_VERSION}", min_age=0)
         with self.write():

@@ -150,7 +150,7 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
         row["format"] = ext[1:].upper()
     if row["size"] == 0:
         return {**row, "status": "empty", "error": "zero-byte file (an interrupted copy?)"}
-    if row["kind"] == "video":
+    if row["kind"] == "video" and not _image_content(path):   # a photo named .mp4 is read as the photo it is
         return _inspect_video(path, name, row, sha256)
 
     data: bytes | None = None
@@ -221,6 +221,18 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
     if info.warnings and not row["error"]:
         row["error"] = "; ".join(info.warnings)
     return row
+
+
+def _image_content(path: Path) -> bool:
+    """Whether a file's first bytes say it is an image (whatever its name says)."""
+    import filetype
+
+    try:
+        with path.open("rb") as fh:
+            kind = filetype.guess(fh.read(262))
+    except OSError:
+        return False
+    return bool(kind and kind.mime.startswith("image/"))
 
 
 def _inspect_video(path: Path, name: str, row: dict, sha256: str | None = None) -> dict:
@@ -483,6 +495,15 @@ def _mark_live_companions(cat, on_disk) -> None:
     if changes:
         with cat.write() as db:
             db.executemany("UPDATE photos SET kind = ? WHERE path = ?", changes)
+            # a motion half is not a clip of its own: no poster-frame features or tag scores (a pass that
+            # ran before this index, on a catalog from before live companions were told apart, made them)
+            gone = [p for k, p in changes if k == "live"]
+            for q in range(0, len(gone), 900):
+                part = gone[q:q + 900]
+                marks = ", ".join("?" * len(part))
+                for table in ("scores", "scores_stash", "features"):
+                    db.execute(f"DELETE FROM {table} WHERE photo_id IN (SELECT id FROM photos WHERE path IN ({marks}))",
+                               part)
 
 
 def photos(library, *, usable_only: bool = True, kinds: tuple[str, ...] = ("photo", "raw")):

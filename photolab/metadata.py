@@ -1110,6 +1110,9 @@ def import_metadata(library, *, photo_ids=None, progress: bool = True):
     out, labels, ratings = [], [], []
     now = utcnow()
     for r in tqdm(rows, desc="read metadata", unit="photo", disable=not progress):
+        if r["path"].rsplit(".", 1)[-1].lower() in {e.lstrip(".") for e in VIDEO_EXTS} and \
+                existing_sidecar(lib.abs(r["path"])) is None:
+            continue   # a clip's keywords live only in a sidecar: none, nothing to import (the normal case)
         try:
             m = read_metadata(lib.abs(r["path"]))
         except (MetadataError, OSError) as exc:

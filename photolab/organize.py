@@ -41,7 +41,10 @@ RULES_FILE = "rules.txt"
 PLAN_COLUMNS = ["source", "target", "rule", "reason"]
 FIELDS = {"year", "month", "day", "event", "tag", "camera", "make", "model", "place", "kind"}
 KEYS = {"tag", "category", "event", "camera", "date", "place", "gps", "kind"}
-KINDS = ("photo", "raw", "video")   # what a kind: term can name
+KINDS = ("photo", "raw", "video")   # what is filed on its own (companions travel with it)
+# what a kind: term can name: the catalog's kinds (rules files written before videos named live, sidecar
+# and other too; those never match a filed file, but they must not stop organize)
+RULE_KINDS = KINDS + ("live", "sidecar", "other")
 #: fields the unsorted folder may use: it holds photos without a capture date, so no date or event
 UNSORTED_FIELDS = FIELDS - {"year", "month", "day", "event"}
 MAX_FOLDER = 200         # characters for the whole target folder
@@ -148,7 +151,7 @@ def parse_rules(text: str, *, path: str | os.PathLike | None = None, taxonomy=No
                     fail(f"unknown category {value!r}; use one of {', '.join(CATEGORIES)}")
                 elif key == "gps" and value.lower() not in ("yes", "no"):
                     fail("gps is yes or no")
-                elif key == "kind" and value.lower() not in KINDS:
+                elif key == "kind" and value.lower() not in RULE_KINDS:
                     fail(f"kind is one of {', '.join(KINDS)}")
                 elif key == "date" and not _DATE_RE.fullmatch(value):
                     fail("a date is YYYY, YYYY-MM, YYYY-MM-DD or a range FROM..TO")

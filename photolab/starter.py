@@ -7,7 +7,7 @@ backbone fingerprint, per-tag validation figures), built by
 Open Images, SUN, Intel and MIML scenes) with partial labels.
 
 Per tag it is a calibrated logistic regression over what the labeling pass
-already computes: the 1,280-d embedding, the five image measures and the
+already computes: the 1,280-d embedding, the eleven image measures and the
 ImageNet prior's log-odds for the tag. Calibration (Platt scaling, fitted on
 out-of-fold predictions) is folded into the weights, so a score is a
 probability: of the photos scored 0.8, about 8 in 10 have the tag.
@@ -73,7 +73,7 @@ class Starter:
 
     tags: list[str]
     weight: np.ndarray          # T x D
-    measure_weight: np.ndarray  # T x 5
+    measure_weight: np.ndarray  # T x 11 (QUALITY)
     prior_weight: np.ndarray    # T
     bias: np.ndarray            # T
     backbone: str               # the backbone version it was trained on
@@ -81,7 +81,7 @@ class Starter:
     version: str = "starter"    # "starter:" and the first 12 hex digits of the weights file's SHA-256
 
     def scores(self, emb, measures, prior) -> np.ndarray:
-        """Calibrated scores N x T from embeddings (N x D), :func:`measure_inputs` (N x 5) and the
+        """Calibrated scores N x T from embeddings (N x D), :func:`measure_inputs` (N x 11) and the
         prior's scores for :attr:`tags` (N x T)."""
         z = (np.asarray(emb, dtype=np.float64) @ self.weight.T.astype(np.float64)
              + np.asarray(measures, dtype=np.float64) @ self.measure_weight.T.astype(np.float64)
@@ -126,6 +126,8 @@ def load_starter(path: str | Path | None = None) -> Starter:
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
         raise StarterError(f"{p}: starter head weights are damaged ({type(exc).__name__}: {exc}); {fix}") from exc
     t = len(st.tags)
+    if st.measure_weight.shape == (t, len(BASE_MEASURES)):   # built before the colour measures: it weighs them 0
+        st.measure_weight = np.hstack([st.measure_weight, np.zeros((t, len(COLOR_MEASURES)), st.measure_weight.dtype)])
     if not (st.weight.ndim == 2 and st.weight.shape[0] == t and st.measure_weight.shape == (t, len(QUALITY))
             and st.prior_weight.shape == (t,) and st.bias.shape == (t,)) or not all(
             np.isfinite(a).all() for a in (st.weight, st.measure_weight, st.prior_weight, st.bias)):

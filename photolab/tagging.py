@@ -450,7 +450,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     if scorer is not None and covered:
         upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
         if upgraded:
-            log.info("%d prior scores of photos tagged before the starter head now come from it", upgraded)
+            log.info("%d scores of photos tagged before this starter head now come from it", upgraded)
     if report.tagged and cat.query("SELECT 1 FROM heads WHERE active = 1"):
         from .train import rescore   # the active trained head scores the newly tagged photos too
 
@@ -465,41 +465,57 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
 
 
 def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) -> int:
-    """Photos a pass scored with the prior before the starter head was there (or used) get the starter's
-    scores for its tags, from their cached features and stored prior scores; rows a trained head set
-    aside (``scores_stash``) too, so a rollback returns the starter's. Returns the rows rewritten."""
+    """Photos a pass scored with the prior before the starter head was there (or used), or with an older
+    starter head, get this starter's scores for its tags, from their cached features (the prior from the
+    stored prior score, or, under an older starter, from the cached embedding through the backbone's own
+    classifier); rows a trained head set aside (``scores_stash``) too, so a rollback returns the starter's.
+    Returns the rows rewritten."""
     from .train import _measures, _raw_embeddings
 
     lib = open_library(library)
     tags = list(starter.tags)
     marks = ", ".join("?" * len(tags))
     col = {t: j for j, t in enumerate(tags)}
+    stale = "(s.source IN ('prior', 'none') OR (s.source = 'starter' AND s.model != ?))"
+    weights = None
     written = 0
     for table in ("scores", "scores_stash"):
         # 'none': a starter tag no ImageNet class votes for (sunset), left unscored by a pass without the starter
-        where = (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE s.source IN ('prior', 'none') "
+        where = (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE {stale} "
                  f"AND f.model = ? AND s.tag IN ({marks})")
-        ids = [r[0] for r in lib.catalog.query(f"SELECT DISTINCT s.photo_id {where} ORDER BY s.photo_id",
-                                                (version, *tags))]
+        params = (starter.version, version, *tags)
+        ids = [r[0] for r in lib.catalog.query(f"SELECT DISTINCT s.photo_id {where} ORDER BY s.photo_id", params)]
         for k in range(0, len(ids), chunk):
             part = ids[k:k + chunk]
             pos = {p: i for i, p in enumerate(part)}
             P = np.full((len(part), len(tags)), 0.5)
             have = np.zeros((len(part), len(tags)), dtype=bool)
+            older = np.zeros((len(part), len(tags)), dtype=bool)   # scored by an older starter: prior not stored
             for q in range(0, len(part), 900):
                 sub = part[q:q + 900]
-                for pid, tag, score in lib.catalog.conn.execute(
-                        f"SELECT s.photo_id, s.tag, s.score {where} AND s.photo_id IN ({', '.join('?' * len(sub))})",
-                        (version, *tags, *sub)):
+                for pid, tag, score, source in lib.catalog.conn.execute(
+                        f"SELECT s.photo_id, s.tag, s.score, s.source {where} "
+                        f"AND s.photo_id IN ({', '.join('?' * len(sub))})", (*params, *sub)):
                     have[pos[pid], col[tag]] = True
-                    if score is not None:
+                    if source == "starter":
+                        older[pos[pid], col[tag]] = True
+                    elif score is not None:
                         P[pos[pid], col[tag]] = score
-            S = starter.scores(_raw_embeddings(lib, part), _measures(lib, part), P)
-            rows = [(round(float(S[i, j]), 6), starter.version, pid, t) for j, t in enumerate(tags)
+            E = _raw_embeddings(lib, part)
+            if older.any():
+                from .things import classifier, probabilities
+
+                if weights is None:
+                    weights = prior_matrix(tags)
+                W, b = classifier(lib, version)
+                P = np.where(older, prior_scores(probabilities(E, W, b), weights), P)
+            S = starter.scores(E, _measures(lib, part), P)
+            rows = [(round(float(S[i, j]), 6), starter.version, pid, t, starter.version) for j, t in enumerate(tags)
                     for i, pid in enumerate(part) if have[i, j]]
             with lib.catalog.write() as db:
                 db.executemany(f"UPDATE {table} SET score = ?, source = 'starter', model = ? "
-                               "WHERE photo_id = ? AND tag = ? AND source IN ('prior', 'none')", rows)
+                               "WHERE photo_id = ? AND tag = ? AND (source IN ('prior', 'none') "
+                               "OR (source = 'starter' AND model != ?))", rows)
             written += len(rows)
     return written
 

@@ -127,8 +127,10 @@ def _measures(lib, ids: list[int]) -> np.ndarray:
     if filled:
         try:
             with lib.catalog.write() as db:
-                db.executemany(f"UPDATE features SET colorfulness = ?, {', '.join(c + ' = ?' for c in COLOR_MEASURES)} "
-                               "WHERE photo_id = ?", filled)
+                # only rows still without them: a pass that wrote fresh features meanwhile keeps its own values
+                db.executemany(f"UPDATE features SET colorfulness = COALESCE(colorfulness, ?), "
+                               f"{', '.join(c + ' = ?' for c in COLOR_MEASURES)} "
+                               f"WHERE photo_id = ? AND {COLOR_MEASURES[0]} IS NULL", filled)
         except (PhotolabError, sqlite3.Error) as exc:   # a read-only library still scores; taken again next time
             log.info("colour measures of %d photos not stored: %s", len(filled), exc)
     m = np.array([got[i] for i in ids], dtype=np.float32).reshape(len(ids), n)

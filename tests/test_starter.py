@@ -216,3 +216,24 @@ def test_a_head_made_before_the_colour_measures_still_scores(tmp_path):
     X, M = rng.normal(size=(4, 8)), rng.normal(size=(4, len(MEASURES)))
     assert _predict(X, M, W2, Wm2, b2) == pytest.approx(_predict(X, M[:, :5], W, Wm, b))
     lib.close()
+
+
+def test_scores_of_an_older_starter_head_are_redone_on_the_next_pass(tmp_path, backbone):
+    """A library tagged by an older photolab carries an older starter head's scores: the next pass (nothing to
+    decode) rescores them with the shipped head from the cached features, as a fresh library scores them."""
+    from conftest import SAMPLE
+
+    files = ["kde_Kite.jpg", "kde_ColdRipple.jpg", "chelsea.png", "coffee.png"]
+    lib = _library(tmp_path, SAMPLE, files)
+    tag_library(lib, model=backbone, progress=False)
+    want = decisions(lib).set_index("path")
+    with lib.catalog.write() as db:   # as an older head left them: other scores, another version
+        db.execute("UPDATE scores SET score = 0.99, model = 'starter:0123456789ab' WHERE source = 'starter'")
+    again = tag_library(lib, model=backbone, progress=False)
+    assert again.tagged == 0
+    versions = {m for (m,) in lib.catalog.query("SELECT DISTINCT model FROM scores WHERE source = 'starter'")}
+    assert versions == {load_starter().version}
+    got = decisions(lib).set_index("path")
+    for t in ("person", "cat", "sunset", "food", "indoor", "landscape"):
+        assert got[f"score:{t}"].to_numpy() == pytest.approx(want[f"score:{t}"].to_numpy(), abs=2e-3), t
+    assert (got["score:sunset"] < 0.5).all()

@@ -106,6 +106,19 @@ def test_gather_keeps_a_live_photo_movie_a_companion(tmp_path, library):
     photolab.index_library(library, progress=False)
     kinds = {n: r["kind"] for n, r in rows_by_name(library).items()}
     assert kinds == {"IMG_0002.HEIC": "photo", "IMG_0002.MOV": "live", "IMG_0003.MOV": "video"}
+    # a catalog from before live companions were told apart: the motion half was a clip, and a pass gave it
+    # features and scores; the next index makes it a companion again and drops what the pass made of it
+    mov = rows_by_name(library)["IMG_0002.MOV"]["id"]
+    with library.catalog.write() as db:
+        db.execute("UPDATE photos SET kind = 'video' WHERE id = ?", (mov,))
+        db.execute("INSERT INTO features(photo_id, model, embedding, top5, computed_at) VALUES (?, 'm', x'00', '[]', 'x')",
+                   (mov,))
+        db.execute("INSERT INTO scores(photo_id, tag, score, source, model) VALUES (?, 'dog', 0.9, 'prior', 'm')",
+                   (mov,))
+    photolab.index_library(library, progress=False)
+    assert rows_by_name(library)["IMG_0002.MOV"]["kind"] == "live"
+    assert not library.catalog.query("SELECT 1 FROM features WHERE photo_id = ?", (mov,))
+    assert not library.catalog.query("SELECT 1 FROM scores WHERE photo_id = ?", (mov,))
 
 
 # -- index --------------------------------------------------------------------
@@ -372,6 +385,7 @@ def test_kind_video_rule(tmp_path, library):
     assert target["IMG_0001.JPG"] == "2014/04/IMG_0001.JPG"
     with pytest.raises(organize.RulesError, match="kind is one of photo, raw, video"):
         organize.parse_rules("kind:movie -> Movies")
+    organize.parse_rules("kind:sidecar -> Sidecars\n* -> {year}")   # rules files from before videos still load
 
 
 # -- metadata -----------------------------------------------------------------
