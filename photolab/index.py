@@ -212,6 +212,11 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
             row["status"] = "warning"
             info.warnings.insert(0, f"named as RAW ({ext}) but the content is {fmt}")
 
+    return _finish(row, info, moment, name)
+
+
+def _finish(row: dict, info: PhotoInfo, moment, name: str) -> dict:
+    """The capture time through its fallback chain and what the reader found, into the row."""
     finish_capture_time(info, moment, name, row["mtime_ns"])
     for key in ("width", "height", "orientation", "captured_at", "captured_source", "camera_make",
                 "camera_model", "lens", "gps_lat", "gps_lon", "gps_alt"):
@@ -266,15 +271,7 @@ def _inspect_video(path: Path, name: str, row: dict, sha256: str | None = None) 
         row.update(format=extra["format"], duration=extra["duration"], codec=extra["codec"])
         if extra.get("problem"):
             row.update(status="corrupt", error=extra["problem"])
-    finish_capture_time(info, moment, name, row["mtime_ns"])
-    for key in ("width", "height", "orientation", "captured_at", "captured_source", "camera_make",
-                "camera_model", "lens", "gps_lat", "gps_lon", "gps_alt"):
-        row[key] = getattr(info, key)
-    if info.warnings and row["status"] == "ok":
-        row["status"] = "warning"
-    if info.warnings and not row["error"]:
-        row["error"] = "; ".join(info.warnings)
-    return row
+    return _finish(row, info, moment, name)
 
 
 def _looks_like_text(head: bytes) -> bool:
