@@ -926,6 +926,12 @@ def _video_edges(lib, opts: DedupeOptions, only=None) -> tuple[dict, int]:
                 edges[key] = ("similar", how + f"; taken at {meta[a]['captured_at']} and {meta[b]['captured_at']}")
             else:
                 edges[key] = ("near", how)
+    if wanted is not None:   # a same-bytes copy of a clip the new ones reach is exact, not near
+        reached = {x for key in edges for x in key}
+        for same in by_sha.values():
+            if len(same) > 1 and reached & set(same):
+                for other in same[1:]:
+                    edges[(same[0], other)] = ("exact", "same bytes")
     return edges, untagged
 
 

@@ -330,6 +330,11 @@ def test_clips_deduplicated_among_themselves_never_against_photos(tmp_path, libr
     keeper = plan[plan["keep"]]["path"].iloc[0].rsplit("/", 1)[-1]
     assert keeper in ("VID_A.mp4", "VID_A copy.mp4")                            # full size, full length
     assert "320x240 MP4 H264 5.0 s" in plan[plan["keep"]]["reason"].iloc[0]
+    # the check of one new clip against the library (as a watched import makes it) names the same tiers
+    ids = {p.rsplit("/", 1)[-1]: i for i, p in library.catalog.query("SELECT id, path FROM photos")}
+    scoped = dedupe.plan(library, only=[ids["VID_A whatsapp.mp4"]])
+    tiers = {p.rsplit("/", 1)[-1]: t for p, t in zip(scoped["path"], scoped["tier"])}
+    assert sorted(tiers[n] for n in ("VID_A.mp4", "VID_A copy.mp4"))[0] == "exact"
     before = tree(library.root)
     report = dedupe.apply(library, plan, progress=False)
     assert report.done == 3
