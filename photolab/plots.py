@@ -140,8 +140,10 @@ def pr_curve(curve, threshold: float, tag: str):
     ax.set_ylabel("precision (share of tagged photos that are right)")
     ax.grid(alpha=0.3)
     if curve is None or not len(curve):
-        ax.set_title(f"{tag}: no reviewed photo has this tag yet")
-        ax.text(0.5, 0.5, "Review photos (03_review) to see\nhow precise this tag is", ha="center", va="center")
+        ax.set_title(f"{tag}: no curve yet")
+        ax.text(0.5, 0.5, f"None of the reviewed photos has {tag},\nso its precision cannot be measured.\n\n"
+                "Confirm photos with the tag in the review grid\n(02_tune_thresholds or 03_review),\n"
+                "then look again.", ha="center", va="center")
         return fig
     r, p, t = (curve[c].to_numpy(dtype=float) for c in ("recall", "precision", "threshold"))
     ax.plot(r, p, color="#1f77b4", lw=2, drawstyle="steps-post")
