@@ -149,8 +149,11 @@ def pr_curve(curve, threshold: float, tag: str):
     ax.plot(r, p, color="#1f77b4", lw=2, drawstyle="steps-post")
     k = int(np.argmin(np.abs(t - threshold)))
     ax.plot([r[k]], [p[k]], "o", color="#d62728", ms=10, zorder=3)
-    ax.annotate(f"threshold {threshold:.2f}\nprecision {p[k]:.2f}, recall {r[k]:.2f}", (r[k], p[k]),
-                xytext=(10, -30), textcoords="offset points", fontsize=9, color="#d62728")
+    right, low = r[k] > 0.55, p[k] < 0.3            # the label goes toward the middle of the plot
+    note = ax.annotate(f"threshold {threshold:.2f}\nprecision {p[k]:.2f}, recall {r[k]:.2f}", (r[k], p[k]),
+                       xytext=(-10 if right else 10, 12 if low else -12), textcoords="offset points", fontsize=9,
+                       color="#d62728", ha="right" if right else "left", va="bottom" if low else "top")
+    note.set_in_layout(False)                      # the axes keep their size wherever the point is
     ax.set_title(f"{tag}: precision and recall on the reviewed photos")
     return fig
 

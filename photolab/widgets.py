@@ -7,6 +7,7 @@ widget tree (``.widget``) only shows that state.
 
 from __future__ import annotations
 
+import html
 import io
 from pathlib import Path
 
@@ -438,8 +439,9 @@ class ThresholdTuner(W.VBox):
         self.thresholds = {t: cur[t] for t in self.tags}
         for t in self.tags:
             self._update_counts(t)
-        if self.tags:   # the detail starts on a tag whose curve can be drawn: reviewed photos have it
-            self.tag = next((t for t in self.tags if self.reviewed(t)[1]), self.tags[0])
+        if self.tags:   # the detail starts on the tag that the most reviewed photos have: its curve says most
+            have = {t: self.reviewed(t)[1] for t in self.tags}
+            self.tag = max(self.tags, key=lambda t: (have[t], -self.tags.index(t)))
 
     def reviewed(self, tag: str) -> tuple[int, int]:
         """(reviewed photos with a score for ``tag``, how many of them have the tag): the curve's data."""
@@ -562,8 +564,8 @@ class ApplyButton(W.VBox):
                                     layout=W.Layout(width="auto", display="none"))
         self.button.on_click(lambda _: self._clicked(self.click))
         self.undo_button.on_click(lambda _: self._clicked(self.undo))
-        self._note = W.HTML(f"<i>{nothing}</i>" if nothing else
-                            f"<small>{note or 'Nothing changes until you click the button.'}</small>")
+        self._note = W.HTML(f"<i>{html.escape(nothing)}</i>" if nothing else
+                            f"<small>{html.escape(note or 'Nothing changes until you click the button.')}</small>")
         self.output = W.Output()
         self.children = [self._note, W.HBox([self.button, self.undo_button]), self.output]
         if nothing:
@@ -614,6 +616,7 @@ class ApplyButton(W.VBox):
         if self.state not in ("waiting", "failed") or self.report is not None:
             raise RuntimeError(f"{self.button.description!r}: already {'done' if self.report is not None else self.state}")
         self.report = self._run(self._action, "running", "done")
+        self._note.value = "<small>Done" + ("; the undo button reverses it" if self._undo_action else "") + ".</small>"
         if self._undo_action is not None:
             self.undo_button.layout.display = None
             self.undo_button.disabled = False
@@ -624,6 +627,7 @@ class ApplyButton(W.VBox):
         if self._undo_action is None or self.report is None or self.undone is not None:
             raise RuntimeError(f"{self.button.description!r}: nothing to undo")
         self.undone = self._run(lambda: self._undo_action(self.report), "undoing", "undone")
+        self._note.value = "<small>Done, then undone.</small>"
         return self.undone
 
 

@@ -169,6 +169,7 @@ def test_threshold_detail_starts_on_a_tag_with_reviewed_photos_and_says_why_a_cu
     tuner = ThresholdTuner(lib, autosave=False)
     n, k = tuner.reviewed(tuner.tag)
     assert k > 0 and len(review.pr_curve(lib, tuner.tag)) > 0
+    assert k == max(tuner.reviewed(t)[1] for t in tuner.tags)    # the tag the most reviewed photos have
     assert f"measured on {n} reviewed photos, {k} with the tag" in tuner._curve_note.value
     empty = next(t for t in tuner.tags if tuner.reviewed(t)[1] == 0)
     tuner.tag = empty
