@@ -1,5 +1,6 @@
 """The notebooks' parts without a browser: the set-up call's messages and demo rule, the grid's keys,
-the pictures (real figures from a real tagged library) and inline thumbnails."""
+the pictures (real figures from a real tagged library), inline thumbnails, the button that a bulk change
+waits behind, and the threshold detail's choice of tag."""
 
 from __future__ import annotations
 
