@@ -525,7 +525,6 @@ class ThresholdTuner(W.VBox):
         self._strip.children = rows
 
 
-
 class ApplyButton(W.VBox):
     """A bulk change that waits for a person's click: writing metadata into files, quarantining
     copies, moving files, an import pass, maintenance.
@@ -629,7 +628,6 @@ class ApplyButton(W.VBox):
         self.undone = self._run(lambda: self._undo_action(self.report), "undoing", "undone")
         self._note.value = "<small>Done, then undone.</small>"
         return self.undone
-
 
 
 class FaceNamer(W.VBox):
