@@ -140,15 +140,20 @@ def pr_curve(curve, threshold: float, tag: str):
     ax.set_ylabel("precision (share of tagged photos that are right)")
     ax.grid(alpha=0.3)
     if curve is None or not len(curve):
-        ax.set_title(f"{tag}: no reviewed photo has this tag yet")
-        ax.text(0.5, 0.5, "Review photos (03_review) to see\nhow precise this tag is", ha="center", va="center")
+        ax.set_title(f"{tag}: no curve yet")
+        ax.text(0.5, 0.5, f"None of the reviewed photos has {tag},\nso its precision cannot be measured.\n\n"
+                "Confirm photos with the tag in the review grid\n(02_tune_thresholds or 03_review),\n"
+                "then look again.", ha="center", va="center")
         return fig
     r, p, t = (curve[c].to_numpy(dtype=float) for c in ("recall", "precision", "threshold"))
     ax.plot(r, p, color="#1f77b4", lw=2, drawstyle="steps-post")
     k = int(np.argmin(np.abs(t - threshold)))
     ax.plot([r[k]], [p[k]], "o", color="#d62728", ms=10, zorder=3)
-    ax.annotate(f"threshold {threshold:.2f}\nprecision {p[k]:.2f}, recall {r[k]:.2f}", (r[k], p[k]),
-                xytext=(10, -30), textcoords="offset points", fontsize=9, color="#d62728")
+    right, low = r[k] > 0.55, p[k] < 0.3            # the label goes toward the middle of the plot
+    note = ax.annotate(f"threshold {threshold:.2f}\nprecision {p[k]:.2f}, recall {r[k]:.2f}", (r[k], p[k]),
+                       xytext=(-10 if right else 10, 12 if low else -12), textcoords="offset points", fontsize=9,
+                       color="#d62728", ha="right" if right else "left", va="bottom" if low else "top")
+    note.set_in_layout(False)                      # the axes keep their size wherever the point is
     ax.set_title(f"{tag}: precision and recall on the reviewed photos")
     return fig
 

@@ -7,6 +7,7 @@ widget tree (``.widget``) only shows that state.
 
 from __future__ import annotations
 
+import html
 import io
 from pathlib import Path
 
@@ -422,7 +423,8 @@ class ThresholdTuner(W.VBox):
         rows = []
         for t in self.tags:
             sl = W.FloatSlider(value=cur[t], min=0.01, max=0.99, step=0.01, description=t, continuous_update=False,
-                               readout_format=".2f", layout=W.Layout(width="420px"))
+                               readout_format=".2f", style={"description_width": "120px"},
+                               layout=W.Layout(width="480px"))
             sl.observe(lambda ch, tag=t: self.set(tag, ch["new"]), "value")
             show = W.Button(description="show", layout=W.Layout(width="60px"))
             show.on_click(lambda _, tag=t: setattr(self, "tag", tag))
@@ -437,8 +439,14 @@ class ThresholdTuner(W.VBox):
         self.thresholds = {t: cur[t] for t in self.tags}
         for t in self.tags:
             self._update_counts(t)
-        if self.tags:
-            self.tag = self.tags[0]
+        if self.tags:   # the detail starts on the tag that the most reviewed photos have: its curve says most
+            have = {t: self.reviewed(t)[1] for t in self.tags}
+            self.tag = max(self.tags, key=lambda t: (have[t], -self.tags.index(t)))
+
+    def reviewed(self, tag: str) -> tuple[int, int]:
+        """(reviewed photos with a score for ``tag``, how many of them have the tag): the curve's data."""
+        y, _ = review._scored_labels(self.lib, tag, self._ids)
+        return int(len(y)), int(y.sum())
 
     def counts(self, tag: str) -> tuple[int, int]:
         """(photos at or above the threshold, photos below)."""
@@ -488,8 +496,15 @@ class ThresholdTuner(W.VBox):
         self.curve = curve
         self.figure = plots.pr_curve(curve, self.thresholds[tag], tag)
         self._curve.value = plots.png(self.figure)
+        n, k = self.reviewed(tag)
+        if k:
+            basis = f"the curve is measured on {n} reviewed photos, {k} with the tag"
+        else:
+            basis = ("no curve yet: " + (f"none of the {n} reviewed photos has {tag}" if n else "no photo is reviewed yet")
+                     + ", so its precision cannot be measured; confirm photos with the tag in the review grid "
+                     "(above, or 03_review), then click show again")
         self._curve_note.value = (f"<b class='photolab-detail-tag'>{tag}</b> at threshold {self.thresholds[tag]:.2f} · "
-                                  f"<small>{SCORE_MEANING}</small>")
+                                  f"<span class='photolab-curve-basis'>{basis}</span><br><small>{SCORE_MEANING}</small>")
         ids, s = self._scores[tag]
         t = self.thresholds[tag]
         order = np.argsort(s)
@@ -510,8 +525,109 @@ class ThresholdTuner(W.VBox):
         self._strip.children = rows
 
 
+class ApplyButton(W.VBox):
+    """A bulk change that waits for a person's click: writing metadata into files, quarantining
+    copies, moving files, an import pass, maintenance.
 
-__all__ = ["DedupeReview", "ReviewGrid", "ThresholdTuner"]
+    Making the widget (and so running its cell, or Run All) changes nothing. Its button, or
+    :meth:`click` from code, runs ``action`` once and shows what it did; the undo button, or
+    :meth:`undo`, reverses it when an ``undo`` was given. An error a user can cause shows as one
+    line in the widget (the button stays clickable, e.g. after making the backup it asked for).
+
+    Args:
+        description: the button's text, saying what a click changes ("write keywords into 12 files").
+        action: called with no arguments on the click; its return value is :attr:`report`.
+        undo: called with the report to reverse the change (None: no undo button).
+        undo_description: the undo button's text.
+        nothing: a sentence saying there is nothing to do; the button is then disabled.
+        describe: turns the report into what the widget shows (default: ``report.summary()``).
+        note: a line above the button (default: that nothing changes until it is clicked).
+
+    Attributes:
+        report: what ``action`` returned (None until clicked); ``undone``: what ``undo`` returned.
+        button, undo_button: the buttons (``button.click()`` is what a person's click does).
+        state (traitlet): ``waiting``, ``nothing``, ``running``, ``done``, ``undoing``, ``undone`` or ``failed``.
+    """
+
+    state = traitlets.Unicode("waiting")
+
+    def __init__(self, description: str, action, *, undo=None, undo_description: str = "undo",
+                 nothing: str | None = None, describe=None, note: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self._action, self._undo_action, self._describe = action, undo, describe
+        self.report = self.undone = None
+        self.error: str | None = None
+        self.button = W.Button(description=description, button_style="primary", icon="check",
+                               layout=W.Layout(width="auto"), disabled=bool(nothing))
+        self.undo_button = W.Button(description=undo_description, button_style="warning", icon="undo",
+                                    layout=W.Layout(width="auto", display="none"))
+        self.button.on_click(lambda _: self._clicked(self.click))
+        self.undo_button.on_click(lambda _: self._clicked(self.undo))
+        self._note = W.HTML(f"<i>{html.escape(nothing)}</i>" if nothing else
+                            f"<small>{html.escape(note or 'Nothing changes until you click the button.')}</small>")
+        self.output = W.Output()
+        self.children = [self._note, W.HBox([self.button, self.undo_button]), self.output]
+        if nothing:
+            self.state = "nothing"
+        self.add_class("photolab-apply")
+
+    def _clicked(self, fn) -> None:
+        try:
+            fn()
+        except Exception:   # noqa: BLE001 - already shown in the widget; a click has no caller to raise to
+            pass
+
+    def _run(self, fn, busy: str, done: str):
+        from IPython.display import display
+
+        from .errors import PhotolabError
+        from .notebook import show_error
+
+        before = self.state
+        self.state, self.error = busy, None
+        self.button.disabled = self.undo_button.disabled = True
+        failed = None
+        with self.output:
+            try:
+                result = fn()
+            except PhotolabError as exc:
+                show_error(str(exc))
+                failed = exc
+            except Exception as exc:   # noqa: BLE001 - shown, then raised to a caller from code
+                show_error(f"{type(exc).__name__}: {exc}")
+                failed = exc
+            else:
+                shown = (self._describe(result) if self._describe else
+                         result.summary() if hasattr(result, "summary") else result)
+                if shown is not None:
+                    display(shown)
+        if failed is not None:
+            self.error = str(failed)
+            self.state = "failed"
+            self.button.disabled = before != "waiting" and before != "failed"
+            self.undo_button.disabled = before != "done"
+            raise failed
+        self.state = done
+        return result
+
+    def click(self):
+        """What the button does: run the change once; returns its report."""
+        if self.state not in ("waiting", "failed") or self.report is not None:
+            raise RuntimeError(f"{self.button.description!r}: already {'done' if self.report is not None else self.state}")
+        self.report = self._run(self._action, "running", "done")
+        self._note.value = "<small>Done" + ("; the undo button reverses it" if self._undo_action else "") + ".</small>"
+        if self._undo_action is not None:
+            self.undo_button.layout.display = None
+            self.undo_button.disabled = False
+        return self.report
+
+    def undo(self):
+        """What the undo button does: reverse the change; returns the undo's report."""
+        if self._undo_action is None or self.report is None or self.undone is not None:
+            raise RuntimeError(f"{self.button.description!r}: nothing to undo")
+        self.undone = self._run(lambda: self._undo_action(self.report), "undoing", "undone")
+        self._note.value = "<small>Done, then undone.</small>"
+        return self.undone
 
 
 class FaceNamer(W.VBox):
@@ -673,3 +789,6 @@ class FaceNamer(W.VBox):
             tick.observe(lambda ch, i=fid: self.select(i, ch["new"]), names="value")
             cards.append(W.VBox([img, tick], layout=W.Layout(margin="2px")))
         self._crops.children = cards
+
+
+__all__ = ["ApplyButton", "DedupeReview", "FaceNamer", "ReviewGrid", "ThresholdTuner"]

@@ -89,7 +89,7 @@ KEY_VIEWS = {
     "05_write_metadata": [("metadata-cards", "plots.metadata_cards(lib, preview)")],
     "06_dedupe": [("dedupe-review", "review = DedupeReview(lib, plan)")],
     "07_organize": [("timeline", "plots.timeline(lib, table)")],
-    "08_automation": [("automation-log", "automate.import_log(lib)")],
+    "08_automation": [("automation-log", "one_pass = ApplyButton(")],
     "09_people_and_places": [("face-namer", "namer = FaceNamer(lib)"), ("map", "plots.photo_map(lib))")],
 }
 
@@ -209,7 +209,8 @@ def test_notebooks_in_a_real_browser(lab, tmp_path):
     for d in shots:
         d.mkdir(parents=True, exist_ok=True)
     library = root / "demo-library-notebook"
-    focused = ["01_tag_library", "02_tune_thresholds", "03_review", "09_people_and_places"]
+    focused = ["01_tag_library", "02_tune_thresholds", "03_review", "07_organize", "09_people_and_places"]
+    after_clicks = {"threshold-sliders", "automation-log"}       # key views that show what a click did
     visit = sorted(KEY_VIEWS) if every else focused
 
     def ask(sql):
@@ -225,7 +226,7 @@ def test_notebooks_in_a_real_browser(lab, tmp_path):
             extra = {"02_tune_thresholds": "PAGE_SIZE = 6",
                      "06_dedupe": 'LIBRARY = "../demo-library-dedupe"\nDEMO = True'}.get(nb, "")
             open_and_run(page, url, token, nb, extra)
-            screenshots(page, nb, shots, only={n for n, _ in KEY_VIEWS[nb]} - {"threshold-sliders"})
+            screenshots(page, nb, shots, only={n for n, _ in KEY_VIEWS[nb]} - after_clicks)
             if nb == "01_tag_library":
                 for text in ("plots.tag_counts(lib)", "plots.gallery(lib"):
                     widths = images_loaded(cell_with(page, text).locator(".jp-OutputArea"))
@@ -234,13 +235,18 @@ def test_notebooks_in_a_real_browser(lab, tmp_path):
                 check_review_grid_and_sliders(page, ask)
             if nb == "03_review":
                 check_typing_and_keys(page, ask)
+            if nb == "07_organize":
+                check_moves_wait_for_the_click(page, ask, library)
+            if nb == "08_automation":
+                click_apply(page, "one_pass = ApplyButton(", "run one pass", "new files:", timeout=300)
+                assert ask("SELECT count(*) FROM import_state")[0][0] > 0
             if nb == "09_people_and_places":
                 namer = cell_with(page, "namer = FaceNamer(lib)")
                 text = namer.locator(".jp-OutputArea").inner_text()
                 assert "No unnamed faces" not in text and "Cluster" in text, text
                 assert all(w > 0 for w in images_loaded(namer.locator(".jp-OutputArea")))
-            if nb == "02_tune_thresholds":
-                screenshots(page, nb, shots, only={"threshold-sliders"})
+            if nb in ("02_tune_thresholds", "08_automation"):
+                screenshots(page, nb, shots, only=after_clicks)
         browser.close()
     assert (tmp_path / "shots" / "review-grid.png").stat().st_size > 10_000
 
@@ -267,18 +273,31 @@ def check_review_grid_and_sliders(page, ask) -> None:
     slider.scroll_into_view_if_needed()
     tag = slider.locator(".widget-label").first.inner_text().strip()
     t0 = {r[0]: r[1] for r in ask("SELECT tag, threshold FROM thresholds")}.get(tag)
+    shown = float(slider.locator(".widget-readout").first.inner_text())
     slider.locator(".noUi-handle").first.click()
     for _ in range(5):
         page.keyboard.press("ArrowRight")
-    t1 = wait_for(lambda: {r[0]: r[1] for r in ask("SELECT tag, threshold FROM thresholds")}.get(tag) not in (None, t0)
-                  and {r[0]: r[1] for r in ask("SELECT tag, threshold FROM thresholds")}[tag])
-    assert t1 and t1 != t0, (tag, t0, t1)
-    # the detail of a tag the accepted page labeled: its curve, threshold marked, photos near it
-    positive = {r[0] for r in ask("SELECT DISTINCT tag FROM labels WHERE value = 1")}
-    for row in tuner.locator(".widget-hbox:has(.widget-slider)").all():
-        if (row.locator(".widget-label").first.text_content() or "").strip() in positive:
-            row.locator("button:has-text('show')").click()
-            break
+    want = round(shown + 0.05, 2)
+    # every key press is stored (the last one too) before anything else is clicked: a late slider
+    # message would otherwise bring its own tag back into the detail
+    t1 = wait_for(lambda: round({r[0]: r[1] for r in ask("SELECT tag, threshold FROM thresholds")}.get(tag, -1), 2)
+                  == want and want)
+    assert t1 and t1 != t0, (tag, t0, shown, want)
+    page.wait_for_timeout(1000)
+    # the detail of a tag that reviewed sample photos have (the accepted page): its curve with the
+    # threshold marked, and the photos near it
+    curved = {r[0]: r[1] for r in ask("SELECT l.tag, count(*) FROM labels l JOIN samples m ON m.photo_id = l.photo_id "
+                                      "AND m.name = 'default' JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag "
+                                      "WHERE l.value = 1 AND s.score IS NOT NULL GROUP BY l.tag")}
+    rows = {(r.locator(".widget-label").first.text_content() or "").strip(): r
+            for r in tuner.locator(".widget-hbox:has(.widget-slider)").all()}
+    pick = max((t for t in rows if t in curved), key=lambda t: curved[t], default=None)
+    assert pick, f"no tag of the tuner ({sorted(rows)}) has a reviewed sample photo ({sorted(curved)})"
+    rows[pick].locator("button:has-text('show')").click()
+    detail = tuner.locator(".photolab-detail-tag")
+    assert wait_for(lambda: detail.first.inner_text().strip() == pick), (pick, detail.first.inner_text())
+    basis = tuner.locator(".photolab-curve-basis").first.inner_text()
+    assert "the curve is measured on" in basis and "no curve yet" not in basis, basis
     page.wait_for_timeout(1500)
     widths = images_loaded(tuner.locator(".jp-OutputArea"))
     assert len(widths) >= 2 and all(w > 0 for w in widths), widths     # the PR curve and the strip
@@ -304,3 +323,33 @@ def check_typing_and_keys(page, ask) -> None:
     cell.locator(".widget-gridbox img").first.click()
     page.keyboard.press("a")
     assert wait_for(lambda: ask("SELECT count(*) FROM reviews")[0][0] > reviewed), "key a did not accept the page"
+
+
+def click_apply(page, cell_text: str, button: str, done: str, timeout: float = 120):
+    """Click a button of the ApplyButton in the cell whose source has ``cell_text``; wait until its
+    output says ``done``. Returns the cell."""
+    cell = cell_with(page, cell_text)
+    cell.locator(f".photolab-apply button:has-text('{button}')").first.click()
+    out = cell.locator(".jp-OutputArea").first
+    assert wait_for(lambda: done in out.inner_text(), timeout), out.inner_text()
+    return cell
+
+
+def check_moves_wait_for_the_click(page, ask, library: Path) -> None:
+    """Run All moved nothing; a click on the button files the photos, a click on undo puts them back."""
+    def on_disk():
+        return {p.relative_to(library).as_posix() for p in library.rglob("*")
+                if p.is_file() and ".photolab" not in p.relative_to(library).parts}
+
+    def in_catalog():
+        return {r[0] for r in ask("SELECT path FROM photos")}
+
+    before = on_disk()
+    assert not ask("SELECT count(*) FROM journal WHERE batch LIKE '%-organize-%'")[0][0], "Run All moved photos"
+    assert before == in_catalog()
+    cell = click_apply(page, "move = ApplyButton(", "into their folders", " moved")
+    moved = on_disk()
+    assert moved != before and len(moved) == len(before) and moved == in_catalog()
+    click_apply(page, "move = ApplyButton(", "undo", "batch undo-")
+    assert on_disk() == before == in_catalog()
+    assert "Traceback" not in cell.inner_text()

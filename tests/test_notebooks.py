@@ -1,5 +1,6 @@
 """Notebooks: committed without outputs, and executed on a copy of sample_data/."""
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -147,16 +148,43 @@ DECISIONS = {
     "thresholds": "SELECT * FROM thresholds",
 }
 
-# after Run All with DEMO = False, work waits for a person
+# after Run All with DEMO = False, work waits for a person: photos to review, a face to name, and
+# every bulk change behind a button nobody clicked (a button with work to do is enabled)
 WAITING = {"02_tune_thresholds.ipynb": "assert grid.queue, 'the sample grid is empty'",
            "03_review.ipynb": "assert grid.queue, 'the review grid is empty'",
-           "09_people_and_places.ipynb": "assert namer.current is not None, 'no unnamed face'"}
+           "05_write_metadata.ipynb": "assert write.report is None and write.state == 'waiting' "
+                                      "and not write.button.disabled, write.state",
+           "06_dedupe.ipynb": "assert quarantine.report is None and quarantine.state in ('waiting', 'nothing')",
+           "07_organize.ipynb": "assert move.report is None and move.state == 'waiting' and not move.button.disabled",
+           "08_automation.ipynb": "assert one_pass.report is None and upkeep.report is None "
+                                  "and one_pass.state == upkeep.state == 'waiting'",
+           "09_people_and_places.ipynb": "assert namer.current is not None, 'no unnamed face'\n"
+                                         "assert write.report is None and write.state == 'nothing'"}
+
+# what each notebook must print, beyond its end state
+SAYS = {"00_start_here.ipynb": ["Backup: no backup configured: `photolab backup {lib} --to "]}
 
 
 def decisions_of(lib_dir: Path) -> dict:
     con = sqlite3.connect(f"file:{lib_dir / '.photolab' / 'catalog.sqlite'}?mode=ro", uri=True)
     try:
         return {name: sorted(map(tuple, con.execute(sql).fetchall()), key=repr) for name, sql in DECISIONS.items()}
+    finally:
+        con.close()
+
+
+def files_of(lib_dir: Path) -> dict[str, str]:
+    """Every file of the library outside .photolab/, by path, with its SHA-256: a moved, rewritten,
+    added or quarantined file changes this."""
+    return {p.relative_to(lib_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(lib_dir.rglob("*")) if p.is_file() and ".photolab" not in p.relative_to(lib_dir).parts}
+
+
+def journal_of(lib_dir: Path) -> list[tuple]:
+    """Every journaled file operation (a move undone in the same run leaves the files as they were, not this)."""
+    con = sqlite3.connect(f"file:{lib_dir / '.photolab' / 'catalog.sqlite'}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT id, batch, op, src, dst, state FROM journal ORDER BY id").fetchall()
     finally:
         con.close()
 
@@ -173,13 +201,15 @@ def _errors(cells) -> list:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_on_sample_data(path, tagged_sample, tmp_path):
     """Run All with DEMO = False on a copy of a library writes no label, review, name, confirmation,
-    rating, event edit or threshold; then the test plays the person: the same copy is declared a
-    demo library and the notebook's ``if DEMO:`` cells (and what follows them) run with DEMO = True."""
+    rating, event edit or threshold, and moves, rewrites, adds or quarantines no file (the bulk
+    changes wait behind buttons); then the test plays the person: the same copy is declared a demo
+    library and the notebook's ``if DEMO:`` cells (the clicks, and what follows them) run with DEMO = True."""
     from photolab.demo import DEMO_MARKER
 
     lib_dir = tmp_path / "library"
     shutil.copytree(tagged_sample, lib_dir)
-    before = decisions_of(lib_dir)
+    before, files_before, journal_before = decisions_of(lib_dir), files_of(lib_dir), journal_of(lib_dir)
+    assert len(files_before) > 10
     nb = nbformat.read(path, as_version=4)
     nb.cells[1].source += f"\nLIBRARY = {str(lib_dir)!r}\nGATHER_FROM = {str(SAMPLE)!r}\nDEMO = False"
     client = _client(nb, tmp_path)
@@ -189,9 +219,20 @@ def test_notebook_runs_on_sample_data(path, tagged_sample, tmp_path):
                 client.execute_cell(cell, i)
         assert not _errors(nb.cells)
         assert decisions_of(lib_dir) == before, "a notebook cell decided for the user"
+        files_after = files_of(lib_dir)
+        changed = sorted(k for k in files_before.keys() | files_after.keys() if files_before.get(k) != files_after.get(k))
+        assert not changed, f"Run All moved, rewrote, added or quarantined files: {changed[:10]}"
+        assert journal_of(lib_dir) == journal_before, "Run All moved or rewrote files (and put them back)"
+        said = "\n".join(_outputs_text(nb.cells))
+        for text in SAYS.get(path.name, []):
+            assert text.format(lib=lib_dir.resolve()) in said, (text, said[-2000:])
         extra = []
         if path.name in WAITING:
             extra.append(new_code_cell(WAITING[path.name]))
+        if path.name == "00_start_here.ipynb":   # the person sets up a backup; the same cell says so
+            repo = tmp_path / "backup-drive" / "photolab-backup"
+            extra.append(new_code_cell(f"backup.configure(lib, repository={str(repo)!r})"))
+            extra += [new_code_cell(c.source) for c in nb.cells if "backup.status(lib)" in c.source]
         demo = [i for i, c in enumerate(nb.cells) if i > 1 and c.cell_type == "code" and "if DEMO:" in c.source]
         if demo:
             (lib_dir / ".photolab" / DEMO_MARKER).write_text("declared a demo library by the test\n")
@@ -201,6 +242,9 @@ def test_notebook_runs_on_sample_data(path, tagged_sample, tmp_path):
             nb.cells.append(cell)
             client.execute_cell(cell, len(nb.cells) - 1)
         assert not _errors(extra)
+        if path.name == "00_start_here.ipynb":
+            assert f"Backup: backups go to {repo}; no snapshot yet: run `photolab backup " in \
+                "\n".join(_outputs_text(extra)), _outputs_text(extra)
     AFTER.get(path.name, _checked)(lib_dir)
 
 

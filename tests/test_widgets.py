@@ -1,5 +1,6 @@
 """The notebooks' parts without a browser: the set-up call's messages and demo rule, the grid's keys,
-the pictures (real figures from a real tagged library) and inline thumbnails."""
+the pictures (real figures from a real tagged library), inline thumbnails, the button that a bulk change
+waits behind, and the threshold detail's choice of tag."""
 
 from __future__ import annotations
 
@@ -108,3 +109,70 @@ def test_empty_pictures_say_what_to_do(tmp_path):
     assert "01_tag_library" in plots.tag_counts(lib).axes[0].texts[0].get_text()
     assert "GPS" in plots.photo_map(lib).axes[0].texts[0].get_text()
     lib.close()
+
+
+def _files(root):
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file() and ".photolab" not in p.relative_to(root).parts}
+
+
+def test_a_bulk_change_waits_for_the_click_and_the_undo_click_reverses_it(lib):
+    """The organize moves behind an ApplyButton, driven through the buttons' own click handlers."""
+    from photolab import organize
+    from photolab.fileops import undo
+    from photolab.widgets import ApplyButton
+
+    before = _files(lib.root)
+    plan = organize.plan(lib)
+    assert len(plan)
+    move = ApplyButton(f"move {len(plan)} photos", lambda: organize.apply(lib, plan, progress=False),
+                       undo=lambda report: undo(lib, report.batch))
+    assert move.state == "waiting" and not move.button.disabled and move.report is None
+    assert move.undo_button.layout.display == "none"
+    assert _files(lib.root) == before, "making the widget moved files"
+    move.button.click()                                           # a person's click
+    assert move.state == "done" and move.report.done == len(plan)
+    moved = _files(lib.root)
+    assert sorted(moved.values()) == sorted(before.values()) and set(moved) != set(before)
+    assert set(plan["target"]) <= set(moved)
+    assert move.button.disabled and not move.undo_button.disabled and move.undo_button.layout.display is None
+    move.button.click()                                           # a second click does nothing more
+    assert move.report.done == len(plan) and _files(lib.root) == moved
+    move.undo_button.click()
+    assert move.state == "undone" and move.undone.done == len(plan)
+    assert _files(lib.root) == before and move.undo_button.disabled
+
+
+def test_a_bulk_change_with_nothing_to_do_or_a_user_error_says_so_in_one_line(lib):
+    from photolab.fileops import FileOpError, undo
+    from photolab.widgets import ApplyButton
+
+    idle = ApplyButton("write keywords into 0 files", lambda: 1 / 0, nothing="Nothing to write.")
+    assert idle.state == "nothing" and idle.button.disabled and "Nothing to write." in idle.children[0].value
+    wrong = ApplyButton("undo a batch", lambda: undo(lib, "20200101T000000-organize-0000"))
+    wrong.button.click()                                          # the error is shown, not raised into the kernel
+    assert wrong.state == "failed" and "no such batch" in wrong.error and wrong.report is None
+    assert not wrong.button.disabled                              # the person can try again
+    with pytest.raises(FileOpError, match="no such batch"):       # from code it raises
+        wrong.click()
+
+
+def test_threshold_detail_starts_on_a_tag_with_reviewed_photos_and_says_why_a_curve_is_empty(lib):
+    from photolab import review
+    from photolab.widgets import ReviewGrid, ThresholdTuner
+
+    tuner = ThresholdTuner(lib, autosave=False)
+    assert tuner.tag == tuner.tags[0] and "no photo is reviewed yet" in tuner._curve_note.value
+    grid = ReviewGrid(lib, page_size=8, cut=1.01)
+    grid.accept_page()                                            # a person confirms a page as shown
+    tuner = ThresholdTuner(lib, autosave=False)
+    n, k = tuner.reviewed(tuner.tag)
+    assert k > 0 and len(review.pr_curve(lib, tuner.tag)) > 0
+    assert k == max(tuner.reviewed(t)[1] for t in tuner.tags)    # the tag the most reviewed photos have
+    assert f"measured on {n} reviewed photos, {k} with the tag" in tuner._curve_note.value
+    empty = next(t for t in tuner.tags if tuner.reviewed(t)[1] == 0)
+    tuner.tag = empty
+    assert f"none of the {n} reviewed photos has {empty}" in tuner._curve_note.value
+    assert "no curve yet" in tuner.figure.axes[0].get_title()
