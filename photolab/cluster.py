@@ -67,7 +67,26 @@ def _distributed():
         import distributed
     except ImportError as exc:
         raise ClusterError(f"--cluster needs Dask distributed, which is not installed: {INSTALL_HINT}") from exc
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        # Dask's start-up and shutdown chatter (INFO) only when photolab itself logs INFO (-v)
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        # its note on the dashboard's websocket origins: the local dashboard listens on 127.0.0.1 only
+        logging.getLogger("bokeh").setLevel(logging.ERROR)
     return distributed
+
+
+@contextlib.contextmanager
+def _worker_env(quiet: bool):
+    """Environment for worker processes started here: their Dask logs at WARNING unless photolab logs INFO."""
+    if not quiet or "DASK_LOGGING__DISTRIBUTED" in os.environ:
+        yield
+        return
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "warning"
+    try:
+        yield
+    finally:
+        os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
 
 
 def dashboard_link(client) -> str | None:
@@ -110,9 +129,12 @@ def connect(cluster, *, progress: bool = True):
     if kind == "local":
         # worker processes on this machine only: scheduler, workers and dashboard listen on 127.0.0.1
         # (a free port for the dashboard, so two passes on one machine do not collide)
-        with distributed.LocalCluster(n_workers=where, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      protocol="tcp://", dashboard_address="127.0.0.1:0",
-                                      silence_logs=logging.ERROR) as lc, distributed.Client(lc) as client:
+        quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+        with _worker_env(quiet):
+            lc = distributed.LocalCluster(n_workers=where, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                          protocol="tcp://", dashboard_address="127.0.0.1:0",
+                                          silence_logs=logging.WARNING if quiet else False)
+        with lc, distributed.Client(lc) as client:
             _announce(client, f"local:{where}", progress)
             yield client
         return
