@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 RETRIES = 3                 # a task that raises is run again this many times (a worker's death is not counted)
 WORKER_WAIT_S = 60.0        # how long a pass waits for a first worker to join a remote scheduler
-CONNECT_TIMEOUT_S = 20.0
 FACE_CHUNK = 4              # photos per face-scan task
 INSTALL_HINT = "pip install 'photolab[cluster]' (Dask distributed)"
 
@@ -139,7 +138,7 @@ def connect(cluster, *, progress: bool = True):
             yield client
         return
     try:
-        client = distributed.Client(where, timeout=CONNECT_TIMEOUT_S)
+        client = distributed.Client(where)   # Dask's connect timeout (distributed.comm.timeouts.connect)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"--cluster {where}: no Dask scheduler answers there ({exc}); start one with "
                            "`dask scheduler --host ADDRESS` on that machine, or use local:N") from exc
@@ -288,6 +287,13 @@ def worker_model(spec: dict):
         return _MODELS[key]
 
 
+def warm(spec: dict) -> dict:
+    """Load the model on this worker now (``client.run(warm, spec)``), so a timed pass does not include it:
+    its version, runtime and device."""
+    bb, run = worker_model(spec)
+    return {"version": bb.version, "runtime": run.runtime, "device": run.device}
+
+
 def tag_batch(rows, root: str, spec: dict) -> dict:
     """The labeling pass's pixel work for a batch of ``(photo id, catalog path, kind)``: everything
     :func:`photolab.tagging._flush` writes, as plain data. Nothing is written here."""
@@ -321,4 +327,4 @@ def scan_batch(rows, root: str) -> list:
 
 
 __all__ = ["ClusterError", "check_root", "connect", "dashboard_link", "model_spec", "parse_address", "run_batches",
-           "scan_batch", "tag_batch", "worker_info", "worker_model", "worker_path", "workers"]
+           "scan_batch", "tag_batch", "warm", "worker_info", "worker_model", "worker_path", "workers"]

@@ -207,7 +207,7 @@ def test_face_scan_on_the_cluster_finds_the_same_faces(shared_data, tmp_path):
         photolab.init_library(root).close()
         photolab.index_library(root, progress=False)
         roots.append(root)
-    local = scan_faces(roots[0], progress=False, workers=1)
+    local = scan_faces(roots[0], progress=False, workers=2)
     remote = scan_faces(roots[1], progress=False, cluster="local:2")
     assert remote.scanned == local.scanned == len(names) and remote.failed == local.failed == []
     assert remote.faces == local.faces > len(names)
@@ -263,7 +263,8 @@ def test_bad_addresses_are_one_line_errors(tmp_path):
     out = run_cli("-q", "tag", str(lib), "--cluster", "local:zero")
     assert out.returncode == 2 and "local:N" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     # nothing listens on this port: a clear error naming what to start, not a hang
-    out = run_cli("-q", "tag", str(lib), "--cluster", "tcp://127.0.0.1:9")
+    out = run_cli("-q", "tag", str(lib), "--cluster", "tcp://127.0.0.1:9",
+                  env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
     assert out.returncode == 2 and "dask scheduler" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
