@@ -175,8 +175,21 @@ def worker_path(root: str, rel: str) -> Path:
     return Path(root).joinpath(*PurePosixPath(rel).parts)
 
 
-def check_root(client, root: str, rel: str) -> None:
+def probe_photo(lib, rels, limit: int = 50) -> str | None:
+    """The first of ``rels`` (catalog paths) that is on disk here: the photo :func:`check_root` asks workers
+    for (a photo removed since the index is the pass's to report, not a sign of a wrong mount)."""
+    import itertools
+
+    for rel in itertools.islice(rels, limit):
+        if lib.abs(rel).is_file():
+            return rel
+    return None
+
+
+def check_root(client, root: str, rel: str | None) -> None:
     """Every worker sees the photo ``rel`` under ``root``, or a :class:`ClusterError` naming the worker."""
+    if rel is None:
+        return
     seen = client.run(_sees, root, rel)
     missing = [addr for addr, ok in seen.items() if not ok]
     if missing:
@@ -326,5 +339,5 @@ def scan_batch(rows, root: str) -> list:
     return [_scan_one((pid, str(worker_path(root, rel)), kind)) for pid, rel, kind in rows]
 
 
-__all__ = ["ClusterError", "check_root", "connect", "dashboard_link", "model_spec", "parse_address", "run_batches",
+__all__ = ["ClusterError", "check_root", "probe_photo", "connect", "dashboard_link", "model_spec", "parse_address", "run_batches",
            "scan_batch", "tag_batch", "warm", "worker_info", "worker_model", "worker_path", "workers"]

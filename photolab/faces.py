@@ -214,7 +214,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
     stack = contextlib.ExitStack()   # the cluster's client, closed when the scan ends either way
     pool = None
     if cluster is not None:
-        from .cluster import FACE_CHUNK, check_root, connect, run_batches, scan_batch
+        from .cluster import FACE_CHUNK, check_root, connect, probe_photo, run_batches, scan_batch
 
         client = stack.enter_context(connect(cluster, progress=progress))
         root = str(worker_root) if worker_root is not None else str(lib.root)
@@ -222,7 +222,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
                 for k in range(0, len(rows), FACE_CHUNK)]
 
         def on_cluster():
-            check_root(client, root, rows[0]["path"])
+            check_root(client, root, probe_photo(lib, (r["path"] for r in rows)))
             for _, found in run_batches(client, scan_batch, plan, root):
                 yield from found
 

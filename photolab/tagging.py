@@ -472,7 +472,7 @@ def _tag_on_cluster(lib, todo, bb, report, prep, flush, *, cluster, worker_root,
     from tqdm.auto import tqdm
 
     from .backbone import GPU_BATCH_SIZE
-    from .cluster import check_root, connect, model_spec, run_batches, tag_batch, workers
+    from .cluster import check_root, connect, model_spec, probe_photo, run_batches, tag_batch, workers
 
     if not todo:   # nothing to send: no cluster started, none connected
         return "cluster (nothing to do)"
@@ -484,7 +484,7 @@ def _tag_on_cluster(lib, todo, bb, report, prep, flush, *, cluster, worker_root,
         used = f"cluster ({len(info)} workers: {', '.join(devices)})"
         report.cluster = used
         root = str(worker_root) if worker_root is not None else str(lib.root)
-        check_root(client, root, todo[0]["path"])
+        check_root(client, root, probe_photo(lib, (r["path"] for r in todo)))
         rows = {r["id"]: r for r in todo}
         plan = [[(r["id"], r["path"], r["kind"]) for r in todo[k:k + batch_size]]
                 for k in range(0, len(todo), batch_size)]
