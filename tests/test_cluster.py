@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import photolab
+from photolab.index import USABLE
 from photolab.tagging import tag_library
 
 from conftest import REPO, SAMPLE, copy_tree
@@ -112,7 +113,7 @@ def once_each(root: Path) -> int:
     conn = sqlite3.connect(root / ".photolab" / "catalog.sqlite")
     n, distinct = conn.execute("SELECT count(*), count(DISTINCT photo_id) FROM features").fetchone()
     usable = conn.execute("SELECT count(*) FROM photos WHERE kind IN ('photo', 'raw', 'video') "
-                          "AND status IN ('ok', 'unsupported_metadata')").fetchone()[0]
+                          f"AND status IN {USABLE!r}").fetchone()[0]
     conn.close()
     assert n == distinct
     return n if n == usable else -1
@@ -320,3 +321,22 @@ def test_a_local_cluster_listens_on_127_0_0_1_only_and_check_lists_its_workers(u
     assert "device: tag model" in out and "device: decoding" in out and "device: faces" in out
     workers = [line for line in out.splitlines() if line.strip().startswith("ok   worker tcp://127.0.0.1:")]
     assert len(workers) == 2 and all("tag model on CPU through onnxruntime" in w for w in workers)
+
+
+def test_a_photo_workers_cannot_read_is_reported_by_path_as_in_the_local_pass(tmp_path):
+    roots = []
+    for label in ("local", "cluster"):
+        root = tmp_path / label
+        shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns("*.heic", "*.png", "[a-j]*", "kde_[A-K]*"))
+        photolab.init_library(root).close()
+        photolab.index_library(root, progress=False)
+        data = (root / "mate_Dune.jpg").read_bytes()     # damaged after the index read it
+        (root / "mate_Dune.jpg").write_bytes(data[:len(data) // 3])
+        roots.append(root)
+    local = tag_library(roots[0], progress=False)
+    remote = tag_library(roots[1], progress=False, cluster="local:2")
+    assert remote.failed == local.failed and [p for p, _ in remote.failed] == ["mate_Dune.jpg"]
+    assert "changed since it was indexed" in remote.failed[0][1]
+    assert remote.tagged == local.tagged == 5
+    with photolab.open_library(roots[1]) as lib:   # tried again after the next index, not marked corrupt
+        assert lib.catalog.query("SELECT status FROM photos WHERE path = 'mate_Dune.jpg'")[0][0] == "ok"
