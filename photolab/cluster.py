@@ -158,7 +158,8 @@ def _announce(client, name: str, progress: bool) -> None:
     link = dashboard_link(client)
     workers = client.scheduler_info(**({"n_workers": -1} if _takes_n_workers(client) else {}))["workers"]
     threads = sum(w.get("nthreads", 1) for w in workers.values())
-    line = (f"Dask cluster {name}: {len(workers)} workers, {threads} threads; dashboard "
+    line = (f"Dask cluster {name}: {len(workers)} worker{'s' if len(workers) != 1 else ''}, {threads} "
+            f"thread{'s' if threads != 1 else ''}; dashboard "
             + (link or "off (install bokeh on the scheduler's machine for it)"))
     log.info(line)
     if progress:

@@ -479,9 +479,10 @@ def _tag_on_cluster(lib, todo, bb, report, prep, flush, *, cluster, worker_root,
     with connect(cluster, progress=progress) as client:
         info = workers(client, runtime, device)
         devices = sorted({f"{i['runtime']}/{i['device']}" for i in info.values()})
-        if batch_size == BATCH_SIZE and info and all(i["device"] == "cuda" for i in info.values()):
-            batch_size = GPU_BATCH_SIZE   # every worker runs the model on a GPU: larger batches
-        used = f"cluster ({len(info)} workers: {', '.join(devices)})"
+        if batch_size is None:   # larger batches when every worker runs the model on a GPU
+            gpu = bool(info) and all(i["device"] == "cuda" for i in info.values())
+            batch_size = GPU_BATCH_SIZE if gpu else BATCH_SIZE
+        used = f"cluster ({len(info)} worker{'s' if len(info) != 1 else ''}: {', '.join(devices)})"
         report.cluster = used
         root = str(worker_root) if worker_root is not None else str(lib.root)
         check_root(client, root, probe_photo(lib, (r["path"] for r in todo)))
@@ -561,6 +562,7 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
     bb = model or load_backbone(fallback_dir=lib.state / "models" / "backbone")
     # on a cluster the workers run the model; here only a photo tried again after a worker failed on it
     run = engine(bb, threads=model_threads, runtime=runtime, device=device) if cluster is None else None
+    asked_batch = batch_size   # on a cluster, None lets the workers' devices decide
     if batch_size is None:
         from .backbone import GPU_BATCH_SIZE
 
@@ -612,7 +614,7 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
     runtime_used = None
     if cluster is not None:
         runtime_used = _tag_on_cluster(lib, todo, bb, report, prep, flush, cluster=cluster, worker_root=worker_root,
-                                       batch_size=batch_size, runtime=runtime, device=device,
+                                       batch_size=asked_batch, runtime=runtime, device=device,
                                        model_threads=model_threads, progress=progress, start=start)
     n_workers = workers or (os.cpu_count() or 1) + 1
     pool = cf.ThreadPoolExecutor(max_workers=n_workers)

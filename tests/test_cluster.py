@@ -340,3 +340,40 @@ def test_a_photo_workers_cannot_read_is_reported_by_path_as_in_the_local_pass(tm
     assert remote.tagged == local.tagged == 5
     with photolab.open_library(roots[1]) as lib:   # tried again after the next index, not marked corrupt
         assert lib.catalog.query("SELECT status FROM photos WHERE path = 'mate_Dune.jpg'")[0][0] == "ok"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_scheduler_and_a_worker_started_as_the_readme_says(tmp_path):
+    """`dask scheduler` and `dask worker tcp://…` in processes of their own (as on other machines), then a
+    pass through the scheduler's address."""
+    lib = tmp_path / "lib"
+    shutil.copytree(SAMPLE, lib, ignore=shutil.ignore_patterns("*.heic", "*.png", "[a-j]*", "kde_[A-K]*"))
+    photolab.init_library(lib).close()
+    photolab.index_library(lib, progress=False)
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
+                                       "--nworkers", "1", "--nthreads", "2", "--no-dashboard"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        report = tag_library(lib, cluster=address, progress=False)
+        assert report.failed == [] and report.tagged == 6 and report.cluster.startswith("cluster (1 worker: ")
+        assert once_each(lib) == 6
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
