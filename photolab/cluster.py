@@ -116,11 +116,14 @@ def connect(cluster, *, progress: bool = True):
         raise ClusterError("no cluster given")
     distributed = _distributed()
     if isinstance(cluster, distributed.Client):
-        _announce(cluster, str(cluster.scheduler.address if cluster.scheduler else cluster), progress)
+        name = str(cluster.scheduler.address if cluster.scheduler else cluster)
+        _wait_for_workers(cluster, name)
+        _announce(cluster, name, progress)
         yield cluster
         return
     if not isinstance(cluster, str) and hasattr(cluster, "scheduler_address"):   # a LocalCluster, a deployed one
         with distributed.Client(cluster) as client:
+            _wait_for_workers(client, str(cluster.scheduler_address))
             _announce(client, str(cluster.scheduler_address), progress)
             yield client
         return
@@ -129,10 +132,15 @@ def connect(cluster, *, progress: bool = True):
         # worker processes on this machine only: scheduler, workers and dashboard listen on 127.0.0.1
         # (a free port for the dashboard, so two passes on one machine do not collide)
         quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
-        with _worker_env(quiet):
-            lc = distributed.LocalCluster(n_workers=where, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                          protocol="tcp://", dashboard_address="127.0.0.1:0",
-                                          silence_logs=logging.WARNING if quiet else False)
+        try:
+            with _worker_env(quiet):
+                lc = distributed.LocalCluster(n_workers=where, threads_per_worker=1, processes=True,
+                                              host="127.0.0.1", protocol="tcp://", dashboard_address="127.0.0.1:0",
+                                              silence_logs=logging.WARNING if quiet else False)
+        except RuntimeError as exc:   # typically a script without a main guard, re-run by each spawned worker
+            raise ClusterError(f"--cluster local:{where}: the worker processes did not start ({exc}); a Python "
+                               "script that starts a local cluster needs `if __name__ == \"__main__\":` around "
+                               "its work") from exc
         with lc, distributed.Client(lc) as client:
             _announce(client, f"local:{where}", progress)
             yield client
@@ -143,15 +151,19 @@ def connect(cluster, *, progress: bool = True):
         raise ClusterError(f"--cluster {where}: no Dask scheduler answers there ({exc}); start one with "
                            "`dask scheduler --host ADDRESS` on that machine, or use local:N") from exc
     try:
-        try:
-            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
-        except (TimeoutError, OSError) as exc:
-            raise ClusterError(f"--cluster {where}: the scheduler has no workers after {WORKER_WAIT_S:g} s; start "
-                               f"one with `dask worker {where}` on a machine that has photolab installed") from exc
+        _wait_for_workers(client, where)
         _announce(client, where, progress)
         yield client
     finally:
         client.close()
+
+
+def _wait_for_workers(client, where: str) -> None:
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except (TimeoutError, OSError) as exc:
+        raise ClusterError(f"--cluster {where}: the scheduler has no workers after {WORKER_WAIT_S:g} s; start "
+                           f"one with `dask worker {where}` on a machine that has photolab installed") from exc
 
 
 def _announce(client, name: str, progress: bool) -> None:
