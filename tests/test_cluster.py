@@ -351,8 +351,8 @@ def free_port() -> int:
 
 
 def test_a_scheduler_and_a_worker_started_as_the_readme_says(tmp_path):
-    """`dask scheduler` and `dask worker tcp://…` in processes of their own (as on other machines), then a
-    pass through the scheduler's address."""
+    """`dask scheduler` and `dask worker tcp://…` in processes of their own (as on other machines), then
+    `photolab tag LIBRARY --cluster tcp://…`."""
     lib = tmp_path / "lib"
     shutil.copytree(SAMPLE, lib, ignore=shutil.ignore_patterns("*.heic", "*.png", "[a-j]*", "kde_[A-K]*"))
     photolab.init_library(lib).close()
@@ -366,8 +366,11 @@ def test_a_scheduler_and_a_worker_started_as_the_readme_says(tmp_path):
         procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--host", "127.0.0.1",
                                        "--nworkers", "1", "--nthreads", "2", "--no-dashboard"], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        report = tag_library(lib, cluster=address, progress=False)
-        assert report.failed == [] and report.tagged == 6 and report.cluster.startswith("cluster (1 worker: ")
+        out = run_cli("tag", str(lib), "--cluster", address)
+        assert out.returncode == 0, out.stderr
+        assert f"Dask cluster {address}: 1 worker, 2 threads" in out.stdout
+        assert "tag: 6 tagged" in out.stdout and "0 failed" in out.stdout
+        assert "on a Dask cluster (1 worker: onnxruntime/cpu)" in out.stdout
         assert once_each(lib) == 6
     finally:
         for p in reversed(procs):
