@@ -11,9 +11,17 @@ costs per image. Targets: >= 25 images/s, >= 0.8 of the ceiling, >= 5x the
 naive loop, peak RSS <= 1.5 GB.
 
     python benchmarks/bench_tagging.py [N]
+    python benchmarks/bench_tagging.py [N] --cluster local:2     # or tcp://host:8786
 
 The peak RSS is this process's (the pass, the ceiling and the naive loop); the
 workload is built in a child process.
+
+With ``--cluster ADDRESS`` it measures, in one run on the same photos, the local
+pass and the pass on that Dask cluster (workers started and their model loaded
+before the clock starts; the start-up is printed apart): images/s of each, their
+ratio (target >= 0.8 on one machine with ``local:N``), the overhead per photo, the
+CPU time per photo on the workers and on the client (which also runs a local
+scheduler), and from those the expected rate on more machines.
 """
 
 from __future__ import annotations
@@ -51,11 +59,62 @@ def build(folder: Path, n: int) -> list[Path]:
     return out
 
 
+def bench_cluster(lib, bb, address: str) -> None:
+    """The local pass and the cluster pass on the same photos, one after the other."""
+    from photolab.cluster import connect, model_spec, warm
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def local_pass() -> tuple[int, float]:
+        t = time.perf_counter()
+        report = photolab.tag_library(lib, model=bb, progress=False, force=True, counts=False)
+        return report.tagged, time.perf_counter() - t
+
+    n, first = local_pass()   # local, cluster, local again: this machine's other load weighs on both alike
+    t = time.perf_counter()
+    with connect(address, progress=False) as client:
+        client.run(warm, model_spec(bb))          # every worker loads its model once, before the clock
+        startup = time.perf_counter() - t
+        workers_cpu = sum(client.run(_worker_cpu).values())
+        c0, t = cpu(), time.perf_counter()
+        remote = photolab.tag_library(lib, model=bb, progress=False, force=True, counts=False, cluster=client)
+        cluster_s = time.perf_counter() - t
+        client_cpu = (cpu() - c0) / n
+        workers_cpu = (sum(client.run(_worker_cpu).values()) - workers_cpu) / n
+        threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    assert remote.tagged == n and not remote.failed, remote.summary()
+    _, second = local_pass()
+    lr, cr = 2 * n / (first + second), n / cluster_s
+    print(f"local pass       : {lr:6.1f} images/s ({n} photos, {os.cpu_count()} cores; before the cluster pass "
+          f"{n / first:.1f}, after it {n / second:.1f})")
+    print(f"cluster {address:9s}: {cr:6.1f} images/s; ratio {cr / lr:.2f} (target >= 0.8 on one machine); overhead "
+          f"{(1 / cr - 1 / lr) * 1000:+.1f} ms per photo; start-up {startup:.1f} s (workers, model), not counted")
+    print(f"cpu per photo    : {workers_cpu * 1000:.1f} ms on the workers ({threads} threads), {client_cpu * 1000:.1f} ms "
+          f"on the client (catalog writes, scoring{', scheduler' if address.startswith('local:') else ''})")
+    for machines, cores in ((2, 4), (4, 4), (8, 8)):
+        expect = min(machines * cores / workers_cpu, 1 / client_cpu)
+        print(f"expected         : {expect:6.0f} images/s with {machines} machines of {cores} cores "
+              f"(min of cores / {workers_cpu * 1000:.0f} ms and 1 / {client_cpu * 1000:.1f} ms on the client)")
+
+
+def _worker_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--build":  # the workload, built in a child so RSS is the pass's
         build(Path(sys.argv[2]), int(sys.argv[3]))
         return 0
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    args = sys.argv[1:]
+    cluster = None
+    if "--cluster" in args:
+        k = args.index("--cluster")
+        cluster = args[k + 1]
+        del args[k:k + 2]
+    n = int(args[0]) if args else 300
     with tempfile.TemporaryDirectory(prefix="photolab-bench-") as tmp:
         lib = photolab.init_library(Path(tmp) / "lib")
         t = time.perf_counter()
@@ -64,6 +123,10 @@ def main() -> int:
         print(f"built {n} 12 MP JPEGs in {time.perf_counter() - t:.0f} s")
         photolab.index_library(lib, progress=False)
         bb = load_backbone(cache_dir=lib.state / "models" / "backbone")
+        if cluster:
+            bench_cluster(lib, bb, cluster)
+            lib.close()
+            return 0
 
         # the ceiling: one core's time per image for decode (at the scale the pass uses) and model
         # (at the pass's batch size, on one thread), with every core busy on nothing else; measured

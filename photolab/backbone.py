@@ -130,37 +130,120 @@ def _heads(model):
     return _heads_class()(model).eval()
 
 
-class Engine:
-    """A callable ``x -> (embeddings, probabilities)`` over float32 NCHW batches, with its runtime's name."""
+GPU_BATCH_SIZE = 64   # photos per model batch when the model runs on a GPU (decoding stays on CPU threads)
+BATCH_SIZE_NOTE = {"cpu": "batches of 16 photos", "cuda": f"batches of {GPU_BATCH_SIZE} photos"}
 
-    def __init__(self, fn, runtime: str):
+
+class Engine:
+    """A callable ``x -> (embeddings, probabilities)`` over float32 NCHW batches, with its runtime's name and
+    the device it runs on (``"cpu"`` or ``"cuda"``)."""
+
+    def __init__(self, fn, runtime: str, device: str = "cpu"):
         self._fn = fn
         self.runtime = runtime
+        self.device = device
 
     def __call__(self, x):
         return self._fn(x)
 
 
-def engine(backbone: Backbone, *, threads: int = 1, runtime: str = "auto") -> Engine:
+def onnx_gpu_available() -> bool:
+    """Whether the installed ONNX Runtime has its CUDA provider (the ``onnxruntime-gpu`` build)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return False
+    from .privacy import onnxruntime
+
+    try:
+        return "CUDAExecutionProvider" in onnxruntime().get_available_providers()
+    except Exception:  # noqa: BLE001 - a broken install is no GPU
+        return False
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether this machine has an NVIDIA driver at all, found without importing torch."""
+    import glob
+    import sys
+
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+    if sys.platform == "win32":
+        return os.path.exists(os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll"))
+    return False
+
+
+def torch_gpu_available() -> bool:
+    """Whether torch sees a CUDA device. Where no NVIDIA driver is installed, torch is not even imported
+    (a pass that finds its checked ONNX export starts without it)."""
+    if not nvidia_gpu_present():
+        return False
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def model_device(runtime: str = "auto", device: str = "auto") -> tuple[str, str]:
+    """(runtime, device) the labeling model would use here, without loading it: ``("onnxruntime", "cuda")``
+    when ONNX Runtime's CUDA provider is there, else torch on CUDA when torch sees a GPU (and the runtime
+    allows it), else the CPU (ONNX Runtime where installed)."""
+    import importlib.util
+
+    want_gpu = device in ("auto", "cuda")
+    if runtime != "torch" and importlib.util.find_spec("onnxruntime") is not None:
+        if want_gpu and onnx_gpu_available():
+            return "onnxruntime", "cuda"
+        if runtime == "auto" and want_gpu and torch_gpu_available():
+            return "torch", "cuda"    # a GPU through torch beats ONNX Runtime on the CPU
+        return "onnxruntime", "cpu"
+    return "torch", ("cuda" if want_gpu and torch_gpu_available() else "cpu")
+
+
+def engine(backbone: Backbone, *, threads: int = 1, runtime: str = "auto", device: str = "auto") -> Engine:
     """The fastest available way to run ``backbone`` on this machine.
 
     Args:
         backbone: a loaded :class:`Backbone`.
         threads: intra-op threads for the model (the labeling pass gives the rest of the cores to decoding).
         runtime: ``"auto"`` (ONNX Runtime if installed and verified, else torch), ``"onnx"`` or ``"torch"``.
+        device: ``"auto"`` (a GPU where ONNX Runtime's CUDA provider or torch's CUDA is available, else the
+            CPU), ``"cpu"`` or ``"cuda"`` (an error where there is none). The engine's ``device`` says which.
     """
     if runtime not in ("auto", "onnx", "torch"):
         raise ValueError(f"runtime must be auto, onnx or torch, not {runtime!r}")
-    if runtime != "torch":
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    chosen_runtime, chosen_device = model_device(runtime, device)
+    if device == "cuda" and chosen_device != "cuda":
+        raise BackboneError(f"{backbone.name}: no GPU here (neither ONNX Runtime's CUDA provider nor torch CUDA); "
+                            "run with device='auto' or 'cpu'")
+    if chosen_runtime == "onnxruntime":
         try:
-            return _onnx_engine(backbone, threads)
+            return _onnx_engine(backbone, threads, gpu=chosen_device == "cuda")
         except Exception as exc:  # noqa: BLE001 - any failure falls back to torch, said in the log
             if runtime == "onnx":
                 raise BackboneError(f"{backbone.name}: cannot run through ONNX Runtime ({exc})") from exc
             log.warning("running %s with torch: %s", backbone.name, exc)
+            chosen_device = "cuda" if device != "cpu" and torch_gpu_available() else "cpu"
     import torch
 
     torch.set_num_threads(max(1, threads))
+    if chosen_device == "cuda":
+        import copy
+
+        import numpy as np
+
+        model = _heads(copy.deepcopy(backbone.model)).to("cuda")   # the CPU model stays as it is
+
+        def run_cuda(x):
+            with torch.inference_mode():
+                emb, probs = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to("cuda"))
+            return emb.float().cpu().numpy(), probs.float().cpu().numpy()
+
+        return Engine(run_cuda, "torch", "cuda")
     return Engine(backbone.forward, "torch")
 
 
@@ -170,7 +253,7 @@ def _onnx_path(bb: Backbone) -> Path:
     return cache / f"{safe}-{bb.input_size}.onnx"
 
 
-def _onnx_engine(bb: Backbone, threads: int) -> Engine:
+def _onnx_engine(bb: Backbone, threads: int, gpu: bool = False) -> Engine:
     import numpy as np
 
     from .privacy import onnxruntime
@@ -212,13 +295,20 @@ def _onnx_engine(bb: Backbone, threads: int) -> Engine:
         except Exception as exc:  # noqa: BLE001 - a damaged cached export (a full disk, a kill): made again
             log.warning("%s: cached ONNX export unreadable (%s); exporting it again", path, exc)
             path.unlink(missing_ok=True)
-            return _onnx_engine(bb, threads)
+            return _onnx_engine(bb, threads, gpu)
+    device = "cpu"
+    if gpu:   # the export is checked on the CPU above; the same graph then runs on the GPU
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+            device = "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+        except Exception as exc:  # noqa: BLE001 - a CUDA provider that cannot start: the CPU session stays
+            log.warning("ONNX Runtime's CUDA provider cannot run %s (%s); using the CPU", bb.name, exc)
 
     def run(x):
         emb, probs = session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
         return emb, probs
 
-    return Engine(run, "onnxruntime")
+    return Engine(run, "onnxruntime", device)
 
 
 def _lite0_package_weights() -> Path:
@@ -329,6 +419,10 @@ def load_backbone(*, name: str = DEFAULT_MODEL, checkpoint: str | os.PathLike | 
                   cache_dir=cache)
     if checkpoint is None and not hub_cache:
         _write_config(bb, file)
+    elif checkpoint is not None:   # where it came from, so another machine can load the same weights
+        bb.meta["checkpoint"] = str(Path(checkpoint).expanduser().resolve())
+    else:
+        bb.meta["hub_cache"] = True
     return bb
 
 
@@ -398,5 +492,5 @@ def imagenet_classes() -> list[str]:
     return [line.strip() for line in info.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["Backbone", "BackboneError", "DEFAULT_MODEL", "Engine", "engine", "force_offline", "imagenet_classes", "load_backbone",
-           "model_cache", "remap_by_order", "user_cache_dir"]
+__all__ = ["Backbone", "BackboneError", "DEFAULT_MODEL", "Engine", "GPU_BATCH_SIZE", "engine", "force_offline",
+           "imagenet_classes", "load_backbone", "model_cache", "model_device", "remap_by_order", "user_cache_dir"]

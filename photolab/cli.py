@@ -59,7 +59,8 @@ def _cmd_tag(args) -> int:
     if args.model or args.checkpoint or args.hub_cache:
         model = load_backbone(name=args.model or DEFAULT_MODEL, checkpoint=args.checkpoint,
                               hub_cache=args.hub_cache, fallback_dir=lib.state / "models" / "backbone")
-    report = tag_library(lib, model=model, batch_size=args.batch_size, progress=not args.quiet, force=args.force)
+    report = tag_library(lib, model=model, batch_size=args.batch_size, progress=not args.quiet, force=args.force,
+                         device=args.device, cluster=args.cluster, worker_root=args.worker_root)
     print(f"tag: {report.summary()}")
     counts = ", ".join(f"{t} {n}" for t, n in report.tag_counts.items() if n)
     print(f"  photos per tag: {counts or 'none'}")
@@ -362,7 +363,8 @@ def _cmd_faces(args) -> int:
     elif args.confirm:
         print(f"confirmed {confirm_faces(args.library, confident_only=not args.tentative)} suggested names")
     else:
-        report = scan_faces(args.library, progress=not args.quiet, workers=args.workers)
+        report = scan_faces(args.library, progress=not args.quiet, workers=args.workers, cluster=args.cluster,
+                            worker_root=args.worker_root)
         print(report.summary())
         for path, err in report.failed[:10]:
             print(f"  failed: {path}: {err} (it is retried on the next run)")
@@ -389,6 +391,14 @@ def _cmd_check(args) -> int:
     df = check(args.library)
     for r in df.itertuples():
         print(f"  {'ok  ' if r.ok else 'FAIL'} {r.check:20s} {r.detail}")
+    if args.cluster:
+        from .cluster import connect, workers
+
+        with connect(args.cluster, progress=not args.quiet) as client:
+            for addr, info in sorted(workers(client).items()):
+                where = "GPU (CUDA)" if info["device"] == "cuda" else "CPU"
+                print(f"  ok   worker {addr}: tag model on {where} through {info['runtime']}; decoding and "
+                      f"faces on its CPU (photolab {info['photolab']}, process {info['pid']})")
     return 0 if df["ok"].all() else 1
 
 
@@ -504,10 +514,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="re-read unchanged files too")
     s.set_defaults(func=_cmd_index)
 
+    def cluster_args(s):
+        s.add_argument("--cluster", metavar="ADDRESS",
+                       help="do the pixel work on a Dask cluster: a scheduler (tcp://host:8786) or local:N for N "
+                            "worker processes here; this machine stays the catalog's only writer "
+                            "(needs pip install 'photolab[cluster]')")
+        s.add_argument("--worker-root", metavar="DIR",
+                       help="with --cluster: where the library's folder is mounted on the workers "
+                            "(default: the same path as here)")
+
     s = sub.add_parser("tag", help="labeling pass: embeddings, hashes, quality, thumbnails and tag scores")
     s.add_argument("library")
-    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--batch-size", type=int, default=None, help="photos per model batch (default 16; 64 on a GPU)")
     s.add_argument("--force", action="store_true", help="redo photos already tagged with this model")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model runs (default auto: a GPU where there is one)")
+    cluster_args(s)
     s.add_argument("--model", help="timm architecture name (default tf_efficientnet_lite0)")
     s.add_argument("--checkpoint", help="a checkpoint file of your own for --model")
     s.add_argument("--hub-cache", action="store_true", help="load --model from the local hub cache (offline)")
@@ -642,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--confirm", action="store_true", help="accept the confident suggested names")
     s.add_argument("--tentative", action="store_true", help="with --confirm: the tentative ones too")
     s.add_argument("--workers", type=int, default=None, help="processes for detection (default: cores)")
+    cluster_args(s)
     s.set_defaults(func=_cmd_faces)
 
     s = sub.add_parser("find", help="find photos by tags, people, places, dates, ratings, things and likeness; "
@@ -660,8 +683,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "on every run; the photos never move)")
     s.set_defaults(func=_cmd_find)
 
-    s = sub.add_parser("check", help="is everything in place? catalog, offline model weights, free disk")
+    s = sub.add_parser("check", help="is everything in place? catalog, offline model weights, devices, free disk")
     s.add_argument("library")
+    s.add_argument("--cluster", metavar="ADDRESS", help="also list a Dask cluster's workers and the device each "
+                                                       "one's model will use")
     s.set_defaults(func=_cmd_check)
 
     s = sub.add_parser("repair", help="fix what a crash or kill left (interrupted moves, second names, temp files); "

@@ -30,6 +30,7 @@ regions in the files. Face counts score the ``portrait`` and ``group`` tags (sou
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib.util
 import io
 import json
@@ -167,7 +168,7 @@ class FaceScanReport:
 
 
 def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress: bool = True,
-               force: bool = False) -> FaceScanReport:
+               force: bool = False, cluster=None, worker_root: str | os.PathLike | None = None) -> FaceScanReport:
     """Find and embed the faces of every usable photo not scanned yet (or of ``photo_ids``);
     then :func:`identify` suggests names and scores ``portrait``/``group``.
 
@@ -175,6 +176,10 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
         workers: processes (default: the cores; 1 runs in this process).
         force: scan again; each new face that overlaps an old one (box IoU >= 0.5) keeps the
             name or rejection a person gave the old one.
+        cluster: detect and describe on a Dask cluster (:mod:`photolab.cluster`): a scheduler address
+            (``tcp://host:8786``), ``local:N`` or a ``distributed.Client``; this process stays the
+            catalog's only writer.
+        worker_root: where the library's folder is on the workers (default: the same path as here).
     """
     from tqdm.auto import tqdm
 
@@ -192,7 +197,8 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
     report.skipped = lib.catalog.query("SELECT count(*) FROM face_scans WHERE model = ?", (MODEL,))[0][0]
     if not rows:
         return report
-    _models()   # fail early, here, when the weights are missing
+    if cluster is None:
+        _models()   # fail early, here, when the weights are missing (on a cluster: on the workers)
     start = time.perf_counter()
     jobs = [(r["id"], str(lib.abs(r["path"])), r["kind"]) for r in rows]
     path_of = {r["id"]: r["path"] for r in rows}
@@ -205,9 +211,24 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
         _store(lib, pending, crops)
         pending.clear()
 
-    if n <= 1 or len(jobs) < 8:
+    stack = contextlib.ExitStack()   # the cluster's client, closed when the scan ends either way
+    pool = None
+    if cluster is not None:
+        from .cluster import FACE_CHUNK, check_root, connect, probe_photo, run_batches, scan_batch
+
+        client = stack.enter_context(connect(cluster, progress=progress))
+        root = str(worker_root) if worker_root is not None else str(lib.root)
+        plan = [[(r["id"], r["path"], r["kind"]) for r in rows[k:k + FACE_CHUNK]]
+                for k in range(0, len(rows), FACE_CHUNK)]
+
+        def on_cluster():
+            check_root(client, root, probe_photo(lib, (r["path"] for r in rows)))
+            for _, found in run_batches(client, scan_batch, plan, root):
+                yield from found
+
+        results = on_cluster()
+    elif n <= 1 or len(jobs) < 8:
         results = map(_scan_one, jobs)
-        pool = None
     else:
         # fork: the workers only run dlib and Pillow, and a script needs no __main__ guard
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
@@ -229,6 +250,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        stack.close()
     report.seconds = time.perf_counter() - start
     identify(lib)
     _score_counts(lib)

@@ -48,6 +48,7 @@ def check(library):
         rows.append(("ONNX Runtime", True, "installed: the labeling pass runs through it"))
     else:
         rows.append(("ONNX Runtime", True, "not installed: the labeling pass runs with torch (slower)"))
+    rows += device_rows()
     where = lib.root if lib is not None else "."
     free = shutil.disk_usage(where).free / 1e9
     rows.append(("free disk", free >= MIN_FREE_GB, f"{free:.1f} GB free at {where} (keep {MIN_FREE_GB:g} GB or more: "
@@ -96,6 +97,40 @@ def _leftover_rows(lib) -> list[tuple[str, bool, str]]:
     rows.append(("catalog backup", True, f"{len(backups)} generations, newest {backups[0].name}" if backups else
                  "none yet (one is made before the first bulk change and daily)"))
     return rows
+
+def device_rows() -> list[tuple[str, bool, str]]:
+    """Which device each stage of the labeling pass and the face scan will use on this machine, and whether
+    ``--cluster`` can be used (Dask is looked up, not imported)."""
+    import importlib.metadata
+    import importlib.util
+    import os
+
+    from .backbone import BATCH_SIZE_NOTE, model_device
+
+    rows = [("device: decoding", True, f"CPU, {(os.cpu_count() or 1) + 1} threads (photos are always decoded on "
+                                       "CPU threads)")]
+    try:
+        runtime, device = model_device()
+        where = "GPU (CUDA)" if device == "cuda" else "CPU"
+        rows.append(("device: tag model", True, f"{where} through {runtime}; {BATCH_SIZE_NOTE[device]}"))
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        rows.append(("device: tag model", False, str(exc)))
+    try:
+        import dlib
+
+        cuda = bool(getattr(dlib, "DLIB_USE_CUDA", False))
+        rows.append(("device: faces", True, "GPU (CUDA) through dlib" if cuda else
+                     "CPU through dlib (HOG detector; up to 4 processes)"))
+    except Exception as exc:  # noqa: BLE001
+        rows.append(("device: faces", False, f"dlib cannot be loaded: {exc}"))
+    if importlib.util.find_spec("distributed") is not None:
+        rows.append(("Dask (optional)", True, f"distributed {importlib.metadata.version('distributed')}: "
+                                              "--cluster local:N or tcp://host:8786 can be used"))
+    else:
+        rows.append(("Dask (optional)", True, "not installed: only needed for --cluster "
+                                              "(pip install 'photolab[cluster]')"))
+    return rows
+
 
 BACKUP_STALE_DAYS = 7.0
 

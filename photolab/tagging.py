@@ -76,6 +76,7 @@ class TagReport:
     by_faces: list[str] = field(default_factory=list)
     by_starter: list[str] = field(default_factory=list)
     note: str | None = None         # why the starter head was not used, when it was not
+    cluster: str | None = None      # the Dask cluster that did the pixel work, when one did
 
     @property
     def images_per_second(self) -> float:
@@ -90,6 +91,8 @@ class TagReport:
             s += f"; {', '.join(self.by_faces)} scored by `photolab faces`"
         if self.note:
             s += f"; {self.note}"
+        if self.cluster:
+            s += f"; on a Dask {self.cluster}"
         return s
 
 
@@ -343,16 +346,93 @@ def _second_try(lib, row, prep, error: str):
     return cur, None, again, True
 
 
-def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
+def _failed_photo(lib, report, row, prep, error: str):
+    """A photo that did not decode: tried again here (:func:`_second_try`); ``(row, prepared)`` when it
+    decodes now, else ``(row, None)`` with the failure in the report (and a lasting one marked corrupt)."""
+    row, prepared, error, lasting = _second_try(lib, row, prep, error)
+    if error is None:
+        return row, prepared
+    report.failed.append((row["path"], error))
+    if lasting:   # the very bytes the index read do not decode
+        with lib.catalog.write() as db:
+            db.execute("UPDATE photos SET status = 'corrupt', error = ? WHERE id = ?",
+                       (f"cannot decode: {error}", row["id"]))
+    return row, None
+
+
+def _tag_on_cluster(lib, todo, bb, report, prep, flush, *, cluster, worker_root, batch_size, runtime, device,
+                    model_threads, progress, start) -> str:
+    """The pass's pixel work on a Dask cluster (:mod:`photolab.cluster`); results are written here, batch by
+    batch, through the same :func:`_flush` as the local pass. Returns what ran the model, for the run log."""
+    from tqdm.auto import tqdm
+
+    from .backbone import GPU_BATCH_SIZE
+    from .cluster import check_root, connect, model_spec, probe_photo, run_batches, tag_batch, workers
+
+    if not todo:   # nothing to send: no cluster started, none connected
+        return "cluster (nothing to do)"
+    with connect(cluster, progress=progress) as client:
+        info = workers(client, runtime, device)
+        devices = sorted({f"{i['runtime']}/{i['device']}" for i in info.values()})
+        if batch_size is None:   # larger batches when every worker runs the model on a GPU
+            gpu = bool(info) and all(i["device"] == "cuda" for i in info.values())
+            batch_size = GPU_BATCH_SIZE if gpu else BATCH_SIZE
+        used = f"cluster ({len(info)} worker{'s' if len(info) != 1 else ''}: {', '.join(devices)})"
+        report.cluster = used
+        root = str(worker_root) if worker_root is not None else str(lib.root)
+        check_root(client, root, probe_photo(lib, (r["path"] for r in todo)))
+        rows = {r["id"]: r for r in todo}
+        plan = [[(r["id"], r["path"], r["kind"]) for r in todo[k:k + batch_size]]
+                for k in range(0, len(todo), batch_size)]
+        spec = model_spec(bb, runtime, device, model_threads)
+        written: set[int] = set()
+        bar = tqdm(total=len(todo), desc="tag", unit="img", disable=not progress)
+        try:
+            for planned, res in run_batches(client, tag_batch, plan, root, spec):
+                batch, outputs = [], None
+                keep = [k for k, (pid, *_rest) in enumerate(res["ok"]) if pid not in written]
+                if len(keep) < len(res["ok"]):
+                    log.warning("%d photos came back twice from the cluster; written once",
+                                len(res["ok"]) - len(keep))
+                if keep:
+                    batch = [(rows[res["ok"][k][0]], (None, *res["ok"][k][1:])) for k in keep]
+                    outputs = (res["embeddings"][keep], res["probs"][keep])
+                    flush(batch, outputs)
+                    written.update(row["id"] for row, _ in batch)
+                    report.tagged += len(batch)
+                for pid, error in res["failed"]:
+                    if pid in written:
+                        continue
+                    row, prepared = _failed_photo(lib, report, rows[pid], prep, error)
+                    if prepared is not None:   # decodes here (it moved meanwhile, a worker's mount hiccup)
+                        flush([(row, prepared)])
+                        written.add(pid)
+                        report.tagged += 1
+                bar.update(len(planned))
+                bar.set_postfix(img_s=f"{report.tagged / (time.perf_counter() - start):.1f}")
+        finally:
+            bar.close()
+        return used
+
+
+def tag_library(library, *, model=None, batch_size: int | None = None, progress: bool = True,
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
                 force: bool = False, counts: bool = True,
-                starter: bool | str | os.PathLike = True) -> TagReport:
+                starter: bool | str | os.PathLike = True, device: str = "auto",
+                cluster=None, worker_root: str | os.PathLike | None = None) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
         library: a :class:`~photolab.library.Library` or its folder.
         model: a loaded :class:`~photolab.backbone.Backbone` (default: the packaged one).
-        batch_size: photos per model batch.
+        batch_size: photos per model batch (default :data:`BATCH_SIZE`; on a GPU
+            :data:`photolab.backbone.GPU_BATCH_SIZE`).
+        device: where the model runs: ``"auto"`` (a GPU where ONNX Runtime's CUDA provider or torch CUDA is
+            there, else the CPU), ``"cpu"`` or ``"cuda"``; decoding always runs on CPU threads.
+        cluster: run the pixel work on a Dask cluster (:mod:`photolab.cluster`): a scheduler address
+            (``tcp://host:8786``), ``local:N`` for N worker processes on this machine, or a
+            ``distributed.Client``. This process plans the batches and stays the catalog's only writer.
+        worker_root: where the library's folder is on the workers (default: the same path as here).
         progress: show a progress bar with images/s.
         workers: decoding threads (default: one more than the cores, so decoding never waits on the model).
         model_threads: threads the model runs on (decoding, not the model, is the bottleneck).
@@ -375,7 +455,13 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     recover(lib)   # the catalog's paths are the files' paths before any is read
     tax = load_taxonomy(lib)
     bb = model or load_backbone(fallback_dir=lib.state / "models" / "backbone")
-    run = engine(bb, threads=model_threads, runtime=runtime)
+    # on a cluster the workers run the model; here only a photo tried again after a worker failed on it
+    run = engine(bb, threads=model_threads, runtime=runtime, device=device) if cluster is None else None
+    asked_batch = batch_size   # on a cluster, None lets the workers' devices decide
+    if batch_size is None:
+        from .backbone import GPU_BATCH_SIZE
+
+        batch_size = GPU_BATCH_SIZE if run is not None and run.device == "cuda" else BATCH_SIZE
     run_id = cat.start_run("tag")
     prior_tags = [t for t in tax.names if tax[t].source in ("prior", "starter")]
     weights = prior_matrix(prior_tags)
@@ -414,33 +500,39 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         except Exception as exc:  # noqa: BLE001 - a bad photo is recorded, never fatal
             return row, None, f"{type(exc).__name__}: {exc}"
 
+    def flush(batch, outputs=None):
+        nonlocal run
+        if outputs is None and run is None:   # a cluster pass's photo that only decoded here, on a second try
+            run = engine(bb, threads=model_threads, runtime=runtime, device=device)
+        _flush(lib, batch, bb.version, run, score, quality_tags, head_tags, classes, thumbs_dir, outputs=outputs)
+
+    runtime_used = None
+    if cluster is not None:
+        runtime_used = _tag_on_cluster(lib, todo, bb, report, prep, flush, cluster=cluster, worker_root=worker_root,
+                                       batch_size=asked_batch, runtime=runtime, device=device,
+                                       model_threads=model_threads, progress=progress, start=start)
     n_workers = workers or (os.cpu_count() or 1) + 1
     pool = cf.ThreadPoolExecutor(max_workers=n_workers)
     try:
-        results = _ordered_prefetch(pool, prep, todo, ahead=batch_size * 2)
-        bar = tqdm(total=len(todo), desc="tag", unit="img", disable=not progress or not todo)
+        results = _ordered_prefetch(pool, prep, todo if cluster is None else [], ahead=batch_size * 2)
+        bar = tqdm(total=len(todo), desc="tag", unit="img", disable=not progress or not todo or cluster is not None)
         batch: list = []
         for item in results:
             row, prepared, error = item
             if error:
-                row, prepared, error, lasting = _second_try(lib, row, prep, error)
-            if error:
-                report.failed.append((row["path"], error))
-                if lasting:   # the very bytes the index read do not decode
-                    with cat.write() as db:
-                        db.execute("UPDATE photos SET status = 'corrupt', error = ? WHERE id = ?",
-                                   (f"cannot decode: {error}", row["id"]))
-                bar.update(1)
-                continue
+                row, prepared = _failed_photo(lib, report, row, prep, error)
+                if prepared is None:
+                    bar.update(1)
+                    continue
             batch.append((row, prepared))
             if len(batch) >= batch_size:
-                _flush(lib, batch, bb.version, run, score, quality_tags, head_tags, classes, thumbs_dir)
+                flush(batch)
                 report.tagged += len(batch)
                 bar.update(len(batch))
                 bar.set_postfix(img_s=f"{report.tagged / (time.perf_counter() - start):.1f}")
                 batch = []
         if batch:
-            _flush(lib, batch, bb.version, run, score, quality_tags, head_tags, classes, thumbs_dir)
+            flush(batch)
             report.tagged += len(batch)
             bar.update(len(batch))
         bar.close()
@@ -459,7 +551,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     report.tag_counts = tag_counts(lib, tax) if counts else {}
     cat.finish_run(run_id, {"tagged": report.tagged, "skipped": report.skipped, "failed": report.failed,
                             "seconds": report.seconds, "model": bb.version,
-                            "runtime": run.runtime})
+                            "runtime": runtime_used or run.runtime})
     log.info("tag %s: %s", lib.root, report.summary())
     return report
 
@@ -566,11 +658,18 @@ class _FirstScores:
         return pri, sources, models
 
 
-def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, thumbs_dir):
+def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, thumbs_dir, outputs=None):
+    """Score a batch of prepared photos and write their features, scores and thumbnails (the one writer).
+
+    ``outputs``: the model's (embeddings, probabilities) for the batch when they were computed elsewhere
+    (a cluster worker); otherwise ``run`` computes them from the prepared inputs."""
     from .starter import QUALITY
 
-    x = np.stack([p[0] for _, p in batch])
-    emb, probs = run(x)
+    if outputs is None:
+        x = np.stack([p[0] for _, p in batch])
+        emb, probs = run(x)
+    else:
+        emb, probs = (np.asarray(a, dtype=np.float32) for a in outputs)
     emb16 = emb.astype(np.float16)   # what the catalog keeps, so the scores equal a later rescoring's
     quality = np.array([[p[2][k] for k in QUALITY] for _, p in batch], dtype=np.float64)
     pri, sources, models = score(emb16, probs, quality)
