@@ -263,7 +263,7 @@ def run_batches(client, fn, batches, *args, window: int | None = None, retries: 
         except distributed.KilledWorker as exc:
             raise ClusterError(f"workers died {RETRIES} times running one batch (its first photo: "
                                f"{_first(batch)}); results written so far are kept: run the pass again") from exc
-        except (PhotolabError, OSError) as exc:
+        except (PhotolabError, OSError):
             raise
         except Exception as exc:  # noqa: BLE001 - the worker's own error, said once with its batch
             raise ClusterError(f"a worker failed on a batch (its first photo: {_first(batch)}): "
