@@ -5,7 +5,8 @@ photos as ``bench_dedupe.py`` makes them (random embeddings and hashes, 10%
 planted duplicates), here also with a capture time (50 photos a day, one event a
 day), ``prior`` scores for every tag, filed where the default rules put them
 (``{year}/{month}/{event}``) and a one-byte file on disk each, so that indexing
-walks a library of that size and organizing finds it in place. Then, one line
+walks a library of that size and organizing finds it in place, and the score
+matrix a labeling pass leaves (``photolab.store.scores``). Then, one line
 each (``name : seconds s`` and ``peak RSS : MB MB``, plus the CPU seconds, since
 the machine may be shared):
 
@@ -95,6 +96,11 @@ def build(root: Path, n: int) -> dict:
     from photolab.events import detect_events
 
     detect_events(lib)
+    # the score matrix as the library's labeling pass leaves it (tag_library makes it at the end of a large
+    # pass; the synthetic scores above were written behind its back)
+    from photolab.store.scores import score_matrix
+
+    score_matrix(lib)
     built = time.perf_counter() - t
     lib.close()
     return {"real": real, "synthetic": n - real, "planted": len(planted), "built_s": built}

@@ -300,6 +300,27 @@ MIGRATIONS: list[str] = [
         at          TEXT NOT NULL
     );
     """,
+    # 7 -> 8: library-wide reads that stay small: narrow indexes beside the wide feature rows, and a
+    # log of the photos whose scores changed, so the score matrix (store/scores.py) is patched, not re-read
+    """
+    CREATE INDEX IF NOT EXISTS features_dedupe_stamp ON features(photo_id, computed_at, sha256, model)
+        WHERE phash8 IS NOT NULL;
+    CREATE INDEX features_thumb ON features(photo_id, thumb);
+    CREATE TABLE score_changes (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        photo_id    INTEGER NOT NULL UNIQUE         -- its latest change only
+    );
+    CREATE TRIGGER scores_inserted AFTER INSERT ON scores BEGIN
+        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (NEW.photo_id);
+    END;
+    CREATE TRIGGER scores_updated AFTER UPDATE ON scores BEGIN
+        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (OLD.photo_id);
+        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (NEW.photo_id);
+    END;
+    CREATE TRIGGER scores_deleted AFTER DELETE ON scores BEGIN
+        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (OLD.photo_id);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -641,6 +662,16 @@ class Catalog:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside literals here)."""
+    """Split a migration script into statements (no semicolons inside literals here; a trigger's
+    body, ``BEGIN ...; END``, stays one statement)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out, buf = [], ""
+    for piece in "\n".join(lines).split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                out.append(buf.strip().rstrip(";").strip())
+            buf = ""
+    if buf.strip(" \n;"):
+        out.append(buf.strip().rstrip(";").strip())
+    return out

@@ -305,7 +305,6 @@ def _feature_matrix(lib, *, save: bool = True, _again: bool = True) -> dict:
     """
     folder = lib.state / "features"
     folder.mkdir(parents=True, exist_ok=True)
-    _stamp_index(lib)
     c = _read_store(folder)
     ids, st, max_at = _stamps(lib, c if not save else None)
     n = len(ids)
@@ -341,18 +340,6 @@ def _feature_matrix(lib, *, save: bool = True, _again: bool = True) -> dict:
 
 
 _STAMP = "computed_at || '|' || coalesce(sha256, '') || '|' || model"
-
-
-def _stamp_index(lib) -> None:
-    """An index that holds every feature row's stamp, so reading the stamps does not read the embeddings."""
-    if lib.catalog.query("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'features_dedupe_stamp'"):
-        return
-    try:
-        with lib.catalog.write() as db:
-            db.execute("CREATE INDEX IF NOT EXISTS features_dedupe_stamp ON features(photo_id, computed_at, sha256, "
-                       "model) WHERE phash8 IS NOT NULL")
-    except Exception as exc:   # noqa: BLE001 - only speed is lost
-        log.warning("%s: cannot add the feature stamp index (%s)", lib.catalog.path, exc)
 
 
 def _stamps(lib, c: dict | None) -> tuple[np.ndarray, np.ndarray, str]:
