@@ -306,6 +306,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX IF NOT EXISTS features_dedupe_stamp ON features(photo_id, computed_at, sha256, model)
         WHERE phash8 IS NOT NULL;
     CREATE INDEX features_thumb ON features(photo_id, thumb);
+    CREATE INDEX journal_state ON journal(state);   -- the few moves still planned, found without a scan
+    CREATE INDEX journal_src ON journal(src);       -- where a file went since, followed by name
+    CREATE INDEX gather_log_dest ON gather_log(dest);
     CREATE TABLE score_changes (
         seq         INTEGER PRIMARY KEY AUTOINCREMENT,
         photo_id    INTEGER NOT NULL UNIQUE         -- its latest change only
@@ -442,6 +445,7 @@ class Catalog:
         self.lock_timeout = lock_timeout
         self._lock = filelock.FileLock(str(self.path.with_name(LOCK_FILE)), timeout=lock_timeout)
         self._depth = 0
+        self._pass: list | None = None   # inside one_backup_for(): the backups asked for
         # a library on a read-only mount (or a folder this user cannot write) is opened for reading
         self.read_only = self.path.is_file() and (not os.access(self.path.parent, os.W_OK)
                                                   or not os.access(self.path, os.W_OK))
@@ -587,6 +591,11 @@ class Catalog:
         with self.write() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def del_meta(self, key: str) -> None:
+        if self.get_meta(key) is not None:
+            with self.write() as db:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def start_run(self, stage: str) -> int:
         with self.write() as db:
             cur = db.execute("INSERT INTO runs(stage, started_at) VALUES (?, ?)", (stage, utcnow()))
@@ -613,6 +622,11 @@ class Catalog:
         (a full disk) is logged, never raised: the change it precedes is journaled anyway."""
         if self.read_only:
             return None
+        if self._pass is not None:
+            first = not self._pass
+            self._pass.append(reason)
+            if reason.startswith("after-") or not first:
+                return None
         folder = self.path.parent / BACKUP_DIR
         gens = list_backups(self.path.parent.parent) if self.path.parent.name == STATE_DIR else sorted(
             folder.glob("catalog-*.sqlite"), reverse=True)
@@ -647,6 +661,23 @@ class Catalog:
             return None
         log.info("catalog backed up to %s", dest)
         return dest
+
+    @contextlib.contextmanager
+    def one_backup_for(self, what: str) -> Iterator[None]:
+        """Several small batches as one change (a watcher pass): the first backup asked for inside is made
+        as :meth:`backup` decides (the state before them); later ``before-`` ones are left out (what changed
+        since is these batches' own journaled work), and the ``after-`` ones become one ``after-<what>``
+        backup at the end, so a 500,000-photo catalog is copied at most twice rather than once per batch."""
+        if self._pass is not None:
+            yield
+            return
+        self._pass = []
+        try:
+            yield
+        finally:
+            asked, self._pass = self._pass, None
+            if any(r.startswith("after-") for r in asked):
+                self.backup(f"after-{what}")
 
     def _change_marks(self) -> tuple:
         return _marks(self.conn)

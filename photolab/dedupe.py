@@ -60,6 +60,7 @@ from .fileops import BatchReport, FileOpError, Move, execute, new_batch, recover
 from .index import USABLE
 from .library import open_library
 from .media import companions
+from .store.watch import in_folders
 
 log = logging.getLogger(__name__)
 
@@ -1169,7 +1170,8 @@ def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
     batch = new_batch("dedupe")
     qdir = f"{STATE_DIR}/quarantine/{batch}"
     todo = plan_df[(~plan_df["keep"].astype(bool)) & (plan_df["tier"] != "similar")]
-    rows = {r["path"]: r["sha256"] for r in lib.catalog.query("SELECT path, sha256 FROM photos")}
+    # the rows of the folders the copies are in (their companions are beside them), by path range
+    rows = {r["path"]: r["sha256"] for r in in_folders(lib.catalog.conn, {p.rpartition("/")[0] for p in todo["path"]})}
     names_in: dict[str, set[str]] = {}
     for p in rows:
         folder, _, name = p.rpartition("/")

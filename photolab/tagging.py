@@ -514,7 +514,7 @@ def _second_try(lib, row, prep, error: str):
 def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: bool = True,
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
                 force: bool = False, counts: bool = True,
-                starter: bool | str | os.PathLike = True) -> TagReport:
+                starter: bool | str | os.PathLike = True, photo_ids=None) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -528,6 +528,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         force: redo photos already done with this model.
         counts: count the library's photos per tag into the report (a watched import, which
             does not show them, leaves this library-wide count out).
+        photo_ids: only these photos (a watched import's), read by id rather than a look over the library.
         starter: use the packaged starter head for the tags it knows (``False``: the prior only; a path:
             those starter weights). With another backbone, or a missing or damaged weights file, the
             prior scores those tags and the report's ``note`` says why.
@@ -561,15 +562,20 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     from .backbone import imagenet_classes
 
     classes = imagenet_classes()
-    todo = cat.query(
-        "SELECT p.id, p.path, p.kind, p.width, p.height, p.sha256 FROM photos p "
-        "LEFT JOIN features f ON f.photo_id = p.id "
-        f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({', '.join('?' * len(USABLE))}) "
-        + ("" if force else "AND (f.model IS NULL OR f.model != ? OR f.sha256 IS NOT p.sha256 OR f.phash8 IS NULL) ")
-        + "ORDER BY p.id", tuple(USABLE) + (() if force else (bb.version,)))
-    total_usable = cat.query(
-        f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
-        tuple(USABLE))[0][0]
+    if photo_ids is not None:   # a watched import's photos: their rows only, by id
+        from .store.watch import to_tag
+
+        todo, total_usable = to_tag(cat.conn, photo_ids, USABLE, None if force else bb.version)
+    else:
+        todo = cat.query(
+            "SELECT p.id, p.path, p.kind, p.width, p.height, p.sha256 FROM photos p "
+            "LEFT JOIN features f ON f.photo_id = p.id "
+            f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({', '.join('?' * len(USABLE))}) "
+            + ("" if force else "AND (f.model IS NULL OR f.model != ? OR f.sha256 IS NOT p.sha256 OR f.phash8 IS NULL) ")
+            + "ORDER BY p.id", tuple(USABLE) + (() if force else (bb.version,)))
+        total_usable = cat.query(
+            f"SELECT count(*) FROM photos WHERE kind IN ('photo','raw') AND status IN ({', '.join('?' * len(USABLE))})",
+            tuple(USABLE))[0][0]
     report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags) + unscored,
                        by_faces=tax.by_source("faces"), by_starter=covered, note=note)
     thumbs_dir = lib.state / "features" / "thumbs"
@@ -615,9 +621,15 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
         pool.shutdown(cancel_futures=True)
     report.seconds = time.perf_counter() - start
     if scorer is not None and covered:
-        upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
-        if upgraded:
-            log.info("%d prior scores of photos tagged before the starter head now come from it", upgraded)
+        # once per starter head and backbone: a library-wide look for scores made without it
+        done = f"{scorer.version}|{bb.version}|{','.join(sorted(covered))}"
+        if cat.get_meta(UPGRADED_KEY) != done:
+            upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
+            if upgraded:
+                log.info("%d prior scores of photos tagged before the starter head now come from it", upgraded)
+            cat.set_meta(UPGRADED_KEY, done)
+    elif report.tagged:   # scores made without the starter head: the next pass with it looks again
+        cat.del_meta(UPGRADED_KEY)
     if report.tagged and cat.query("SELECT 1 FROM heads WHERE active = 1"):
         from .train import rescore   # the active trained head scores the newly tagged photos too
 
@@ -633,6 +645,7 @@ def tag_library(library, *, model=None, batch_size: int = BATCH_SIZE, progress: 
     return report
 
 
+UPGRADED_KEY = "starter_upgraded"   # meta: the starter head, backbone and tags the last upgrade was for
 SCORE_MATRIX_AFTER = 1000   # a pass that tagged this many photos brings the score matrix up to date itself
 
 
