@@ -302,6 +302,7 @@ MIGRATIONS: list[str] = [
     """,
     # 7 -> 8: library-wide reads that stay small: narrow indexes beside the wide feature rows, and a
     # log of the photos whose scores changed, so the score matrix (store/scores.py) is patched, not re-read
+    # (delete, then insert: an outer statement's conflict clause, an upsert's included, overrides a trigger's)
     """
     CREATE INDEX IF NOT EXISTS features_dedupe_stamp ON features(photo_id, computed_at, sha256, model)
         WHERE phash8 IS NOT NULL;
@@ -314,14 +315,17 @@ MIGRATIONS: list[str] = [
         photo_id    INTEGER NOT NULL UNIQUE         -- its latest change only
     );
     CREATE TRIGGER scores_inserted AFTER INSERT ON scores BEGIN
-        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (NEW.photo_id);
+        DELETE FROM score_changes WHERE photo_id = NEW.photo_id;
+        INSERT INTO score_changes(photo_id) VALUES (NEW.photo_id);
     END;
     CREATE TRIGGER scores_updated AFTER UPDATE ON scores BEGIN
-        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (OLD.photo_id);
-        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (NEW.photo_id);
+        DELETE FROM score_changes WHERE photo_id IN (OLD.photo_id, NEW.photo_id);
+        INSERT INTO score_changes(photo_id) VALUES (OLD.photo_id);
+        INSERT INTO score_changes(photo_id) SELECT NEW.photo_id WHERE NEW.photo_id != OLD.photo_id;
     END;
     CREATE TRIGGER scores_deleted AFTER DELETE ON scores BEGIN
-        INSERT OR REPLACE INTO score_changes(photo_id) VALUES (OLD.photo_id);
+        DELETE FROM score_changes WHERE photo_id = OLD.photo_id;
+        INSERT INTO score_changes(photo_id) VALUES (OLD.photo_id);
     END;
     """,
 ]
