@@ -64,8 +64,14 @@ def test_score_matrix_follows_every_change_through_the_log(tmp_path):
         db.execute("DELETE FROM scores WHERE photo_id = 7 AND tag = 'cat'")
         db.execute("DELETE FROM scores WHERE photo_id = 10")
         db.execute("UPDATE scores SET photo_id = 10 WHERE photo_id = 8")    # (the log has both ids)
+        # an upsert and an insert that ignores conflicts (their conflict clause governs the trigger's too)
+        db.execute("INSERT INTO scores VALUES (11, 'portrait', 0.7, 'faces', 'f') ON CONFLICT(photo_id, tag) "
+                   "DO UPDATE SET score = excluded.score")
+        db.execute("INSERT INTO scores VALUES (12, 'group', 0.2, 'faces', 'f') ON CONFLICT(photo_id, tag) "
+                   "DO UPDATE SET score = excluded.score")
+        db.execute("INSERT OR IGNORE INTO scores VALUES (13, 'a new tag', 0.4, 'head', 'h')")
     changed = {r[0] for r in lib.catalog.query("SELECT photo_id FROM score_changes WHERE seq > ?", (m.seq,))}
-    assert changed == {4, 5, 6, 7, 8, 10}
+    assert changed == {4, 5, 6, 7, 8, 10, 11, 12, 13}
     patched = store.score_matrix(lib)
     assert patched.seq > m.seq and "a new tag" in patched.tags and 6 not in patched.ids and 8 not in patched.ids
     _same(patched, lib)
