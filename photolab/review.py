@@ -265,13 +265,8 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     tax = load_taxonomy(lib)
     names = tax.names
     conn = lib.catalog.conn
-    rows = store.usable_photos(conn)
-    cols_ = list(zip(*rows)) if rows else [(), (), (), ()]
-    ids = np.fromiter(cols_[0], dtype=np.int64, count=len(rows))
-    paths = np.array(cols_[1], dtype=object)
-    captured = np.array(cols_[2], dtype=object)
-    thumbs = np.array(cols_[3], dtype=object)
-    del rows, cols_
+    ids, paths, captured, thumbs = store.usable_photos(conn)
+    paths, captured, thumbs = (np.array(x, dtype=object) for x in (paths, captured, thumbs))
     sel = np.ones(len(ids), dtype=bool)
     if sample_name is not None:
         sel &= np.isin(ids, np.asarray(store.sample_members(conn, sample_name), dtype=np.int64))

@@ -330,12 +330,16 @@ def decision_arrays(library, taxonomy: Taxonomy, photo_ids, *, matrix=None, labe
     m = matrix if matrix is not None else store.score_matrix(lib)
     raw = m.columns(ids, names)
     t = np.array([thr[n] for n in names], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        above = (raw - t) / np.maximum(1e-9, 1 - t)
-        below = (t - raw) / np.maximum(1e-9, t)
-        conf = np.clip(np.where(raw >= t, above, below), 0.0, 1.0).round(4)
+    with np.errstate(invalid="ignore"):   # as confidence(), a pass at a time over the arrays, in place
         accepted = raw >= t
-    conf[np.isnan(raw)] = np.nan
+        conf = np.subtract(raw, t)
+        np.divide(conf, np.maximum(1e-9, 1 - t), out=conf)
+        below = np.subtract(t, raw)
+        np.divide(below, np.maximum(1e-9, t), out=below)
+        np.copyto(conf, below, where=~accepted)
+        del below
+        np.clip(conf, 0.0, 1.0, out=conf)
+        np.round(conf, 4, out=conf)   # NaN scores stay NaN
     if labels is None:
         labels = store.all_labels(lib.catalog.conn)
     if len(labels) and len(ids):
