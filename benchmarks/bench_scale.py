@@ -3,9 +3,11 @@
 The library: the sample photos (indexed and tagged for real) plus synthetic
 photos as ``bench_dedupe.py`` makes them (random embeddings and hashes, 10%
 planted duplicates), here also with a capture time (50 photos a day, one event a
-day), ``prior`` scores for every tag, filed where the default rules put them
-(``{year}/{month}/{event}``) and a one-byte file on disk each, so that indexing
-walks a library of that size and organizing finds it in place. Then, one line
+day), a score for every tag with the source and model the labeling pass gives it,
+filed where the default rules put them (``{year}/{month}/{event}``) and a one-byte
+file on disk each, so that indexing
+walks a library of that size and organizing finds it in place, and the score
+matrix a labeling pass leaves (``photolab.store.scores``). Then, one line
 each (``name : seconds s`` and ``peak RSS : MB MB``, plus the CPU seconds, since
 the machine may be shared):
 
@@ -82,19 +84,29 @@ def build(root: Path, n: int) -> dict:
                        sorted(planted))
         db.execute("UPDATE photos SET path = substr(captured_at, 1, 4) || '/' || substr(captured_at, 6, 2) || '/' || "
                    "substr(captured_at, 1, 10) || '/IMG_' || printf('%06d', id) || '.jpg' WHERE path LIKE 'synthetic/%'")
-        tags = [r[0] for r in db.execute("SELECT DISTINCT tag FROM scores")]
+        # each tag's score as the installed labeling pass writes it (the starter head's, the prior's, the
+        # quality measures'; none yet for the tags a trained head scores), so a pass sees nothing to redo
+        made = {r[0]: (r[1], r[2]) for r in db.execute(
+            "SELECT tag, source, model FROM scores GROUP BY tag, source, model ORDER BY count(*)")}
+        tags = sorted(made)
         ids = [r[0] for r in db.execute("SELECT photo_id FROM features WHERE model = 'synthetic'")]
         # features as the installed model would have made them: a tagging pass leaves them alone
         db.execute("UPDATE features SET model = ? WHERE model = 'synthetic'", (model,))
         for k in range(0, len(ids), 20000):
             part = ids[k:k + 20000]
             s = rng.beta(0.3, 3.0, (len(part), len(tags)))
-            db.executemany("INSERT INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,'prior','synthetic')",
-                           ((pid, tag, float(s[a, b])) for a, pid in enumerate(part) for b, tag in enumerate(tags)))
+            db.executemany("INSERT INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?)",
+                           ((pid, tag, None if made[tag][0] == "none" else float(s[a, b]), *made[tag])
+                            for a, pid in enumerate(part) for b, tag in enumerate(tags)))
     _touch_files(root, (r[0] for r in lib.catalog.query("SELECT path FROM photos WHERE path NOT LIKE 'camera/%'")))
     from photolab.events import detect_events
 
     detect_events(lib)
+    # the score matrix as the library's labeling pass leaves it (tag_library makes it at the end of a large
+    # pass; the synthetic scores above were written behind its back)
+    from photolab.store.scores import score_matrix
+
+    score_matrix(lib)
     built = time.perf_counter() - t
     lib.close()
     return {"real": real, "synthetic": n - real, "planted": len(planted), "built_s": built}

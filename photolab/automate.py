@@ -45,6 +45,7 @@ from .errors import PhotolabError
 from .catalog import utcnow
 from .library import open_library
 from .names import shown
+from .store.watch import follow_moves, import_states, latest_copies, quarantined, rows_by_path, without_features
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,8 @@ def arrived_files(library, import_dir, *, stable_seconds: float = STABLE_SECONDS
     download, size and modification time unchanged over ``stable_seconds`` (and that old)."""
     lib = open_library(library)
     root = Path(import_dir).expanduser().resolve()
-    known = {r["path"]: r for r in lib.catalog.query("SELECT * FROM import_state")}
     now = time.time()
-    first: dict[Path, tuple[int, int]] = {}
+    seen: dict[Path, os.stat_result] = {}
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
@@ -114,14 +114,17 @@ def arrived_files(library, import_dir, *, stable_seconds: float = STABLE_SECONDS
                 continue
             p = Path(folder) / name
             try:
-                st = p.stat()
+                seen[p] = p.stat()
             except OSError:
                 continue
-            k = known.get(shown(p))
-            if k and k["size"] == st.st_size and k["mtime_ns"] == st.st_mtime_ns and (
-                    k["state"] in ("done", "failed") or (k["next_try"] or 0) > now):
-                continue
-            first[p] = (st.st_size, st.st_mtime_ns)
+    known = import_states(lib.catalog.conn, [shown(p) for p in seen])   # this folder's files only
+    first: dict[Path, tuple[int, int]] = {}
+    for p, st in seen.items():
+        k = known.get(shown(p))
+        if k and k["size"] == st.st_size and k["mtime_ns"] == st.st_mtime_ns and (
+                k["state"] in ("done", "failed") or (k["next_try"] or 0) > now):
+            continue
+        first[p] = (st.st_size, st.st_mtime_ns)
     young = [p for p, (_, m) in first.items() if now - m / 1e9 < stable_seconds]
     if young:
         time.sleep(max(0.0, min(stable_seconds, stable_seconds - min(now - first[p][1] / 1e9 for p in young))))
@@ -170,89 +173,87 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
         report.seconds = time.perf_counter() - start
         return report
     run_id = lib.catalog.start_run("pass")
-    attempts = {r["path"]: r["attempts"] for r in lib.catalog.query("SELECT path, attempts FROM import_state")}
-    stats = {p: p.stat() for p in ready}
-    g = gather([root], lib, progress=progress, only=ready)
-    report.gathered = g.copied
-    failed_copy = dict(g.failed)          # shown path -> reason
-    set_aside = dict(g.set_aside)         # links: never retried
-    source_id = lib.catalog.query("SELECT id FROM sources WHERE path = ?", (shown(root),))[0][0]
-    dest_of = {}
-    for r in lib.catalog.query("SELECT source_rel, dest FROM gather_log WHERE source_id = ? ORDER BY copied_at, rowid",
-                               (source_id,)):
-        dest_of[r["source_rel"]] = r["dest"]   # the latest copy of that name
-    index_library(lib, progress=False)
-    rows = {r["path"]: r for r in lib.catalog.query("SELECT id, path, kind, status, error FROM photos")}
-    # gather_log keeps the first destination; organize may have moved it: follow the journal
-    moved = {r["src"]: r["dst"] for r in lib.catalog.query(
-        "SELECT src, dst FROM journal WHERE state = 'done' AND op IN ('organize', 'move') ORDER BY id")}
-    now, state_rows, new_ids = utcnow(), [], []
-    for p in ready:
-        st = stats[p]
-        key = shown(p)    # the catalog's text for the file (escaped where the name is not UTF-8)
-        rel = shown(p.relative_to(root).as_posix())
-        tries = attempts.get(key, 0) + 1
-        if key in set_aside:
-            why = f"not copied: {set_aside[key]}"
-            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
-            report.failed.append((key, why))
-            continue
-        if key in failed_copy:
-            why = f"not copied: {failed_copy[key]}"
-            if tries >= MAX_ATTEMPTS:
+    with lib.catalog.one_backup_for("pass"):   # one copy of the catalog for the pass, not one per batch
+        conn = lib.catalog.conn
+        attempts = {k: r["attempts"] for k, r in import_states(conn, [shown(p) for p in ready]).items()}
+        stats = {p: p.stat() for p in ready}
+        g = gather([root], lib, progress=progress, only=ready)
+        report.gathered = g.copied
+        failed_copy = dict(g.failed)          # shown path -> reason
+        set_aside = dict(g.set_aside)         # links: never retried
+        source_id = lib.catalog.query("SELECT id FROM sources WHERE path = ?", (shown(root),))[0][0]
+        # by name, through indexes: the latest copy of each ready file, and (gather_log keeps the first
+        # destination; organize may have moved it since) where the journal says it went
+        dest_of = latest_copies(conn, source_id, [shown(p.relative_to(root).as_posix()) for p in ready])
+        now_at = follow_moves(conn, sorted(set(dest_of.values())))
+        index_library(lib, progress=False, paths=sorted(set(now_at.values())))   # the import's files only
+        rows = {r["path"]: r for r in rows_by_path(conn, sorted(set(now_at.values())), "id, path, kind, status, error")}
+        now, state_rows, new_ids = utcnow(), [], []
+        for p in ready:
+            st = stats[p]
+            key = shown(p)    # the catalog's text for the file (escaped where the name is not UTF-8)
+            rel = shown(p.relative_to(root).as_posix())
+            tries = attempts.get(key, 0) + 1
+            if key in set_aside:
+                why = f"not copied: {set_aside[key]}"
                 state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
                 report.failed.append((key, why))
-            else:
-                state_rows.append((key, st.st_size, st.st_mtime_ns, "retry", tries,
-                                   time.time() + BACKOFF * 2 ** (tries - 1), None, why, now))
-                report.retrying.append((key, why))
-            continue
-        dest = dest_of.get(rel)
-        for _ in range(50):   # follow later moves (organize runs after every pass)
-            if dest not in moved:
+                continue
+            if key in failed_copy:
+                why = f"not copied: {failed_copy[key]}"
+                if tries >= MAX_ATTEMPTS:
+                    state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+                    report.failed.append((key, why))
+                else:
+                    state_rows.append((key, st.st_size, st.st_mtime_ns, "retry", tries,
+                                       time.time() + BACKOFF * 2 ** (tries - 1), None, why, now))
+                    report.retrying.append((key, why))
+                continue
+            dest = dest_of.get(rel)
+            dest = now_at.get(dest, dest)   # after later moves (organize runs after every pass)
+            row = rows.get(dest)
+            if row is None:
+                why = "not a photo or companion photolab takes in" if dest is None else "copied, but not in the catalog"
+                state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+                report.failed.append((key, why))
+                continue
+            if row["kind"] in ("photo", "raw", "video") and row["status"] not in USABLE:
+                why = f"{row['status']}: {row['error']}"
+                state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
+                report.failed.append((key, why))
+                continue
+            state_rows.append((key, st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
+            if row["kind"] in ("photo", "raw", "video"):   # clips are deduped and filed like photos
+                new_ids.append(row["id"])
+        _record(lib, state_rows)
+        # the tag step: the new photos, and any a pass could not tag before (found by index, features unread)
+        steps = [("tag", lambda: tag_library(lib, progress=False, model=model, counts=False,
+                                             photo_ids=new_ids + without_features(conn, USABLE))),
+                 ("dedupe", lambda: _dedupe_new(lib, new_ids)),
+                 ("people", lambda: _people_new(lib, new_ids)),
+                 ("organize", lambda: _organize_new(lib, new_ids)),
+                 # after filing, so a new sidecar is made beside the photo where it now lives
+                 ("metadata", lambda: write_metadata(lib, photo_ids=new_ids, progress=False))]
+        for name, step in steps:
+            if not new_ids:
                 break
-            dest = moved[dest]
-        row = rows.get(dest)
-        if row is None:
-            why = "not a photo or companion photolab takes in" if dest is None else "copied, but not in the catalog"
-            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
-            report.failed.append((key, why))
-            continue
-        if row["kind"] in ("photo", "raw", "video") and row["status"] not in USABLE:
-            why = f"{row['status']}: {row['error']}"
-            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
-            report.failed.append((key, why))
-            continue
-        state_rows.append((key, st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
-        if row["kind"] in ("photo", "raw", "video"):   # clips are deduped and filed like photos
-            new_ids.append(row["id"])
-    _record(lib, state_rows)
-    steps = [("tag", lambda: tag_library(lib, progress=False, model=model, counts=False)),
-             ("dedupe", lambda: _dedupe_new(lib, new_ids)),
-             ("people", lambda: _people_new(lib, new_ids)),
-             ("organize", lambda: _organize_new(lib, new_ids)),
-             # after filing, so a new sidecar is made beside the photo where it now lives
-             ("metadata", lambda: write_metadata(lib, photo_ids=new_ids, progress=False))]
-    for name, step in steps:
-        if not new_ids:
-            break
-        if stop():
-            report.stopped = True
-            break
-        with checked():   # filing new files (still in the import folder) needs no snapshot first
-            out = step()
-        if name == "tag":
-            report.tagged = out.tagged
-        elif name == "dedupe":
-            report.duplicates = out
-            gone = {r[0] for r in lib.catalog.query("SELECT id FROM photos WHERE status = 'quarantined'")}
-            new_ids = [i for i in new_ids if i not in gone]
-        elif name == "metadata":
-            report.metadata = out.counts().get("written", 0)
-        elif name == "people":
-            report.faces = out
-        else:
-            report.organized = out
+            if stop():
+                report.stopped = True
+                break
+            with checked():   # filing new files (still in the import folder) needs no snapshot first
+                out = step()
+            if name == "tag":
+                report.tagged = out.tagged
+            elif name == "dedupe":
+                report.duplicates = out
+                gone = quarantined(conn, new_ids)
+                new_ids = [i for i in new_ids if i not in gone]
+            elif name == "metadata":
+                report.metadata = out.counts().get("written", 0)
+            elif name == "people":
+                report.faces = out
+            else:
+                report.organized = out
     report.snapshot = _scheduled_backup(lib)
     report.seconds = time.perf_counter() - start
     lib.catalog.finish_run(run_id, asdict(report))
@@ -273,7 +274,7 @@ def _people_new(lib, new_ids: list[int]) -> int:
     faces in is not slowed by the face model). Returns the faces found."""
     from .places import lookup_new
 
-    lookup_new(lib)   # (the places table itself is for people; a pass does not build it)
+    lookup_new(lib, new_ids)   # (the places table itself is for people; a pass does not build it)
     if not lib.catalog.query("SELECT 1 FROM faces WHERE person IS NOT NULL LIMIT 1"):
         return 0
     from .faces import scan_faces

@@ -315,6 +315,34 @@ MIGRATIONS: list[str] = [
     ALTER TABLE photos ADD COLUMN codec TEXT;       -- the video stream's codec (h264, hevc, ...)
     UPDATE photos SET mtime_ns = -1 WHERE kind = 'video';
     """,
+    # 9 -> 10: library-wide reads that stay small: narrow indexes beside the wide feature rows, and a
+    # log of the photos whose scores changed, so the score matrix (store/scores.py) is patched, not re-read
+    # (delete, then insert: an outer statement's conflict clause, an upsert's included, overrides a trigger's)
+    """
+    CREATE INDEX IF NOT EXISTS features_dedupe_stamp ON features(photo_id, computed_at, sha256, model)
+        WHERE phash8 IS NOT NULL;
+    CREATE INDEX features_thumb ON features(photo_id, thumb);
+    CREATE INDEX journal_state ON journal(state);   -- the few moves still planned, found without a scan
+    CREATE INDEX journal_src ON journal(src);       -- where a file went since, followed by name
+    CREATE INDEX gather_log_dest ON gather_log(dest);
+    CREATE TABLE score_changes (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        photo_id    INTEGER NOT NULL UNIQUE         -- its latest change only
+    );
+    CREATE TRIGGER scores_inserted AFTER INSERT ON scores BEGIN
+        DELETE FROM score_changes WHERE photo_id = NEW.photo_id;
+        INSERT INTO score_changes(photo_id) VALUES (NEW.photo_id);
+    END;
+    CREATE TRIGGER scores_updated AFTER UPDATE ON scores BEGIN
+        DELETE FROM score_changes WHERE photo_id IN (OLD.photo_id, NEW.photo_id);
+        INSERT INTO score_changes(photo_id) VALUES (OLD.photo_id);
+        INSERT INTO score_changes(photo_id) SELECT NEW.photo_id WHERE NEW.photo_id != OLD.photo_id;
+    END;
+    CREATE TRIGGER scores_deleted AFTER DELETE ON scores BEGIN
+        DELETE FROM score_changes WHERE photo_id = OLD.photo_id;
+        INSERT INTO score_changes(photo_id) VALUES (OLD.photo_id);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -436,6 +464,7 @@ class Catalog:
         self.lock_timeout = lock_timeout
         self._lock = filelock.FileLock(str(self.path.with_name(LOCK_FILE)), timeout=lock_timeout)
         self._depth = 0
+        self._pass: list | None = None   # inside one_backup_for(): the backups asked for
         # a library on a read-only mount (or a folder this user cannot write) is opened for reading
         self.read_only = self.path.is_file() and (not os.access(self.path.parent, os.W_OK)
                                                   or not os.access(self.path, os.W_OK))
@@ -585,6 +614,11 @@ class Catalog:
         with self.write() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def del_meta(self, key: str) -> None:
+        if self.get_meta(key) is not None:
+            with self.write() as db:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
     def start_run(self, stage: str) -> int:
         with self.write() as db:
             cur = db.execute("INSERT INTO runs(stage, started_at) VALUES (?, ?)", (stage, utcnow()))
@@ -611,6 +645,11 @@ class Catalog:
         (a full disk) is logged, never raised: the change it precedes is journaled anyway."""
         if self.read_only:
             return None
+        if self._pass is not None:
+            first = not self._pass
+            self._pass.append(reason)
+            if reason.startswith("after-") or not first:
+                return None
         folder = self.path.parent / BACKUP_DIR
         gens = list_backups(self.path.parent.parent) if self.path.parent.name == STATE_DIR else sorted(
             folder.glob("catalog-*.sqlite"), reverse=True)
@@ -646,6 +685,23 @@ class Catalog:
         log.info("catalog backed up to %s", dest)
         return dest
 
+    @contextlib.contextmanager
+    def one_backup_for(self, what: str) -> Iterator[None]:
+        """Several small batches as one change (a watcher pass): the first backup asked for inside is made
+        as :meth:`backup` decides (the state before them); later ``before-`` ones are left out (what changed
+        since is these batches' own journaled work), and the ``after-`` ones become one ``after-<what>``
+        backup at the end, so a 500,000-photo catalog is copied at most twice rather than once per batch."""
+        if self._pass is not None:
+            yield
+            return
+        self._pass = []
+        try:
+            yield
+        finally:
+            asked, self._pass = self._pass, None
+            if any(r.startswith("after-") for r in asked):
+                self.backup(f"after-{what}")
+
     def _change_marks(self) -> tuple:
         return _marks(self.conn)
 
@@ -660,6 +716,16 @@ class Catalog:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside literals here)."""
+    """Split a migration script into statements (no semicolons inside literals here; a trigger's
+    body, ``BEGIN ...; END``, stays one statement)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out, buf = [], ""
+    for piece in "\n".join(lines).split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                out.append(buf.strip().rstrip(";").strip())
+            buf = ""
+    if buf.strip(" \n;"):
+        out.append(buf.strip().rstrip(";").strip())
+    return out

@@ -64,6 +64,7 @@ from .fileops import BatchReport, FileOpError, Move, execute, new_batch, recover
 from .index import USABLE
 from .library import open_library
 from .media import companions
+from .store.watch import in_folders
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,6 @@ def _feature_matrix(lib, *, save: bool = True, _again: bool = True) -> dict:
     """
     folder = lib.state / "features"
     folder.mkdir(parents=True, exist_ok=True)
-    _stamp_index(lib)
     c = _read_store(folder)
     ids, st, max_at = _stamps(lib, c if not save else None)
     n = len(ids)
@@ -345,18 +345,6 @@ def _feature_matrix(lib, *, save: bool = True, _again: bool = True) -> dict:
 
 
 _STAMP = "computed_at || '|' || coalesce(sha256, '') || '|' || model"
-
-
-def _stamp_index(lib) -> None:
-    """An index that holds every feature row's stamp, so reading the stamps does not read the embeddings."""
-    if lib.catalog.query("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'features_dedupe_stamp'"):
-        return
-    try:
-        with lib.catalog.write() as db:
-            db.execute("CREATE INDEX IF NOT EXISTS features_dedupe_stamp ON features(photo_id, computed_at, sha256, "
-                       "model) WHERE phash8 IS NOT NULL")
-    except Exception as exc:   # noqa: BLE001 - only speed is lost
-        log.warning("%s: cannot add the feature stamp index (%s)", lib.catalog.path, exc)
 
 
 def _stamps(lib, c: dict | None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -1258,7 +1246,8 @@ def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
     batch = new_batch("dedupe")
     qdir = f"{STATE_DIR}/quarantine/{batch}"
     todo = plan_df[(~plan_df["keep"].astype(bool)) & (plan_df["tier"] != "similar")]
-    rows = {r["path"]: r["sha256"] for r in lib.catalog.query("SELECT path, sha256 FROM photos")}
+    # the rows of the folders the copies are in (their companions are beside them), by path range
+    rows = {r["path"]: r["sha256"] for r in in_folders(lib.catalog.conn, {p.rpartition("/")[0] for p in todo["path"]})}
     names_in: dict[str, set[str]] = {}
     for p in rows:
         folder, _, name = p.rpartition("/")

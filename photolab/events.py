@@ -80,14 +80,26 @@ _DATED = ("SELECT id, captured_at, captured_source, gps_lat, gps_lon FROM photos
           "AND captured_at IS NOT NULL AND captured_source IN ({sources})")
 
 
+def _merged(spans: list) -> list:
+    """Overlapping or touching (start, end) spans joined, in time order."""
+    out: list = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 def _scope(lib, photo_ids, opts: EventOptions) -> tuple[list, set[int]]:
     """The dated photos whose events new photos can change, and the stored events they are in.
 
-    Starting from the new photos' times widened by the gap, the window grows to the
+    Starting from each new photo's time widened by the gap, each window grows to the
     whole of every stored event it reaches (and of events a person merged with
-    them) until nothing is added: beyond it, every neighbour is separated from the
-    window as it was before, so grouping the window alone gives what grouping the
-    library would.
+    them) until nothing is added: beyond them, every neighbour is separated from the
+    windows as it was before, so grouping the windows alone gives what grouping the
+    library would. New photos years apart (a scanned album) make windows of their own,
+    not one window over the years between them.
     """
     cat = lib.catalog
     sources = date_sources(opts)
@@ -98,18 +110,22 @@ def _scope(lib, photo_ids, opts: EventOptions) -> tuple[list, set[int]]:
     if not new:
         return [], set()
     gap = _dt.timedelta(hours=opts.gap_hours, minutes=1)
-    times = [parse_time(r["captured_at"]) for r in new]
-    lo, hi = min(times) - gap, max(times) + gap
+    spans = _merged([(t - gap, t + gap) for t in (parse_time(r["captured_at"]) for r in new)])
     rows = {r["id"]: r for r in new}
     merges = [(r[0], r[1]) for r in cat.query("SELECT photo_id, other_id FROM event_edits WHERE action = 'merge'")]
     touched: set[int] = set()
+    looked: list = []          # the spans already read
     while True:
-        for r in cat.query(sql + " AND captured_at >= ? AND captured_at < ?",
-                           (*args, (lo - _dt.timedelta(days=1)).date().isoformat(),
-                            (hi + _dt.timedelta(days=2)).date().isoformat())):
-            t = parse_time(r["captured_at"])
-            if t is not None and lo <= t <= hi:
-                rows[r["id"]] = r
+        for lo, hi in spans:
+            if any(a <= lo and hi <= b for a, b in looked):
+                continue
+            for r in cat.query(sql + " AND captured_at >= ? AND captured_at < ?",
+                               (*args, (lo - _dt.timedelta(days=1)).date().isoformat(),
+                                (hi + _dt.timedelta(days=2)).date().isoformat())):
+                t = parse_time(r["captured_at"])
+                if t is not None and lo <= t <= hi:
+                    rows[r["id"]] = r
+        looked = list(spans)
         events_of = {r["event_id"] for r in cat.query_ids("SELECT event_id FROM photo_events WHERE {ids}", rows)}
         others = {b for a, b in merges if a in rows} | {a for a, b in merges if b in rows}
         linked = {r["event_id"] for r in cat.query_ids("SELECT event_id FROM photo_events WHERE {ids}", others)}
@@ -119,11 +135,16 @@ def _scope(lib, photo_ids, opts: EventOptions) -> tuple[list, set[int]]:
         touched |= grown
         members = cat.query_ids(sql + " AND id IN (SELECT photo_id FROM photo_events WHERE {ids})", grown, args,
                                 column="event_id")
+        by_event: dict = {}
         for r in members:
             rows[r["id"]] = r
-        span = [parse_time(r["captured_at"]) for r in rows.values()]
-        span = [t for t in span if t is not None]
-        lo, hi = min(lo, min(span)), max(hi, max(span))
+        for r in cat.query_ids("SELECT photo_id, event_id FROM photo_events WHERE {ids}", [r["id"] for r in members]):
+            by_event.setdefault(r[1], []).append(r[0])
+        for ids_ in by_event.values():
+            ts = [t for t in (parse_time(rows[i]["captured_at"]) for i in ids_ if i in rows) if t is not None]
+            if ts:
+                spans.append((min(ts), max(ts)))
+        spans = _merged(spans)
     return list(rows.values()), touched
 
 

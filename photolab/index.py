@@ -16,6 +16,7 @@ import concurrent.futures as cf
 import hashlib
 import logging
 import os
+import stat
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,7 @@ from .fileops import TMP_PREFIX, live_moves, recover, sha256_file
 from .library import open_library
 from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, live_companion, photo_stems, sniff_other, sniff_raw
 from .names import is_clean, library_name, shown
+from .store import watch as store
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,19 @@ def walk_library(root: Path, odd: list | None = None) -> list[tuple[str, int, in
             except OSError as exc:
                 log.warning("%s: cannot stat (%s)", entry.path, exc)
     out.sort()
+    return out
+
+
+def _stat_paths(lib, paths) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of those of ``paths`` that are files on disk, sorted."""
+    out = []
+    for rel in sorted(set(paths)):
+        try:
+            st = os.stat(lib.abs(rel), follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and is_clean(Path(rel).name):
+            out.append((rel, st.st_size, st.st_mtime_ns))
     return out
 
 
@@ -358,7 +373,7 @@ def _with_gathered_checksums(cat, todo: list[tuple]) -> list[tuple]:
 
 
 def index_library(library, *, workers: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  progress: bool = True, force: bool = False) -> IndexReport:
+                  progress: bool = True, force: bool = False, paths=None) -> IndexReport:
     """Index (or re-index) every file of a library.
 
     Args:
@@ -367,6 +382,8 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
         max_pixels: larger images are refused as ``too_large``.
         progress: show a progress bar.
         force: read every file again, even unchanged ones.
+        paths: only these files (relative to the library; a watched import's new files): no walk of
+            the library, catalog rows read by name, and only these can be found missing.
 
     Returns:
         An :class:`IndexReport`; the same report is stored in the catalog's ``runs`` table.
@@ -380,10 +397,15 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     run_id = cat.start_run("index")
     report = IndexReport()
     odd: list[tuple[str, str]] = []
-    on_disk = walk_library(lib.root, odd)
+    if paths is None:
+        on_disk = walk_library(lib.root, odd)
+        known = {r["path"]: (r["size"], r["mtime_ns"], r["status"])
+                 for r in cat.query("SELECT path, size, mtime_ns, status FROM photos")}
+    else:
+        on_disk = _stat_paths(lib, paths)
+        paths = sorted(set(paths))
+        known = {r[0]: (r[1], r[2], r[3]) for r in store.rows_by_path(cat.conn, paths, "path, size, mtime_ns, status")}
     report.scanned = len(on_disk)
-    known = {r["path"]: (r["size"], r["mtime_ns"], r["status"])
-             for r in cat.query("SELECT path, size, mtime_ns, status FROM photos")}
     # a move a running process is making: the new name is the same file as the cataloged old one
     live = live_moves(lib)
     moving, moved_from = {dst for _, dst in live}, {src for src, _ in live}
@@ -465,7 +487,8 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
         pool.shutdown()
     _mark_live_companions(cat, on_disk)
 
-    for r in cat.query("SELECT path, status, error FROM photos"):
+    for r in (cat.query("SELECT path, status, error FROM photos") if paths is None
+              else store.rows_by_path(cat.conn, paths, "path, status, error")):
         report.by_status[r["status"]] += 1
         if r["status"] != "ok":
             report.problems.append((r["path"], r["status"], r["error"] or ""))

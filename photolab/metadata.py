@@ -64,6 +64,7 @@ from .fileops import FileOpError, Rewrite, new_batch, prune_versions, recover, r
 from .index import USABLE
 from .library import open_library
 from .media import VIDEO_EXTS
+from .store.watch import metadata_written, rows_by_id as by_id
 from .taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -382,13 +383,14 @@ def decisions_for_writing(library, options: WriteOptions | None = None, photo_id
     lib = open_library(library)
     tax = load_taxonomy(lib)
     usable = ", ".join("?" * len(USABLE))
-    ids = [r["id"] for r in lib.catalog.query(
-        f"SELECT id FROM photos WHERE kind IN ('photo', 'raw', 'video') AND status IN ({usable}) ORDER BY id", USABLE)]
     subset = None
-    if photo_ids is not None:
-        want = {int(i) for i in photo_ids}
-        ids = [i for i in ids if i in want]
-        subset = ids
+    if photo_ids is not None:   # those photos' rows only, by id
+        ids = subset = [r[0] for r in by_id(lib.catalog.conn, photo_ids, "id",
+                                            f"kind IN ('photo', 'raw', 'video') AND status IN ({usable})", USABLE)]
+    else:
+        ids = [r["id"] for r in lib.catalog.query(
+            f"SELECT id FROM photos WHERE kind IN ('photo', 'raw', 'video') AND status IN ({usable}) ORDER BY id",
+            USABLE)]
     accepted = accepted_tags(lib, photo_ids=subset)
     confirmed: dict[int, set[str]] = {}
     rows = lib.catalog.query_ids
@@ -1010,9 +1012,13 @@ def write_metadata(library, *, options: WriteOptions | None = None, dry_run: boo
     recover(lib)   # settle a run that was killed before anything else reads the files
     start = time.perf_counter()
     decisions = decisions_for_writing(lib, opts, photo_ids=photo_ids)
-    rows = {r["id"]: r for r in lib.catalog.query("SELECT id, path, kind, format, sha256 FROM photos")}
-    done_before = {(r["photo_id"], r["target"]): (r["sha256"], r["digest"], r["path"])
-                   for r in lib.catalog.query("SELECT photo_id, target, sha256, digest, path FROM metadata_written")}
+    if photo_ids is not None:   # a watched import's photos: their rows only
+        rows = {r["id"]: r for r in by_id(lib.catalog.conn, decisions, "id, path, kind, format, sha256")}
+        written = metadata_written(lib.catalog.conn, decisions)
+    else:
+        rows = {r["id"]: r for r in lib.catalog.query("SELECT id, path, kind, format, sha256 FROM photos")}
+        written = lib.catalog.query("SELECT photo_id, target, sha256, digest, path FROM metadata_written")
+    done_before = {(r["photo_id"], r["target"]): (r["sha256"], r["digest"], r["path"]) for r in written}
     report = MetadataReport(batch=None if dry_run else new_batch("metadata"), dry_run=dry_run)
     media: dict = {}
     jobs = []

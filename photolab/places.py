@@ -74,13 +74,21 @@ def suggest_places(library):
     return places(lib)
 
 
-def lookup_new(lib) -> int:
-    """The look-up of :func:`suggest_places` without the library-wide table; returns the photos looked up."""
-    usable = ", ".join("?" * len(USABLE))
-    rows = lib.catalog.query(
-        "SELECT p.id, p.gps_lat, p.gps_lon FROM photos p LEFT JOIN places pl ON pl.photo_id = p.id "
-        f"WHERE p.status IN ({usable}) AND p.gps_lat IS NOT NULL AND p.gps_lon IS NOT NULL "
-        "AND (pl.photo_id IS NULL OR pl.lat != p.gps_lat OR pl.lon != p.gps_lon)", USABLE)
+def lookup_new(lib, photo_ids=None) -> int:
+    """The look-up of :func:`suggest_places` without the library-wide table (``photo_ids``: of those photos
+    only, read by id); returns the photos looked up."""
+    if photo_ids is not None:
+        from .store.watch import gps_to_look_up
+
+        rows = gps_to_look_up(lib.catalog.conn, photo_ids, USABLE)
+        if not rows:
+            return 0
+    else:
+        usable = ", ".join("?" * len(USABLE))
+        rows = lib.catalog.query(
+            "SELECT p.id, p.gps_lat, p.gps_lon FROM photos p LEFT JOIN places pl ON pl.photo_id = p.id "
+            f"WHERE p.status IN ({usable}) AND p.gps_lat IS NOT NULL AND p.gps_lon IS NOT NULL "
+            "AND (pl.photo_id IS NULL OR pl.lat != p.gps_lat OR pl.lon != p.gps_lon)", USABLE)
     found = lookup([(r["gps_lat"], r["gps_lon"]) for r in rows])
     now = utcnow()
     with lib.catalog.write() as db:

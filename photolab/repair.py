@@ -226,6 +226,9 @@ def restore_catalog(root: str | os.PathLike, generation: int | str | None = None
                 kept = kept or aside
         os.replace(tmp, cat)
         fsync_dir(state)
+        from .store.scores import forget
+
+        forget(state)   # the score matrix followed the replaced catalog's change log
     log.warning("catalog restored from %s (replaced catalog kept as %s)", chosen, kept)
     return chosen, kept
 

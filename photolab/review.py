@@ -246,87 +246,113 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     ``diversity`` the rest of the front of the queue is interleaved over clusters of the
     embeddings, so a page spans many scenes.
 
+    The decisions come from the library's score matrix (patched from the catalog's change log,
+    not a pivot of every score) and the clustering looks at a bounded share of the queue, so a
+    queue of 500,000 photos takes seconds.
+
     Returns:
         A DataFrame indexed by photo id: ``path``, ``thumb``, ``confidence``, ``tags`` (accepted),
         ``reason``, and ``score:<tag>`` for every tag.
     """
     import pandas as pd
 
-    from .tagging import decisions
+    from .store import scores as store
+    from .tagging import decision_arrays, joined_tags
 
     if order not in ("typical", "confidence"):
         raise ValueError(f"order must be 'typical' or 'confidence', got {order!r}")
     lib = open_library(library)
     tax = load_taxonomy(lib)
-    df = decisions(lib, photo_ids=_queue_candidates(lib, tax, cut))
+    names = tax.names
+    conn = lib.catalog.conn
+    ids, paths, captured, thumbs = store.usable_photos(conn)
+    paths, captured, thumbs = (np.array(x, dtype=object) for x in (paths, captured, thumbs))
+    sel = np.ones(len(ids), dtype=bool)
     if sample_name is not None:
-        ids = {r[0] for r in lib.catalog.query("SELECT photo_id FROM samples WHERE name = ?", (sample_name,))}
-        df = df[df.index.isin(ids)]
+        sel &= np.isin(ids, np.asarray(store.sample_members(conn, sample_name), dtype=np.int64))
     if not include_reviewed:
-        done = {r[0] for r in lib.catalog.query("SELECT photo_id FROM reviews")}
-        df = df[~df.index.isin(done)]
-    sensitive = [t for c in ALWAYS_REVIEW for t in tax.by_category(c)]
-    conf_cols = [f"confidence:{t}" for t in tax.names]
-    C = df[conf_cols].to_numpy(dtype=float)
-    has_any = ~np.isnan(C).all(axis=1)
-    weakest = np.where(has_any, np.nanargmin(np.where(np.isnan(C), np.inf, C), axis=1), 0)
-    conf = df["confidence"].to_numpy(dtype=float)
-    low = has_any & (conf < cut)
-    reasons = np.array([f"least sure about {tax.names[w]} (confidence {c:.2f})" if is_low else ""
-                        for w, c, is_low in zip(weakest, conf, low)], dtype=object)
+        sel &= ~np.isin(ids, np.asarray(store.reviewed(conn), dtype=np.int64))
+    if not sel.all():
+        ids, paths, captured, thumbs = ids[sel], paths[sel], captured[sel], thumbs[sel]
+    labels = store.all_labels(conn)
+    d = decision_arrays(lib, tax, ids, labels=labels)
+    C, conf = d["confidences"], d["confidence"]
+    has_any = ~np.isnan(C).all(axis=1) if len(names) else np.zeros(len(ids), dtype=bool)
+    weakest = np.argmin(np.where(np.isnan(C), np.inf, C), axis=1) if len(names) else np.zeros(len(ids), int)
+    with np.errstate(invalid="ignore"):
+        low = has_any & (conf < cut)
     # people and place tags no person confirmed: always queued
-    labeled = {(pid, tag) for pid, tag in lib.catalog.conn.execute(
-        f"SELECT photo_id, tag FROM labels WHERE tag IN ({', '.join('?' * len(sensitive))})", sensitive)} \
-        if sensitive else set()
-    tags = df["tags"].to_numpy()
-    pids = df.index.to_numpy()
-    for k in np.flatnonzero(~low):
-        have = [t for t in tags[k].split(";") if t in sensitive]
-        open_ = [t for t in have if (int(pids[k]), t) not in labeled]
-        if open_:
-            reasons[k] = f"{', '.join(open_)}: people and place tags need a person"
-    keep = reasons != ""
-    df = df.assign(reason=reasons)[keep]
-    df["confidence"] = df["confidence"].fillna(0.0)
-    df = df.sort_values(["confidence", "path"])
-    if diversity and len(df) > 8:
-        head = _interleave_by_cluster(lib, df.iloc[:DIVERSE_HEAD], seed)
-        df = pd.concat([head, df.iloc[DIVERSE_HEAD:]])
-    if order == "typical" and len(df) > 8:
-        front = _typical_picks(lib, [int(i) for i in df.index], TYPICAL_FRONT, seed)
-        df = pd.concat([df.loc[front], df.drop(index=front)])
-        df.loc[front, "reason"] = [f"typical of a group of similar photos; {r}" for r in df.loc[front, "reason"]]
+    sens = [j for j, t in enumerate(names) if tax[t].category in ALWAYS_REVIEW]
+    open_ = d["accepted"][:, sens].copy()
+    if sens and len(labels):
+        scol = {names[j]: k for k, j in enumerate(sens)}
+        lab = [(p, scol[t]) for p, t, _ in labels if t in scol]
+        if lab:
+            lp = np.array([r[0] for r in lab], dtype=np.int64)
+            order_ = np.argsort(ids)
+            pos = np.clip(np.searchsorted(ids[order_], lp), 0, max(len(ids) - 1, 0))
+            hit = ids[order_][pos] == lp if len(ids) else np.zeros(len(lp), dtype=bool)
+            open_[order_[pos[hit]], np.array([r[1] for r in lab], dtype=np.int64)[hit]] = False
+    by_person = ~low & open_.any(axis=1)
+    keep = low | by_person
+    k_low, k_person = np.flatnonzero(low), np.flatnonzero(by_person)
+    reasons = np.full(len(ids), "", dtype=object)
+    if len(k_low):   # one text per (tag, confidence) pair, not per photo
+        key = weakest[k_low] * 100_000 + np.rint(conf[k_low] * 10_000).astype(np.int64)
+        uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        text = np.array([f"least sure about {names[weakest[k_low[f]]]} (confidence {conf[k_low[f]]:.2f})"
+                         for f in first], dtype=object)
+        reasons[k_low] = text[inv.ravel()]
+    if len(k_person):
+        reasons[k_person] = [f"{t.replace(';', ', ')}: people and place tags need a person"
+                             for t in joined_tags(open_[k_person], [names[j] for j in sens])]
+    kept = np.flatnonzero(keep)
+    conf0 = np.nan_to_num(conf[kept], nan=0.0)
+    by_path = np.argsort(paths[kept], kind="stable")      # the tie-break of equal confidence
+    path_rank = np.empty(len(kept), dtype=np.int64)
+    path_rank[by_path] = np.arange(len(kept))
+    take = kept[np.lexsort((path_rank, conf0))]           # least confident first, then by path
+    front: list[int] = []
+    if diversity and len(take) > 8 or order == "typical" and len(take) > 8:
+        order_ids = np.argsort(ids)
 
-    thumbs = {r[0]: r[1] for r in lib.catalog.query_ids("SELECT photo_id, thumb FROM features WHERE {ids}",
-                                                         list(df.index))}
-    df.insert(1, "thumb", [str(lib.state / "features" / thumbs[p]) if thumbs.get(p) else None for p in df.index])
-    return df.head(limit) if limit else df
+        def positions(some: list[int]) -> np.ndarray:
+            return order_ids[np.searchsorted(ids, np.asarray(some, dtype=np.int64), sorter=order_ids)]
 
-
-def _queue_candidates(lib, tax, cut: float) -> list[int]:
-    """Photos that may be queued, from the score index (tag, score) instead of every score: a score
-    inside its tag's band of confidence below ``cut``, or an accepted people or place tag (score at
-    or above the threshold, or a person's label). :func:`review_queue` decides on exactly these."""
-    from .tagging import thresholds
-
-    thr = thresholds(lib, tax)
-    out: set[int] = set()
-    eps = 1e-9   # the band a little wide: the exact confidence is computed on what it returns
-    for tag, t in thr.items():
-        lo, hi = t - cut * t - eps, t + cut * (1 - t) + eps
-        if cut > 0:
-            out.update(r[0] for r in lib.catalog.conn.execute(
-                "SELECT photo_id FROM scores WHERE tag = ? AND score > ? AND score < ?", (tag, lo, hi)))
-    for tag in (t for c in ALWAYS_REVIEW for t in tax.by_category(c)):
-        out.update(r[0] for r in lib.catalog.conn.execute(
-            "SELECT photo_id FROM scores WHERE tag = ? AND score >= ?", (tag, thr[tag] - eps)))
-        out.update(r[0] for r in lib.catalog.conn.execute(
-            "SELECT photo_id FROM labels WHERE tag = ? AND value = 1", (tag,)))
-    return sorted(out)
+        if diversity and len(take) > 8:
+            head = _interleave_by_cluster(lib, [int(i) for i in ids[take[:DIVERSE_HEAD]]], seed)
+            take = np.concatenate([positions(head), take[DIVERSE_HEAD:]])
+        if order == "typical" and len(take) > 8:
+            front = _typical_picks(lib, ids[take].tolist(), TYPICAL_FRONT, seed)
+            if front:
+                fp = positions(front)
+                take = np.concatenate([fp, take[~np.isin(take, fp)]])
+    if limit:
+        take = take[:limit]
+    qids = ids[take]
+    state = str(lib.state / "features") + "/"
+    th = thumbs[take]
+    has = np.array([bool(t) for t in th], dtype=bool)
+    th[has] = state + th[has]
+    th[~has] = None
+    cols: dict = {"path": paths[take], "thumb": th, "captured_at": captured[take]}
+    S, Ct = d["scores"][take], C[take]
+    for j, t in enumerate(names):
+        cols[f"score:{t}"] = S[:, j]
+        cols[f"confidence:{t}"] = Ct[:, j]
+    cols["tags"] = joined_tags(d["accepted"][take], names)
+    cols["confidence"] = np.nan_to_num(conf[take], nan=0.0)
+    cols["reason"] = reasons[take]
+    df = pd.DataFrame(cols, index=pd.Index(qids, name="id"))
+    if front:
+        n = min(len(front), len(df))
+        df.iloc[:n, df.columns.get_loc("reason")] = [f"typical of a group of similar photos; {r}"
+                                                     for r in df["reason"].iloc[:n]]
+    return df
 
 
 TYPICAL_FRONT = 48
-TYPICAL_FIT_MAX = 20_000      # queued photos the clustering looks at (a random share of more)
+TYPICAL_FIT_MAX = 4_000       # queued photos the clustering looks at (a random share of more)
 TYPICAL_MAX_CLUSTERS = 500    # after this many reviews the queue is least confident first
 TYPICAL_MEMBERS_MAX = 2_000   # members of one cluster its typicality is measured over
 
@@ -349,8 +375,9 @@ def _typical_picks(lib, candidates: list[int], n: int, seed: int) -> list[int]:
     k = int(min(len(ids), len(done) + n, TYPICAL_MAX_CLUSTERS))
     if k < 2:
         return []
-    labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3 if len(ids) <= 5000 else 1,
-                             batch_size=2048).fit_predict(emb)
+    with _one_thread():
+        labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3 if len(ids) <= 1000 else 1,
+                                 batch_size=2048).fit_predict(emb)
     covered = set(labels[len(candidates):])
     sizes = np.bincount(labels, minlength=k)
     picks = []
@@ -371,14 +398,15 @@ def _typical_picks(lib, candidates: list[int], n: int, seed: int) -> list[int]:
     return picks
 
 
-def _interleave_by_cluster(lib, df, seed: int):
+def _interleave_by_cluster(lib, ids: list[int], seed: int) -> list[int]:
     """Round-robin over k-means clusters of the embeddings, each cluster in its own (confidence) order."""
     from sklearn.cluster import MiniBatchKMeans
 
-    ids = [int(i) for i in df.index]
     emb = _embeddings(lib, ids)
     k = int(min(len(ids) // 4, max(2, np.sqrt(len(ids)))))
-    labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=1024).fit_predict(emb)
+    with _one_thread():
+        labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3 if len(ids) <= 500 else 1,
+                                 batch_size=1024).fit_predict(emb)
     queues: dict[int, list[int]] = {}
     for pid, c in zip(ids, labels):   # ids arrive least confident first
         queues.setdefault(int(c), []).append(pid)
@@ -387,7 +415,15 @@ def _interleave_by_cluster(lib, df, seed: int):
         for q in rounds:
             order.append(q.pop(0))
         rounds = [q for q in rounds if q]
-    return df.loc[order]
+    return order
+
+
+def _one_thread():
+    """BLAS on one thread for the small clusterings here: on a busy two-core machine its threads
+    wait on each other and a second's work takes half a minute."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
 
 
 def _embeddings(lib, ids: list[int]) -> np.ndarray:

@@ -241,6 +241,65 @@ def decisions(library, *, photo_ids=None):
     return out
 
 
+def decision_arrays(library, taxonomy: Taxonomy, photo_ids, *, matrix=None, labels=None) -> dict:
+    """What :func:`decisions` says about ``photo_ids``, as arrays over the taxonomy's tags (columns in
+    ``taxonomy.names`` order), from the score matrix (:func:`photolab.store.scores.score_matrix`) rather
+    than a pivot of score rows: ``scores`` and ``confidences`` (rounded to 4 places, NaN where a tag has
+    no score), ``accepted`` (bool: at or above the threshold, a person's labels on top) and
+    ``confidence`` (each photo's least confident decision, NaN where it has no score at all).
+
+    ``matrix`` and ``labels`` ((photo_id, tag, value) rows): already read ones, to read them once."""
+    from .store import scores as store
+
+    lib = open_library(library)
+    thr = thresholds(lib, taxonomy)
+    names = taxonomy.names
+    ids = np.asarray(photo_ids, dtype=np.int64)
+    m = matrix if matrix is not None else store.score_matrix(lib)
+    raw = m.columns(ids, names)
+    t = np.array([thr[n] for n in names], dtype=np.float64)
+    with np.errstate(invalid="ignore"):   # as confidence(), a pass at a time over the arrays, in place
+        accepted = raw >= t
+        conf = np.subtract(raw, t)
+        np.divide(conf, np.maximum(1e-9, 1 - t), out=conf)
+        below = np.subtract(t, raw)
+        np.divide(below, np.maximum(1e-9, t), out=below)
+        np.copyto(conf, below, where=~accepted)
+        del below
+        np.clip(conf, 0.0, 1.0, out=conf)
+        np.round(conf, 4, out=conf)   # NaN scores stay NaN
+    if labels is None:
+        labels = store.all_labels(lib.catalog.conn)
+    if len(labels) and len(ids):
+        col = {n: j for j, n in enumerate(names)}
+        lab = [(p, col[tag], v) for p, tag, v in labels if tag in col]
+        if lab:
+            lp = np.array([r[0] for r in lab], dtype=np.int64)
+            order = np.argsort(ids)
+            pos = np.clip(np.searchsorted(ids[order], lp), 0, len(ids) - 1)
+            hit = ids[order][pos] == lp
+            rows = order[pos[hit]]
+            cols = np.array([r[1] for r in lab], dtype=np.int64)[hit]
+            vals = np.array([bool(r[2]) for r in lab], dtype=bool)[hit]
+            accepted[rows, cols] = vals
+    with np.errstate(invalid="ignore"):
+        photo = np.fmin.reduce(conf, axis=1) if len(names) else np.full(len(ids), np.nan)
+    return {"scores": raw.round(4), "confidences": conf, "accepted": accepted, "confidence": photo}
+
+
+def joined_tags(accepted: np.ndarray, names: list[str], sep: str = ";") -> np.ndarray:
+    """Each row's accepted tags, ``sep``-joined in ``names`` order (an object array of strings)."""
+    n = len(accepted)
+    if not len(names):
+        return np.full(n, "", dtype=object)
+    if len(names) > 62:
+        return np.array([sep.join(t for t, a in zip(names, row) if a) for row in accepted], dtype=object)
+    code = accepted.astype(np.int64) @ (np.int64(1) << np.arange(len(names), dtype=np.int64))
+    uniq, inv = np.unique(code, return_inverse=True)
+    text = np.array([sep.join(t for k, t in enumerate(names) if (int(c) >> k) & 1) for c in uniq], dtype=object)
+    return text[inv] if n else np.zeros(0, dtype=object)
+
+
 def accepted_tags(library, photo_ids=None) -> dict[int, set[str]]:
     """Each photo's accepted tags: scores at or above their threshold, then a person's labels on top
     (a label 1 adds the tag, a label 0 removes it). ``photo_ids``: only these photos."""
@@ -294,20 +353,58 @@ def set_labels(library, labels, *, who: str = "me") -> int:
     return len(out)
 
 
-def export_csv(library, out: str | os.PathLike) -> Path:
+def export_csv(library, out: str | os.PathLike, *, chunk: int = 20000) -> Path:
     """Write ``path, captured_at, tags, score:<tag>..., confidence:<tag>...`` — one row per photo.
 
     A score is photolab's estimate of the probability that the photo has the tag (see
     :data:`SCORE_MEANING`); ``tags`` holds the tags at or above their thresholds, with a
-    person's labels on top."""
+    person's labels on top. Photos are written in path order, ``chunk`` at a time, from the
+    score matrix (no pivot of every score), so memory stays flat however large the library."""
+    from .store import scores as store
+
     lib = open_library(library)
     tax = load_taxonomy(lib)
-    df = decisions(lib)
-    cols = ["path", "captured_at", "tags"] + [f"score:{t}" for t in tax.names] + [f"confidence:{t}" for t in tax.names]
+    names = tax.names
+    conn = lib.catalog.conn
+    matrix = store.score_matrix(lib)
+    labels = store.all_labels(conn)
+    header = ["path", "captured_at", "tags"] + [f"score:{t}" for t in names] + [f"confidence:{t}" for t in names]
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
-    df[cols].to_csv(tmp, index=False, float_format="%.4f", encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh, lineterminator=os.linesep)   # as pandas writes a CSV
+            w.writerow(header)
+            for rows in store.usable_photos_by_path(conn, chunk=chunk):
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                d = decision_arrays(lib, tax, ids, matrix=matrix, labels=labels)
+                table = np.empty((len(rows), 3 + 2 * len(names)), dtype=object)
+                table[:, 0] = [r[1] for r in rows]
+                table[:, 1] = [r[2] for r in rows]
+                table[:, 2] = joined_tags(d["accepted"], names)
+                table[:, 3:3 + len(names)] = _four_places(d["scores"])
+                table[:, 3 + len(names):] = _four_places(d["confidences"])
+                w.writerows(table.tolist())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
+
+
+_FOUR = np.array(["%.4f" % (k / 10000) for k in range(10001)] + [""], dtype=object)
+
+
+def _four_places(x: np.ndarray) -> np.ndarray:
+    """``"%.4f" % v`` of every value (values already rounded to 4 places), ``""`` for NaN: a table look-up
+    for the values in [0, 1], the format itself for any other."""
+    k = np.rint(np.nan_to_num(x, nan=-1.0) * 10000)
+    ok = (k >= 0) & (k <= 10000) & ~np.signbit(x)
+    idx = np.where(np.isnan(x), 10001, np.where(ok, k, 10001)).astype(np.int64)
+    out = _FOUR[idx]
+    odd = ~ok & ~np.isnan(x)
+    if odd.any():
+        out[odd] = ["%.4f" % v for v in x[odd]]
     return out
 
 
@@ -419,7 +516,7 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
                 workers: int | None = None, model_threads: int = 1, runtime: str = "auto",
                 force: bool = False, counts: bool = True,
                 starter: bool | str | os.PathLike = True, device: str = "auto",
-                cluster=None, worker_root: str | os.PathLike | None = None) -> TagReport:
+                cluster=None, worker_root: str | os.PathLike | None = None, photo_ids=None) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -440,6 +537,7 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
         force: redo photos already done with this model.
         counts: count the library's photos per tag into the report (a watched import, which
             does not show them, leaves this library-wide count out).
+        photo_ids: only these photos (a watched import's), read by id rather than a look over the library.
         starter: use the packaged starter head for the tags it knows (``False``: the prior only; a path:
             those starter weights). With another backbone, or a missing or damaged weights file, the
             prior scores those tags and the report's ``note`` says why.
@@ -479,16 +577,20 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
     from .backbone import imagenet_classes
 
     classes = imagenet_classes()
-    todo = cat.query(
-        "SELECT p.id, p.path, p.kind, p.width, p.height, p.sha256 FROM photos p "
-        "LEFT JOIN features f ON f.photo_id = p.id "
-        f"WHERE p.kind IN ('photo', 'raw', 'video') AND p.status IN ({', '.join('?' * len(USABLE))}) "
-        + ("" if force else "AND (f.model IS NULL OR f.model != ? OR f.sha256 IS NOT p.sha256 OR f.phash8 IS NULL) ")
-        + "ORDER BY p.id", tuple(USABLE) + (() if force else (bb.version,)))
-    total_usable = cat.query(
-        f"SELECT count(*) FROM photos WHERE kind IN ('photo', 'raw', 'video') "
-        f"AND status IN ({', '.join('?' * len(USABLE))})",
-        tuple(USABLE))[0][0]
+    if photo_ids is not None:   # a watched import's photos: their rows only, by id
+        from .store.watch import to_tag
+
+        todo, total_usable = to_tag(cat.conn, photo_ids, USABLE, None if force else bb.version)
+    else:
+        todo = cat.query(
+            "SELECT p.id, p.path, p.kind, p.width, p.height, p.sha256 FROM photos p "
+            "LEFT JOIN features f ON f.photo_id = p.id "
+            f"WHERE p.kind IN ('photo', 'raw', 'video') AND p.status IN ({', '.join('?' * len(USABLE))}) "
+            + ("" if force else "AND (f.model IS NULL OR f.model != ? OR f.sha256 IS NOT p.sha256 OR f.phash8 IS NULL) ")
+            + "ORDER BY p.id", tuple(USABLE) + (() if force else (bb.version,)))
+        total_usable = cat.query(
+            f"SELECT count(*) FROM photos WHERE kind IN ('photo', 'raw', 'video') AND status IN ({', '.join('?' * len(USABLE))})",
+            tuple(USABLE))[0][0]
     report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags) + unscored,
                        by_faces=tax.by_source("faces"), by_starter=covered, note=note)
     thumbs_dir = lib.state / "features" / "thumbs"
@@ -540,20 +642,45 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
         pool.shutdown(cancel_futures=True)
     report.seconds = time.perf_counter() - start
     if scorer is not None and covered:
-        upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
-        if upgraded:
-            log.info("%d scores of photos tagged before this starter head now come from it", upgraded)
+        # once per starter head and backbone: a library-wide look for scores made without it
+        done = f"{scorer.version}|{bb.version}|{','.join(sorted(covered))}"
+        if cat.get_meta(UPGRADED_KEY) != done:
+            upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
+            if upgraded:
+                log.info("%d scores of photos tagged before this starter head now come from it", upgraded)
+            cat.set_meta(UPGRADED_KEY, done)
+    elif report.tagged:   # scores made without the starter head: the next pass with it looks again
+        cat.del_meta(UPGRADED_KEY)
     if report.tagged and cat.query("SELECT 1 FROM heads WHERE active = 1"):
         from .train import rescore   # the active trained head scores the newly tagged photos too
 
         failed = {p for p, _ in report.failed}
         rescore(lib, photo_ids=[r["id"] for r in todo if r["path"] not in failed])
+    if report.tagged:
+        _keep_score_matrix(lib, report.tagged)
     report.tag_counts = tag_counts(lib, tax) if counts else {}
     cat.finish_run(run_id, {"tagged": report.tagged, "skipped": report.skipped, "failed": report.failed,
                             "seconds": report.seconds, "model": bb.version,
                             "runtime": runtime_used or run.runtime})
     log.info("tag %s: %s", lib.root, report.summary())
     return report
+
+
+UPGRADED_KEY = "starter_upgraded"   # meta: the starter head, backbone and tags the last upgrade was for
+SCORE_MATRIX_AFTER = 1000   # a pass that tagged this many photos brings the score matrix up to date itself
+
+
+def _keep_score_matrix(lib, tagged: int) -> None:
+    """After a pass: the score matrix made (a library's first pass) or brought up to date (a large pass), so
+    the next review queue or export does not read every score; a small pass leaves the patch to them."""
+    from .store import scores as store
+
+    if tagged < SCORE_MATRIX_AFTER and (lib.state / "features" / store.CACHE).exists():
+        return
+    try:
+        store.score_matrix(lib)
+    except Exception as exc:   # noqa: BLE001 - only speed is lost: the next reader makes it
+        log.warning("%s: score matrix not updated (%s)", lib.root, exc)
 
 
 def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) -> int:

@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 
 import photolab
 from photolab.backbone import BackboneError, load_backbone
-from photolab.tagging import confidence, decisions, export_csv, tag_library
+from photolab.tagging import confidence, decisions, export_csv, set_threshold, tag_library
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +94,49 @@ def test_export_csv_interface(tagged, tmp_path):
     assert "dog" in pug.tags.split(";")
     assert 0 <= df["score:dog"].min() and df["score:dog"].max() <= 1
     assert df["score:wedding"].isna().all()
+
+
+def test_export_csv_streams_the_same_bytes_as_the_pivot(tagged, backbone, tmp_path):
+    """The chunked export writes byte for byte what one pandas pivot of every score wrote: labels on top,
+    a photo without a capture time, unscored tags, a name that needs quoting, chunks that split the library."""
+    import shutil
+
+    from photolab.catalog import utcnow
+
+    lib, _ = tagged
+    root = tmp_path / "lib"
+    shutil.copytree(lib.root, root)
+    odd = root / "odd"
+    odd.mkdir()
+    shutil.copy(root / "src" / "kde_Kite.jpg", odd / 'kite, "the red one".jpg')
+    copy = photolab.open_library(root)
+    photolab.index_library(copy, progress=False)
+    tag_library(copy, model=backbone, progress=False)
+    ids = {r["path"].split("/")[-1]: r["id"] for r in copy.catalog.query("SELECT id, path FROM photos")}
+    with copy.catalog.write() as db:
+        db.execute("UPDATE photos SET captured_at = NULL WHERE id = ?", (ids["pug.heic"],))
+        db.execute("INSERT INTO labels VALUES (?, 'dog', 0, 'me', ?)", (ids["pug.heic"], utcnow()))
+        db.execute("INSERT INTO labels VALUES (?, 'beach', 1, 'me', ?)", (ids["mate_Dune.jpg"], utcnow()))
+        db.execute("UPDATE scores SET score = 0.45 WHERE photo_id = ? AND tag = 'city'", (ids["kde_Kite.jpg"],))
+    set_threshold(copy, "city", 0.45)
+
+    def by_pivot(out):
+        tax = photolab.load_taxonomy(copy)
+        cols = (["path", "captured_at", "tags"] + [f"score:{t}" for t in tax.names]
+                + [f"confidence:{t}" for t in tax.names])
+        decisions(copy)[cols].to_csv(out, index=False, float_format="%.4f", encoding="utf-8")
+        return out
+
+    want = by_pivot(tmp_path / "pivot.csv").read_bytes()
+    assert b'"odd/kite, ""the red one"".jpg"' in want and len(want.splitlines()) == 22
+    assert export_csv(copy, tmp_path / "one.csv").read_bytes() == want
+    assert export_csv(copy, tmp_path / "chunked.csv", chunk=3).read_bytes() == want
+    # a later change reaches the export through the score matrix's change log
+    with copy.catalog.write() as db:
+        db.execute("UPDATE scores SET score = 0.9731 WHERE photo_id = ? AND tag = 'dog'", (ids["kde_Kite.jpg"],))
+        db.execute("DELETE FROM photos WHERE id = ?", (ids["kde_Path.jpg"],))
+    assert export_csv(copy, tmp_path / "later.csv", chunk=7).read_bytes() == by_pivot(tmp_path / "p2.csv").read_bytes()
+    copy.close()
 
 
 def test_confidence_definition():
