@@ -140,7 +140,7 @@ def pr_curve(curve, threshold: float, tag: str):
     ax.set_ylabel("precision (share of tagged photos that are right)")
     ax.grid(alpha=0.3)
     if curve is None or not len(curve):
-        ax.set_title(f"{tag}: no curve yet")
+        ax.set_title(f"{tag}: no curve yet (no reviewed photo has it)")
         ax.text(0.5, 0.5, f"None of the reviewed photos has {tag},\nso its precision cannot be measured.\n\n"
                 "Confirm photos with the tag in the review grid\n(02_tune_thresholds or 03_review),\n"
                 "then look again.", ha="center", va="center")

@@ -227,8 +227,11 @@ def test_scores_of_an_older_starter_head_are_redone_on_the_next_pass(tmp_path, b
     lib = _library(tmp_path, SAMPLE, files)
     tag_library(lib, model=backbone, progress=False)
     want = decisions(lib).set_index("path")
+    from photolab.tagging import UPGRADED_KEY
+
     with lib.catalog.write() as db:   # as an older head left them: other scores, another version
         db.execute("UPDATE scores SET score = 0.99, model = 'starter:0123456789ab' WHERE source = 'starter'")
+    lib.catalog.set_meta(UPGRADED_KEY, "starter:0123456789ab|" + backbone.version)   # that head's last look
     again = tag_library(lib, model=backbone, progress=False)
     assert again.tagged == 0
     versions = {m for (m,) in lib.catalog.query("SELECT DISTINCT model FROM scores WHERE source = 'starter'")}
