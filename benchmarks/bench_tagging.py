@@ -168,13 +168,13 @@ def main() -> int:
                 bb.model(torch.from_numpy(arr.transpose(2, 0, 1).copy())[None])
         naive = 8 / (time.perf_counter() - t)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        from photolab.starter import load_starter, measure_inputs
+        from photolab.starter import QUALITY, load_starter, measure_inputs
 
         st = load_starter()
         emb16 = np.zeros((BATCH_SIZE, bb.num_features), np.float16)
         t = time.perf_counter()
         for _ in range(200):
-            st.scores(emb16.astype(np.float32), measure_inputs(np.ones((BATCH_SIZE, 5))), np.full((BATCH_SIZE, len(st.tags)), 0.5))
+            st.scores(emb16.astype(np.float32), measure_inputs(np.ones((BATCH_SIZE, len(QUALITY)))), np.full((BATCH_SIZE, len(st.tags)), 0.5))
         starter_ms = (time.perf_counter() - t) / (200 * BATCH_SIZE) * 1000
         print(f"full pass        : {full:6.1f} images/s  (target >= 25); starter head on {len(report.by_starter)} tags "
               f"({report.note or 'in use'}), {starter_ms:.3f} ms per image")
