@@ -165,8 +165,10 @@ def inspect_file(path: str | os.PathLike, *, name: str | None = None, size: int 
         row["format"] = ext[1:].upper()
     if row["size"] == 0:
         return {**row, "status": "empty", "error": "zero-byte file (an interrupted copy?)"}
-    if row["kind"] == "video" and not _image_content(path):   # a photo named .mp4 is read as the photo it is
-        return _inspect_video(path, name, row, sha256)
+    if row["kind"] == "video":
+        video = _inspect_video(path, name, row, sha256)
+        if video is not None:   # None: a photo named .mp4, read below as the photo it is
+            return video
 
     data: bytes | None = None
     try:
@@ -243,28 +245,21 @@ def _finish(row: dict, info: PhotoInfo, moment, name: str) -> dict:
     return row
 
 
-def _image_content(path: Path) -> bool:
-    """Whether a file's first bytes say it is an image (whatever its name says)."""
-    import filetype
-
-    try:
-        with path.open("rb") as fh:
-            kind = filetype.guess(fh.read(262))
-    except OSError:
-        return False
-    return bool(kind and kind.mime.startswith("image/"))
-
-
-def _inspect_video(path: Path, name: str, row: dict, sha256: str | None = None) -> dict:
+def _inspect_video(path: Path, name: str, row: dict, sha256: str | None = None) -> dict | None:
     """A video's row: SHA-256 of its bytes (streamed; or the one gather's verified copy recorded), then
     only what its container's header says (duration, frame size, codec, capture time, GPS); no frame
-    is decoded here."""
+    is decoded here. None when the first bytes say the file is an image (whatever its name says)."""
+    import filetype
+
     from .video import VideoError, read_video_info
 
     try:
-        row["sha256"] = sha256 or sha256_file(path)
         with path.open("rb") as fh:
-            head = fh.read(64)
+            head = fh.read(262)
+        sniffed = filetype.guess(head)
+        if sniffed and sniffed.mime.startswith("image/"):
+            return None
+        row["sha256"] = sha256 or sha256_file(path)
     except PermissionError as exc:
         return {**row, "status": "unreadable", "error": f"permission denied ({exc.strerror}); fix its permissions"}
     except OSError as exc:
@@ -274,8 +269,8 @@ def _inspect_video(path: Path, name: str, row: dict, sha256: str | None = None) 
     try:
         moment, extra = read_video_info(path, info)
     except VideoError as exc:
-        mime = sniff_other(head)
-        if mime is None and _looks_like_text(head):
+        mime = sniff_other(head[:64])
+        if mime is None and _looks_like_text(head[:64]):
             mime = "text"
         what = (f"named as video ({Path(name).suffix.lower()}) but content is {mime}; {exc}"
                 if mime and not mime.startswith("video/") else str(exc))
@@ -351,12 +346,7 @@ def _with_gathered_checksums(cat, todo: list[tuple]) -> list[tuple]:
     import datetime as _dt
 
     videos = [t[1] for t in todo if kind_by_extension(Path(t[1]).name) == "video"]
-    got: dict[str, tuple[str, int, str]] = {}
-    for k in range(0, len(videos), 900):
-        part = videos[k:k + 900]
-        for r in cat.query(f"SELECT dest, sha256, size, copied_at FROM gather_log WHERE dest IN "
-                           f"({', '.join('?' * len(part))}) ORDER BY id", part):
-            got[r["dest"]] = (r["sha256"], r["size"], r["copied_at"])
+    got = {r["dest"]: (r["sha256"], r["size"], r["copied_at"]) for r in store.gathered_copies(cat.conn, videos)}
     out = []
     for abs_path, rel, size, mtime_ns, max_pixels in todo:
         digest = None
@@ -485,7 +475,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     flush()
     if pool:
         pool.shutdown()
-    _mark_live_companions(cat, on_disk)
+    _mark_live_companions(cat, on_disk, scoped=paths is not None)
 
     for r in (cat.query("SELECT path, status, error FROM photos") if paths is None
               else store.rows_by_path(cat.conn, paths, "path, status, error")):
@@ -498,32 +488,39 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     return report
 
 
-def _mark_live_companions(cat, on_disk) -> None:
+def _mark_live_companions(cat, on_disk, *, scoped: bool = False) -> None:
     """A video beside a photo of the same name (``IMG_1.HEIC`` + ``IMG_1.MOV``) is that live photo's
-    motion half: kind ``live``, which travels with its photo and is not a clip of its own."""
-    stems: dict[str, set[str]] = {}
+    motion half: kind ``live``, which travels with its photo and is not a clip of its own.
+
+    ``scoped``: ``on_disk`` is only some files (a watched import's): the names beside them are taken from the
+    catalog rows of their folders, and only clips in those folders are looked at."""
+    names: dict[str, set[str]] = {}
     for rel, _, _ in on_disk:
         folder, _, name = rel.rpartition("/")
-        stems.setdefault(folder, set()).add(name)
-    stems = {folder: photo_stems(names) for folder, names in stems.items()}
+        names.setdefault(folder, set()).add(name)
+    if scoped:
+        rows = store.in_folders(cat.conn, names, "path, kind, status, id")
+        for r in rows:
+            folder, _, name = r["path"].rpartition("/")
+            names[folder].add(name)
+        rows = [r for r in rows if r["kind"] in ("video", "live") and r["status"] != "missing"]
+    else:
+        rows = cat.query("SELECT path, kind, id FROM photos WHERE kind IN ('video', 'live') AND status != 'missing'")
+    stems = {folder: photo_stems(found) for folder, found in names.items()}
     changes = []
-    for r in cat.query("SELECT path, kind FROM photos WHERE kind IN ('video', 'live') AND status != 'missing'"):
+    for r in rows:
         folder, _, name = r["path"].rpartition("/")
         kind = "live" if live_companion(name, stems.get(folder, set())) else "video"
         if kind != r["kind"]:
-            changes.append((kind, r["path"]))
+            changes.append((kind, r["path"], r["id"]))
     if changes:
         with cat.write() as db:
-            db.executemany("UPDATE photos SET kind = ? WHERE path = ?", changes)
+            db.executemany("UPDATE photos SET kind = ? WHERE path = ?", [(k, p) for k, p, _ in changes])
             # a motion half is not a clip of its own: no poster-frame features or tag scores (a pass that
             # ran before this index, on a catalog from before live companions were told apart, made them)
-            gone = [p for k, p in changes if k == "live"]
-            for q in range(0, len(gone), 900):
-                part = gone[q:q + 900]
-                marks = ", ".join("?" * len(part))
-                for table in ("scores", "scores_stash", "features"):
-                    db.execute(f"DELETE FROM {table} WHERE photo_id IN (SELECT id FROM photos WHERE path IN ({marks}))",
-                               part)
+            gone = [(i,) for k, _, i in changes if k == "live"]
+            for table in ("scores", "scores_stash", "features"):
+                db.executemany(f"DELETE FROM {table} WHERE photo_id = ?", gone)
 
 
 def photos(library, *, usable_only: bool = True, kinds: tuple[str, ...] = ("photo", "raw")):

@@ -118,6 +118,19 @@ def test_gather_keeps_a_live_photo_movie_a_companion(tmp_path, library):
     photolab.index_library(library, progress=False)
     assert rows_by_name(library)["IMG_0002.MOV"]["kind"] == "live"
     assert not library.catalog.query("SELECT 1 FROM features WHERE photo_id = ?", (mov,))
+    # an index of a few named files (a watched import's) leaves the companions of other folders as they are,
+    # and tells a new live pair apart from the photos already beside it
+    other = library.root / "later"
+    other.mkdir()
+    make_clip(other / "IMG_0002.MOV", seconds=1)   # no photo beside it in this folder: a clip
+    photolab.index_library(library, progress=False, paths=["later/IMG_0002.MOV"])
+    kinds = {r["path"]: r["kind"] for r in library.catalog.query("SELECT path, kind FROM photos")}
+    assert kinds["later/IMG_0002.MOV"] == "video" and kinds[rows_by_name(library)["IMG_0002.HEIC"]["path"]
+                                                               .replace(".HEIC", ".MOV")] == "live"
+    shutil.copy(SAMPLE / "pug.heic", other / "IMG_0002.HEIC")   # its photo arrives: the clip is its motion half
+    photolab.index_library(library, progress=False, paths=["later/IMG_0002.HEIC"])
+    assert {r["path"]: r["kind"] for r in library.catalog.query("SELECT path, kind FROM photos")}[
+        "later/IMG_0002.MOV"] == "live"
     assert not library.catalog.query("SELECT 1 FROM scores WHERE photo_id = ?", (mov,))
 
 
