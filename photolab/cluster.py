@@ -261,7 +261,7 @@ def run_batches(client, fn, batches, *args, window: int | None = None, retries: 
         try:
             result = fut.result()
         except distributed.KilledWorker as exc:
-            raise ClusterError(f"workers died {RETRIES} times running one batch (its first photo: "
+            raise ClusterError(f"workers died {retries} times running one batch (its first photo: "
                                f"{_first(batch)}); results written so far are kept: run the pass again") from exc
         except (PhotolabError, OSError):
             raise

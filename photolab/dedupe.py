@@ -881,14 +881,21 @@ def _video_edges(lib, opts: DedupeOptions, only=None) -> tuple[dict, int]:
     for r in rows:
         if r["sha256"]:
             by_sha.setdefault(r["sha256"], []).append(r["id"])
-    for ids in by_sha.values():
-        if len(ids) > 1 and (wanted is None or wanted & set(ids)):
-            for other in ids[1:]:
-                edges[(ids[0], other)] = ("exact", "same bytes")
     feat = [r for r in rows if r["phash8"] and r["dhash8"] and r["duration"]]
     untagged = len(rows) - len(feat)
-    if len(feat) < 2:
-        return edges, untagged
+    if len(feat) >= 2:
+        _near_video_edges(feat, opts, wanted, edges)
+    # same bytes: exact (over a near edge between them); with ``only``, for the clips the new ones reach
+    reached = {x for key in edges for x in key} | (wanted or set())
+    for same in by_sha.values():
+        if len(same) > 1 and (wanted is None or reached & set(same)):
+            for other in same[1:]:
+                edges[(same[0], other)] = ("exact", "same bytes")
+    return edges, untagged
+
+
+def _near_video_edges(feat: list, opts: DedupeOptions, wanted: set | None, edges: dict) -> None:
+    """Add near (or similar) edges among clips with poster features: hashes close, durations within 2 %."""
     feat.sort(key=lambda r: r["duration"])
     ids = np.array([r["id"] for r in feat], dtype=np.int64)
     dur = np.array([r["duration"] for r in feat], dtype=np.float64)
@@ -906,21 +913,12 @@ def _video_edges(lib, opts: DedupeOptions, only=None) -> tuple[dict, int]:
         for k in np.flatnonzero((dph <= opts.near_phash) & (ddh <= opts.near_dhash)):
             a, b = int(ids[i]), int(ids[j[k]])
             key = (min(a, b), max(a, b))
-            if key in edges:
-                continue
             how = (f"poster pHash {dph[k]}, dHash {ddh[k]}, "
                    f"{meta[a]['duration']:.2f} s vs {meta[b]['duration']:.2f} s")
             if _distinct_captures(meta[a], meta[b]):
                 edges[key] = ("similar", how + f"; taken at {meta[a]['captured_at']} and {meta[b]['captured_at']}")
             else:
                 edges[key] = ("near", how)
-    if wanted is not None:   # a same-bytes copy of a clip the new ones reach is exact, not near
-        reached = {x for key in edges for x in key}
-        for same in by_sha.values():
-            if len(same) > 1 and reached & set(same):
-                for other in same[1:]:
-                    edges[(same[0], other)] = ("exact", "same bytes")
-    return edges, untagged
 
 
 # -- grouping -----------------------------------------------------------------

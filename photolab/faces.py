@@ -183,18 +183,10 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
     """
     from tqdm.auto import tqdm
 
-    lib = open_library(library)
-    marks = ", ".join("?" * len(USABLE))
-    if photo_ids is not None:   # those photos' rows only, by id
-        from .store.watch import not_face_scanned
+    from .store.watch import not_face_scanned
 
-        rows = not_face_scanned(lib.catalog.conn, photo_ids, USABLE, None if force else MODEL)
-    else:
-        rows = lib.catalog.query(
-            "SELECT p.id, p.path, p.kind FROM photos p LEFT JOIN face_scans s ON s.photo_id = p.id "
-            f"WHERE p.kind IN ('photo', 'raw') AND p.status IN ({marks}) "
-            + ("" if force else "AND (s.photo_id IS NULL OR s.model != ?) ") + "ORDER BY p.id",
-            USABLE + (() if force else (MODEL,)))
+    lib = open_library(library)
+    rows = not_face_scanned(lib.catalog.conn, photo_ids, USABLE, None if force else MODEL)
     report = FaceScanReport()
     report.skipped = lib.catalog.query("SELECT count(*) FROM face_scans WHERE model = ?", (MODEL,))[0][0]
     if not rows:

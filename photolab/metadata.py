@@ -383,14 +383,10 @@ def decisions_for_writing(library, options: WriteOptions | None = None, photo_id
     lib = open_library(library)
     tax = load_taxonomy(lib)
     usable = ", ".join("?" * len(USABLE))
-    subset = None
-    if photo_ids is not None:   # those photos' rows only, by id
-        ids = subset = [r[0] for r in by_id(lib.catalog.conn, photo_ids, "id",
-                                            f"kind IN ('photo', 'raw', 'video') AND status IN ({usable})", USABLE)]
-    else:
-        ids = [r["id"] for r in lib.catalog.query(
-            f"SELECT id FROM photos WHERE kind IN ('photo', 'raw', 'video') AND status IN ({usable}) ORDER BY id",
-            USABLE)]
+    # photo_ids: those photos' rows only, by id
+    ids = [r[0] for r in by_id(lib.catalog.conn, photo_ids, "id",
+                               f"kind IN ('photo', 'raw', 'video') AND status IN ({usable})", USABLE)]
+    subset = None if photo_ids is None else ids
     accepted = accepted_tags(lib, photo_ids=subset)
     confirmed: dict[int, set[str]] = {}
     rows = lib.catalog.query_ids

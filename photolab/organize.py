@@ -359,7 +359,9 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
         sha_at = _Known(cat)
     from .places import place_names
 
-    place_of = place_names(lib, [r["id"] for r in all_rows], suggested=rules.places == "suggested")
+    # library-wide: one read of the places table, not chunks of every photo id
+    place_of = place_names(lib, None if scope is None else [r["id"] for r in all_rows],
+                           suggested=rules.places == "suggested")
     by_folder: dict[str, dict[str, dict]] = {}
     for r in all_rows:
         folder, _, name = r["path"].rpartition("/")

@@ -77,18 +77,11 @@ def suggest_places(library):
 def lookup_new(lib, photo_ids=None) -> int:
     """The look-up of :func:`suggest_places` without the library-wide table (``photo_ids``: of those photos
     only, read by id); returns the photos looked up."""
-    if photo_ids is not None:
-        from .store.watch import gps_to_look_up
+    from .store.watch import gps_to_look_up
 
-        rows = gps_to_look_up(lib.catalog.conn, photo_ids, USABLE)
-        if not rows:
-            return 0
-    else:
-        usable = ", ".join("?" * len(USABLE))
-        rows = lib.catalog.query(
-            "SELECT p.id, p.gps_lat, p.gps_lon FROM photos p LEFT JOIN places pl ON pl.photo_id = p.id "
-            f"WHERE p.status IN ({usable}) AND p.gps_lat IS NOT NULL AND p.gps_lon IS NOT NULL "
-            "AND (pl.photo_id IS NULL OR pl.lat != p.gps_lat OR pl.lon != p.gps_lon)", USABLE)
+    rows = gps_to_look_up(lib.catalog.conn, photo_ids, USABLE)
+    if not rows:
+        return 0
     found = lookup([(r["gps_lat"], r["gps_lon"]) for r in rows])
     now = utcnow()
     with lib.catalog.write() as db:
@@ -141,8 +134,9 @@ def confirmed_paths(library) -> dict[int, str]:
 
 def place_names(library, photo_ids, *, suggested: bool = False) -> dict[int, tuple[str, str]]:
     """photo id -> (the words a ``place:`` rule term matches: "City, Region, Country"; the name ``{place}``
-    gives a folder: the city, else the region, else the country), for the photos whose place a person
-    confirmed (``suggested``: photolab's suggestions too; a place a person rejected never)."""
+    gives a folder: the city, else the region, else the country), for the photos of ``photo_ids`` (None:
+    every photo) whose place a person confirmed (``suggested``: photolab's suggestions too; a place a person
+    rejected never)."""
     lib = open_library(library)
     out = {}
     rows = lib.catalog.query_ids(f"SELECT photo_id, country, region, city FROM places WHERE confirmed "

@@ -577,20 +577,10 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
     from .backbone import imagenet_classes
 
     classes = imagenet_classes()
-    if photo_ids is not None:   # a watched import's photos: their rows only, by id
-        from .store.watch import to_tag
+    from .store.watch import to_tag
 
-        todo, total_usable = to_tag(cat.conn, photo_ids, USABLE, None if force else bb.version)
-    else:
-        todo = cat.query(
-            "SELECT p.id, p.path, p.kind, p.width, p.height, p.sha256 FROM photos p "
-            "LEFT JOIN features f ON f.photo_id = p.id "
-            f"WHERE p.kind IN ('photo', 'raw', 'video') AND p.status IN ({', '.join('?' * len(USABLE))}) "
-            + ("" if force else "AND (f.model IS NULL OR f.model != ? OR f.sha256 IS NOT p.sha256 OR f.phash8 IS NULL) ")
-            + "ORDER BY p.id", tuple(USABLE) + (() if force else (bb.version,)))
-        total_usable = cat.query(
-            f"SELECT count(*) FROM photos WHERE kind IN ('photo', 'raw', 'video') AND status IN ({', '.join('?' * len(USABLE))})",
-            tuple(USABLE))[0][0]
+    # a watched import's photos: their rows only, by id; else every usable photo the model has not seen
+    todo, total_usable = to_tag(cat.conn, photo_ids, USABLE, None if force else bb.version)
     report = TagReport(skipped=total_usable - len(todo), untrained=list(head_tags) + unscored,
                        by_faces=tax.by_source("faces"), by_starter=covered, note=note)
     thumbs_dir = lib.state / "features" / "thumbs"

@@ -44,12 +44,18 @@ def make_clip(path, *, seconds: float = 2.0, fps: int = 10, size=(160, 120), met
             arr = np.full((size[1], size[0], 3), 40, np.uint8)
             arr[:, : max(1, (i + 1) * size[0] // n)] = (200, 120, 40)
             im = Image.fromarray(arr)
-        for p in s.encode(av.VideoFrame.from_image(im)):
-            out.mux(p)
-    for p in s.encode():
-        out.mux(p)
+        _mux(out, s, im)
+    _mux(out, s, None)   # flush the encoder
     out.close()
     return path
+
+
+def _mux(out, stream, image) -> None:
+    """Encode one picture (None: what the encoder still holds) and write its packets."""
+    import av
+
+    for p in stream.encode(None if image is None else av.VideoFrame.from_image(image)):
+        out.mux(p)
 
 
 def reencode(src, dest, *, size=None, crf: int = 30, trim_end: float = 0.0) -> Path:
@@ -73,10 +79,7 @@ def reencode(src, dest, *, size=None, crf: int = 30, trim_end: float = 0.0) -> P
         for frame in inp.decode(vs):
             if duration and trim_end and frame.time is not None and frame.time >= duration - trim_end:
                 break
-            im = frame.to_image().resize((s.width, s.height))
-            for p in s.encode(av.VideoFrame.from_image(im)):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
+            _mux(out, s, frame.to_image().resize((s.width, s.height)))
+        _mux(out, s, None)
         out.close()
     return dest

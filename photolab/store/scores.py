@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..index import USABLE
+from . import rows_in
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +141,7 @@ def _changed(conn: sqlite3.Connection, since: int) -> list[int]:
 
 
 def _scores_of(conn: sqlite3.Connection, ids: list[int]) -> list[tuple]:
-    out: list[tuple] = []
-    for k in range(0, len(ids), 900):
-        part = ids[k:k + 900]
-        out += conn.execute(f"SELECT photo_id, tag, score FROM scores WHERE photo_id IN ({', '.join('?' * len(part))})",
-                            part).fetchall()
-    return out
+    return rows_in(conn, "SELECT photo_id, tag, score FROM scores WHERE photo_id IN {in}", ids)
 
 
 def score_matrix(lib, *, save: bool = True) -> ScoreMatrix:
