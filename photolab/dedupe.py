@@ -64,6 +64,8 @@ from .fileops import BatchReport, FileOpError, Move, execute, new_batch, recover
 from .index import USABLE
 from .library import open_library
 from .media import companions
+from .store import dedupe as store
+from .store.photos import delete_path
 from .store.watch import in_folders
 
 log = logging.getLogger(__name__)
@@ -278,17 +280,11 @@ def _remove_old_stores(folder: Path, keep: str) -> None:
 
 
 def _fetch_range(lib, lo: int, hi: int) -> list:
-    return lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE phash8 IS NOT NULL "
-                             "AND photo_id BETWEEN ? AND ? ORDER BY photo_id", (int(lo), int(hi)))
+    return store.features_between(lib.catalog.conn, lo, hi)
 
 
 def _fetch_ids(lib, todo: np.ndarray) -> list:
-    rows = []
-    for k in range(0, len(todo), 900):
-        part = [int(x) for x in todo[k:k + 900]]
-        rows += lib.catalog.query("SELECT photo_id, phash8, dhash8, embedding FROM features WHERE phash8 IS NOT NULL "
-                                  f"AND photo_id IN ({', '.join('?' * len(part))}) ORDER BY photo_id", part)
-    return rows
+    return store.features_of(lib.catalog.conn, todo)
 
 
 class _Changed(Exception):
@@ -323,8 +319,7 @@ def _feature_matrix(lib, *, save: bool = True, _again: bool = True) -> dict:
     nf = int(fresh.sum())
     dim = None
     if nf:
-        first = lib.catalog.query("SELECT length(embedding) FROM features WHERE photo_id = ?",
-                                  (int(ids[fresh][0]),))[0][0]
+        first = store.embedding_bytes(lib.catalog.conn, ids[fresh][0])
         dim = (first or 2) // 2
     if c is not None and hit.any() and dim is not None and dim != c["emb"].shape[1]:
         c, hit, fresh, nf = None, np.zeros(n, dtype=bool), np.ones(n, dtype=bool), n   # another model: all anew
@@ -344,9 +339,6 @@ def _feature_matrix(lib, *, save: bool = True, _again: bool = True) -> dict:
         return _feature_matrix(lib, save=save, _again=False)
 
 
-_STAMP = "computed_at || '|' || coalesce(sha256, '') || '|' || model"
-
-
 def _stamps(lib, c: dict | None) -> tuple[np.ndarray, np.ndarray, str]:
     """Ids and stamps of every feature row, and the latest computed_at among them.
 
@@ -354,19 +346,16 @@ def _stamps(lib, c: dict | None) -> tuple[np.ndarray, np.ndarray, str]:
     cache's last id was removed or recomputed since (same count, nothing computed
     later), the cached stamps stand for those rows and only later rows are read.
     """
-    where = "phash8 IS NOT NULL"
     if c is not None and c.get("max_at") is not None and len(c["ids"]):
         last = int(c["ids"][-1])
-        count, latest = lib.catalog.query(f"SELECT count(*), max(computed_at) FROM features WHERE {where} "
-                                          "AND photo_id <= ?", (last,))[0]
+        count, latest = store.features_up_to(lib.catalog.conn, last)
         if count == len(c["ids"]) and latest is not None and latest <= c["max_at"]:
-            rows = lib.catalog.query(f"SELECT photo_id, {_STAMP} FROM features WHERE {where} AND photo_id > ? "
-                                     "ORDER BY photo_id", (last,))
+            rows = store.feature_stamps(lib.catalog.conn, after=last)
             ids = np.concatenate([np.asarray(c["ids"]), np.fromiter((r[0] for r in rows), np.int64, len(rows))])
             st = np.concatenate([np.asarray(c["stamps"]),
                                  np.fromiter((zlib.crc32(r[1].encode()) for r in rows), np.uint32, len(rows))])
             return ids, st, max([c["max_at"]] + [r[1].split("|", 1)[0] for r in rows])
-    rows = lib.catalog.query(f"SELECT photo_id, {_STAMP} FROM features WHERE {where} ORDER BY photo_id")
+    rows = store.feature_stamps(lib.catalog.conn)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     st = np.fromiter((zlib.crc32(r[1].encode()) for r in rows), dtype=np.uint32, count=len(rows))
     return ids, st, max((r[1].split("|", 1)[0] for r in rows), default="")
@@ -464,11 +453,6 @@ def _patched_matrices(lib, ids, c, hit, pos, want_low: bool) -> dict:
             "cache_pos": cache_pos, "folder": lib.state / "features"}
 
 
-_ROW_SQL = ("SELECT p.id, p.path, p.kind, p.size, p.sha256, p.format, p.width, p.height, p.status, p.captured_at, "
-            "p.captured_source, p.camera_make, p.gps_lat, p.duration, p.codec, pe.event_id FROM photos p "
-            "LEFT JOIN photo_events pe ON pe.photo_id = p.id ")
-
-
 class _PhotoRows(dict):
     """Catalog rows of usable photos by id, read when first asked for (a plan needs those of its pairs)."""
 
@@ -478,26 +462,18 @@ class _PhotoRows(dict):
 
     def fetch(self, ids) -> None:
         todo = sorted({int(i) for i in ids} - self.keys())
-        for k in range(0, len(todo), 900):
-            part = todo[k:k + 900]
-            for r in self.lib.catalog.query(_ROW_SQL + f"WHERE p.id IN ({', '.join('?' * len(part))})", part):
-                self[r["id"]] = dict(r)
+        for r in store.photo_rows(self.lib.catalog.conn, todo):
+            self[r["id"]] = dict(r)
 
     def __missing__(self, pid):
         self.fetch([pid])
         return dict.__getitem__(self, pid)
 
 
-def _usable_where() -> tuple[str, tuple]:
-    return (f"kind IN ('photo', 'raw') AND status IN ({', '.join('?' * len(USABLE))})", tuple(USABLE))
-
-
 def _load(lib, *, save: bool = True) -> tuple[_Photos, np.ndarray]:
     """Photos with features (for near/similar) and the ids of every usable photo (exact bytes: with or
     without features)."""
-    where, args = _usable_where()
-    usable = np.fromiter((r[0] for r in lib.catalog.query(f"SELECT id FROM photos WHERE {where} ORDER BY id", args)),
-                         dtype=np.int64)
+    usable = np.fromiter(store.usable_ids(lib.catalog.conn, tuple(USABLE)), dtype=np.int64)
     m = _feature_matrix(lib, save=save)
     keep = np.isin(m["ids"], usable)
     ids = m["ids"][keep]
@@ -870,11 +846,7 @@ def _video_edges(lib, opts: DedupeOptions, only=None) -> tuple[dict, int]:
     the duration) agree in pHash within ``near_phash`` and dHash within ``near_dhash`` bits and whose
     durations differ by at most 2 %. Clips sorted by duration are compared only with those inside
     that window, so the work stays about linear in the number of clips."""
-    usable = ", ".join("?" * len(USABLE))
-    rows = lib.catalog.query(
-        "SELECT p.id, p.sha256, p.duration, p.captured_at, p.captured_source, f.phash8, f.dhash8 FROM photos p "
-        "LEFT JOIN features f ON f.photo_id = p.id AND f.sha256 IS p.sha256 "
-        f"WHERE p.kind = 'video' AND p.status IN ({usable}) ORDER BY p.id", USABLE)
+    rows = store.clips(lib.catalog.conn, tuple(USABLE))
     wanted = None if only is None else {int(x) for x in only}
     edges: dict[tuple[int, int], tuple[str, str]] = {}
     by_sha: dict[str, list[int]] = {}
@@ -1020,10 +992,8 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
     rows_by_id = P.rows
 
     # exact bytes, over every usable photo (with or without features)
-    where, args = _usable_where()
     by_sha: dict[str, list[int]] = {}
-    for r in lib.catalog.query(f"SELECT id, sha256 FROM photos WHERE {where} AND sha256 IN (SELECT sha256 FROM "
-                               f"photos WHERE {where} GROUP BY sha256 HAVING count(*) > 1) ORDER BY id", args + args):
+    for r in store.same_bytes(lib.catalog.conn, tuple(USABLE)):
         by_sha.setdefault(r["sha256"], []).append(r["id"])
 
     edges: dict[tuple[int, int], tuple[str, str]] = {}   # (photo id, photo id) -> (tier, why)
@@ -1171,9 +1141,7 @@ def review_table(library, plan_df):
     if not len(plan_df):
         return plan_df.assign(thumb=[], resolution=[], size=[], format=[], captured_at=[])
     ids = [int(x) for x in plan_df["photo_id"]]
-    info = {r["id"]: r for r in lib.catalog.query(
-        f"SELECT p.id, p.width, p.height, p.size, p.format, p.captured_at, f.thumb FROM photos p "
-        f"LEFT JOIN features f ON f.photo_id = p.id WHERE p.id IN ({', '.join('?' * len(ids))})", ids)}
+    info = {r["id"]: r for r in store.review_rows(lib.catalog.conn, ids)}
     out = plan_df.copy()
     out["thumb"] = [str(lib.state / "features" / info[i]["thumb"]) if info[i]["thumb"] else None for i in ids]
     out["resolution"] = [f"{info[i]['width']}x{info[i]['height']}" for i in ids]
@@ -1265,7 +1233,7 @@ def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
     report = execute(lib, moves, batch=batch, op="quarantine", on_progress=bar.update)
     bar.close()
     with lib.catalog.write() as db:
-        done = db.execute("SELECT dst, detail FROM journal WHERE batch = ? AND state = 'done'", (batch,)).fetchall()
+        done = store.done_steps(db, batch)
         _merge_labels(db, plan_df)
     if done:
         manifest = {"batch": batch, "created_at": utcnow(), "retention_days": retention_days(lib),
@@ -1286,21 +1254,19 @@ def _merge_labels(db, plan_df) -> None:
             continue
         kid = int(keep.iloc[0]["photo_id"])
         for pid in grp.loc[~grp["keep"].astype(bool), "photo_id"]:
-            db.execute("INSERT OR IGNORE INTO labels(photo_id, tag, value, who, at) "
-                       "SELECT ?, tag, value, who, at FROM labels WHERE photo_id = ? AND value = 1", (kid, int(pid)))
+            store.carry_labels(db, kid, int(pid))
 
 
 def restore(library, what: str) -> BatchReport:
     """Put a quarantine batch (its id) or one quarantined file (its original or quarantine path) back."""
     lib = open_library(library)
     cat = lib.catalog
-    if cat.query("SELECT 1 FROM journal WHERE batch = ? AND op = 'quarantine' LIMIT 1", (what,)):
+    if store.is_quarantine_batch(cat.conn, what):
         report = undo(lib, what)
         _remove_batch_folder(lib, what, only_if_empty=True)
         return report
     rel = lib.rel(what) if os.path.isabs(what) else what
-    row = cat.query("SELECT id, batch FROM journal WHERE op = 'quarantine' AND state = 'done' "
-                    "AND (src = ? OR dst = ?) ORDER BY id DESC LIMIT 1", (rel, rel))
+    row = store.last_quarantined(cat.conn, rel)
     if not row:
         raise FileOpError(f"{what}: neither a quarantine batch nor a quarantined file of {lib.root}; give a "
                           "batch id (a folder of .photolab/quarantine/) or the file's original path")
@@ -1342,8 +1308,7 @@ def quarantine_batches(library):
     days = retention_days(lib)
     now = _dt.datetime.now(_dt.timezone.utc)
     rows = []
-    for r in lib.catalog.query("SELECT batch, count(*) AS files, min(created_at) AS at FROM journal "
-                               "WHERE op = 'quarantine' AND state = 'done' GROUP BY batch ORDER BY min(id)"):
+    for r in store.quarantine_batches(lib.catalog.conn):
         age = (now - _dt.datetime.fromisoformat(r["at"])).total_seconds() / 86400
         rows.append({"batch": r["batch"], "files": r["files"], "created_at": r["at"], "age_days": round(age, 2),
                      "purgeable": age >= days})
@@ -1376,14 +1341,11 @@ def purge(library, *, batch: str | None = None) -> int:
     if table["purgeable"].any():
         lib.catalog.backup("before-purge")
     for b in table.loc[table["purgeable"], "batch"]:
-        entries = lib.catalog.query("SELECT id, dst FROM journal WHERE batch = ? AND op = 'quarantine' "
-                                    "AND state = 'done'", (b,))
+        entries = store.held(lib.catalog.conn, b)
         for e in entries:
             with lib.catalog.write() as db:
-                db.execute("INSERT INTO journal(batch, op, src, dst, sha256, state, created_at) "
-                           "VALUES (?, 'purge', ?, NULL, NULL, 'deleted', ?)", (b, e["dst"], utcnow()))
-                db.execute("UPDATE journal SET state = 'purged' WHERE id = ?", (e["id"],))
-                db.execute("DELETE FROM photos WHERE path = ?", (e["dst"],))
+                store.purged(db, b, e["id"], e["dst"], utcnow())
+                delete_path(db, e["dst"])
                 lib.abs(e["dst"]).unlink(missing_ok=True)
             deleted += 1
         _remove_batch_folder(lib, b, only_if_empty=False)

@@ -40,6 +40,7 @@ from pathlib import Path
 from .errors import PhotolabError
 from .catalog import STATE_DIR, utcnow
 from .library import open_library
+from .store import journal, photos
 
 log = logging.getLogger(__name__)
 
@@ -354,18 +355,15 @@ def _journal_planned(cat, batch: str, entries: list[tuple], *, before=None) -> l
     transaction. Returns the journal ids."""
     now = utcnow()
     ids = []
-    cat.conn.execute("PRAGMA synchronous=FULL")
+    journal.set_synchronous(cat.conn, "FULL")
     try:
         with cat.write() as db:
             if before is not None:
                 before(db, now)
             for op, src, dst, sha, detail in entries:
-                cur = db.execute("INSERT INTO journal(batch, op, src, dst, sha256, state, created_at, detail) "
-                                 "VALUES (?,?,?,?,?,'planned',?,?)",
-                                 (batch, op, src, dst, sha, now, json.dumps(detail, sort_keys=True)))
-                ids.append(cur.lastrowid)
+                ids.append(journal.add_planned(db, batch, op, src, dst, sha, now, json.dumps(detail, sort_keys=True)))
     finally:
-        cat.conn.execute("PRAGMA synchronous=NORMAL")
+        journal.set_synchronous(cat.conn, "NORMAL")
     return ids
 
 
@@ -379,15 +377,13 @@ def _settle(cat, results: list[tuple], report: BatchReport, record) -> None:
                 report.done += 1
             else:
                 report.skipped.append((path, why))
-            db.execute("UPDATE journal SET state = ? WHERE id = ?", (state, jid))
+            journal.set_state(db, jid, state)
 
 
 def _mark_undone(lib, batch: str) -> None:
     """Entries of ``batch`` that its undo batch reversed are ``undone``."""
     with lib.catalog.write() as db:
-        db.execute(
-            "UPDATE journal SET state = 'undone' WHERE id IN (SELECT json_extract(detail, '$.undoes') "
-            "FROM journal WHERE batch = ? AND state = 'done')", (f"undo-{batch}",))
+        journal.mark_undone(db, f"undo-{batch}")
 
 
 def execute(library, moves: list[Move], *, batch: str, op: str = "move",
@@ -409,7 +405,7 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
             chunk = moves[i:i + CHUNK]
             for m in chunk:
                 if m.status is not None:  # what undo puts back
-                    row = cat.conn.execute("SELECT status, error FROM photos WHERE path = ?", (m.src,)).fetchone()
+                    row = photos.status_of(cat.conn, m.src)
                     m.detail = {**m.detail, "status": m.status, "note": m.note,
                                 "prior_status": row["status"] if row else None, "prior_note": row["error"] if row else None}
             ids = _journal_planned(cat, batch, [(op, m.src, m.dst, m.sha256, m.detail) for m in chunk])
@@ -442,13 +438,13 @@ def execute(library, moves: list[Move], *, batch: str, op: str = "move",
 
 def _record_move(db, src: str, dst: str, detail: dict) -> None:
     """The catalog side of a finished move: the new path, and the new status if the move sets one."""
-    if db.execute("SELECT 1 FROM photos WHERE path = ?", (src,)).fetchone():
+    if photos.has_path(db, src):
         # the row of the file's old name carries its history; a row for the new name is either a
         # stale 'missing' one or one an index made of the second link of a half-done move
-        db.execute("DELETE FROM photos WHERE path = ?", (dst,))
-        db.execute("UPDATE photos SET path = ? WHERE path = ?", (dst, src))
+        photos.delete_path(db, dst)
+        photos.rename(db, src, dst)
     if detail.get("status") is not None:
-        db.execute("UPDATE photos SET status = ?, error = ? WHERE path = ?", (detail["status"], detail["note"], dst))
+        photos.set_status(db, dst, detail["status"], detail["note"])
 
 
 def recover(library) -> dict[str, int]:
@@ -467,7 +463,7 @@ def recover(library) -> dict[str, int]:
     lib = open_library(library)
     cat = lib.catalog
     counts = {"finished": 0, "rolled_back": 0, "conflict": 0}
-    pending = [r[0] for r in cat.query("SELECT DISTINCT batch FROM journal WHERE state = 'planned'")]
+    pending = journal.planned_batches(cat.conn)
     if not pending:
         return counts
     held = {}
@@ -481,8 +477,7 @@ def recover(library) -> dict[str, int]:
         return counts
     try:
         with cat.write() as db:
-            rows = [r for r in db.execute("SELECT id, batch, op, src, dst, sha256, detail FROM journal "
-                                          "WHERE state = 'planned' ORDER BY id").fetchall() if r["batch"] in held]
+            rows = [r for r in journal.planned_entries(db) if r["batch"] in held]
             for r in rows:
                 counts[_recover_one(lib, db, r)] += 1
     finally:
@@ -504,27 +499,26 @@ def _recover_one(lib, db, r) -> str:
     s_ok, d_ok = src.exists(), dst.exists()
     if d_ok and s_ok:
         same = os.path.samefile(src, dst) or (
-            r["sha256"] and not db.execute("SELECT 1 FROM photos WHERE path = ? AND status != 'missing'",
-                                           (r["dst"],)).fetchone()
+            r["sha256"] and not photos.present_at(db, r["dst"])
             and sha256_file(dst) == r["sha256"])  # a verified cross-filesystem copy
         if not same:
             # the target name belongs to some other file: this move never happened
-            db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
+            journal.set_state(db, r["id"], "rolled_back")
             return "rolled_back"
         os.unlink(src)
         fsync_dir(src.parent)
         d_ok, s_ok = True, False
     if d_ok and not s_ok:
         _record_move(db, r["src"], r["dst"], detail)
-        db.execute("UPDATE journal SET state = 'done' WHERE id = ?", (r["id"],))
+        journal.set_state(db, r["id"], "done")
         _remove_empty_dirs(lib, src.parent)
         return "finished"
     if s_ok:
-        db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
+        journal.set_state(db, r["id"], "rolled_back")
         _remove_empty_dirs(lib, dst.parent)
         return "rolled_back"
-    db.execute("UPDATE journal SET state = 'conflict', detail = ? WHERE id = ?",
-               (json.dumps({**detail, "error": "neither the old nor the new name exists"}), r["id"]))
+    journal.set_state(db, r["id"], "conflict",
+                      json.dumps({**detail, "error": "neither the old nor the new name exists"}))
     log.error("%s -> %s: file missing from both places (batch %s)", r["src"], r["dst"], r["batch"])
     return "conflict"
 
@@ -532,18 +526,14 @@ def _recover_one(lib, db, r) -> str:
 def live_moves(library) -> list[tuple[str, str]]:
     """``(src, dst)`` of the moves running processes have planned and not yet settled."""
     lib = open_library(library)
-    rows = lib.catalog.query("SELECT batch, src, dst FROM journal WHERE state = 'planned' AND op != ?", (REWRITE,))
+    rows = journal.planned_moves(lib.catalog.conn, REWRITE)
     return [(r["src"], r["dst"]) for r in rows]
 
 
 def batches(library, op: str | None = None):
     """Journaled batches as a DataFrame: batch, op, files moved, first and last time, undone."""
     lib = open_library(library)
-    where, params = ("WHERE op = ?", (op,)) if op else ("", ())
-    return lib.catalog.dataframe(
-        "SELECT batch, op, sum(state = 'done') AS done, sum(state = 'undone') AS undone, "
-        f"min(created_at) AS started, max(created_at) AS last FROM journal {where} "
-        "GROUP BY batch ORDER BY min(id)", params)
+    return journal.batch_table(lib.catalog.conn, op)
 
 
 def undo(library, batch: str | None = None, *, on_progress=None) -> BatchReport:
@@ -557,15 +547,12 @@ def undo(library, batch: str | None = None, *, on_progress=None) -> BatchReport:
     recover(lib)
     cat = lib.catalog
     if batch is None:
-        row = cat.query("SELECT batch FROM journal WHERE state = 'done' AND op != 'undo' "
-                        "AND batch NOT LIKE 'undo-%' ORDER BY id DESC LIMIT 1")
-        if not row:
+        batch = journal.last_undoable_batch(cat.conn)
+        if batch is None:
             raise FileOpError(f"{lib.root}: nothing to undo")
-        batch = row[0]["batch"]
-    rows = cat.query("SELECT id, op, src, dst, sha256, detail FROM journal WHERE batch = ? AND state = 'done' "
-                     "ORDER BY id DESC", (batch,))
+    rows = journal.done_entries(cat.conn, batch)
     if not rows:
-        known = cat.query("SELECT 1 FROM journal WHERE batch = ? LIMIT 1", (batch,))
+        known = journal.batch_known(cat.conn, batch)
         raise FileOpError(f"batch {batch}: " + ("already undone" if known else "no such batch"))
     if rows[0]["op"] == REWRITE:
         return _reverse_rewrites(lib, batch, rows, on_progress=on_progress)
@@ -576,8 +563,7 @@ def undo_one(library, journal_id: int) -> BatchReport:
     """Reverse one completed move of a batch (e.g. one file out of quarantine)."""
     lib = open_library(library)
     recover(lib)
-    rows = lib.catalog.query("SELECT id, batch, src, dst, sha256, detail FROM journal WHERE id = ? AND state = 'done'",
-                             (int(journal_id),))
+    rows = journal.done_entry(lib.catalog.conn, journal_id)
     if not rows:
         raise FileOpError(f"journal entry {journal_id}: no completed move to reverse")
     return _reverse(lib, rows[0]["batch"], rows)
@@ -679,14 +665,12 @@ def _record_rewrite(lib, db, path: str, new_sha: str | None, old_sha: str | None
     only metadata changed, which the writer verified)."""
     p = lib.abs(path)
     if new_sha is None:
-        db.execute("DELETE FROM photos WHERE path = ? AND kind = 'sidecar'", (path,))
+        photos.delete_sidecar(db, path)
         return
     st = p.stat()
-    db.execute("UPDATE photos SET sha256 = ?, size = ?, mtime_ns = ? WHERE path = ?",
-               (new_sha, st.st_size, st.st_mtime_ns, path))
+    photos.set_content(db, path, new_sha, st.st_size, st.st_mtime_ns)
     if old_sha:
-        db.execute("UPDATE features SET sha256 = ? WHERE sha256 = ? AND photo_id IN "
-                   "(SELECT id FROM photos WHERE path = ?)", (new_sha, old_sha, path))
+        photos.rehash_features(db, path, old_sha, new_sha)
 
 
 def _recover_rewrite(lib, db, r) -> str:
@@ -700,12 +684,12 @@ def _recover_rewrite(lib, db, r) -> str:
     cur = _file_sha(p)
     if cur == new:
         _record_rewrite(lib, db, r["src"], new, old)
-        db.execute("UPDATE journal SET state = 'done' WHERE id = ?", (r["id"],))
+        journal.set_state(db, r["id"], "done")
         return "finished"
     if cur == old:
-        db.execute("UPDATE journal SET state = 'rolled_back' WHERE id = ?", (r["id"],))
+        journal.set_state(db, r["id"], "rolled_back")
         return "rolled_back"
-    db.execute("UPDATE journal SET state = 'conflict' WHERE id = ?", (r["id"],))
+    journal.set_state(db, r["id"], "conflict")
     log.error("%s: changed by something else during an interrupted rewrite (batch %s); left as it is",
               r["src"], r["batch"])
     return "conflict"
@@ -746,8 +730,7 @@ def rewrite(library, items: list[Rewrite], *, batch: str, on_progress=None) -> B
                     continue
                 ready.append(it)
             def kept(db, now, ready=ready):
-                db.executemany("INSERT INTO versions(photo_id, path, sha256, batch, saved_at) VALUES (?,?,?,?,?)",
-                               [(it.photo_id, it.path, it.old_sha256, batch, now) for it in ready])
+                journal.add_versions(db, [(it.photo_id, it.path, it.old_sha256, batch, now) for it in ready])
 
             ids = _journal_planned(cat, batch, [(REWRITE, it.path, it.path, it.new_sha256,
                                                  {**it.detail, "old_sha256": it.old_sha256, "photo_id": it.photo_id})
@@ -813,7 +796,7 @@ def prune_versions(library, *, keep: int | None = None, days: float | None = Non
     if keep < 2 or days < 0:
         raise ValueError(f"version retention must keep at least 2 versions and 0 days (got {keep}, {days})")
     cutoff = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).replace(microsecond=0).isoformat()
-    rows = cat.query("SELECT id, coalesce(photo_id, path) AS who, saved_at FROM versions ORDER BY who, id DESC")
+    rows = journal.versions(cat.conn)
     drop, seen = [], {}
     for r in rows:
         n = seen[r["who"]] = seen.get(r["who"], 0) + 1
@@ -822,8 +805,8 @@ def prune_versions(library, *, keep: int | None = None, days: float | None = Non
     if not drop:
         return 0
     with cat.write() as db:
-        db.executemany("DELETE FROM versions WHERE id = ?", [(i,) for i in drop])
-        live = {r[0] for r in db.execute("SELECT DISTINCT sha256 FROM versions WHERE sha256 IS NOT NULL")}
+        journal.drop_versions(db, drop)
+        live = journal.version_hashes(db)
     for f in (lib.state / "versions").glob("*/*"):
         if f.is_file() and f.name not in live and len(f.name) == 64:
             f.unlink()

@@ -38,6 +38,7 @@ from .fileops import clean_component, clean_temp_files, sha256_file, verified_co
 from .library import Library, open_library
 from .media import companions, kind_by_extension
 from .names import fit, library_name, shown
+from .store import photos as photo_store
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +105,16 @@ def _register_source(lib: Library, src: Path) -> tuple[int, str]:
     removable, read_only = source_facts(src)
     now = utcnow()
     with cat.write() as db:
-        row = db.execute("SELECT id, label FROM sources WHERE path = ?", (key,)).fetchone()
+        row = photo_store.source_at(db, key)
         if row:
-            db.execute("UPDATE sources SET last_seen = ?, removable = ?, read_only = ? WHERE id = ?",
-                       (now, int(removable), int(read_only), row["id"]))
+            photo_store.touch_source(db, row["id"], now, removable, read_only)
             return row["id"], row["label"]
         base = clean_component(library_name(src.name).strip(" .") or "source")
         label, n = base, 1
-        while db.execute("SELECT 1 FROM sources WHERE label = ?", (label,)).fetchone() or \
-                (lib.root / label).exists():
+        while photo_store.label_taken(db, label) or (lib.root / label).exists():
             n += 1
             label = f"{base}-{n}"
-        cur = db.execute(
-            "INSERT INTO sources(label, path, removable, read_only, first_seen, last_seen) VALUES (?,?,?,?,?,?)",
-            (label, key, int(removable), int(read_only), now, now))
-        return int(cur.lastrowid), label
+        return photo_store.add_source(db, label, key, removable, read_only, now), label
 
 
 def _candidates(dest: Path):
@@ -246,7 +242,7 @@ def gather(sources, into, *, progress: bool = True, only=None) -> GatherReport:
             report.set_aside.append((shown(link), why))
             log.warning("%s: %s", shown(link), why)
         report.ignored += ignored
-        logged = cat.query("SELECT source_rel, sha256, dest FROM gather_log WHERE source_id = ?", (source_id,))
+        logged = photo_store.copies_from(cat.conn, source_id)
         done = {(r["source_rel"], r["sha256"]): r["dest"] for r in logged}
         done_rels = {rel for rel, _ in done}
         dest_of_rel: dict[str, set[Path]] = {}
@@ -280,9 +276,7 @@ def gather(sources, into, *, progress: bool = True, only=None) -> GatherReport:
                 report.renamed.append((shown(path), dest_rel))
                 log.warning("%s: name is not valid UTF-8; copied as %s", shown(path), dest_rel)
             with cat.write() as db:
-                db.execute(
-                    "INSERT OR REPLACE INTO gather_log(source_id, source_rel, sha256, size, dest, copied_at) "
-                    "VALUES (?,?,?,?,?,?)", (source_id, rel, digest, dest.stat().st_size, dest_rel, utcnow()))
+                photo_store.log_copy(db, source_id, rel, digest, dest.stat().st_size, dest_rel, utcnow())
             dest_of_rel.setdefault(rel, set()).add(dest)
             all_dests.add(dest)
             report.copied += 1

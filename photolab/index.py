@@ -28,6 +28,7 @@ from .fileops import TMP_PREFIX, live_moves, recover, sha256_file
 from .library import open_library
 from .media import PHOTO_EXTS, RAW_EXTS, kind_by_extension, live_companion, photo_stems, sniff_other, sniff_raw
 from .names import is_clean, library_name, shown
+from .store import photos as photo_store
 from .store import watch as store
 
 log = logging.getLogger(__name__)
@@ -390,7 +391,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     if paths is None:
         on_disk = walk_library(lib.root, odd)
         known = {r["path"]: (r["size"], r["mtime_ns"], r["status"])
-                 for r in cat.query("SELECT path, size, mtime_ns, status FROM photos")}
+                 for r in photo_store.file_stamps(cat.conn)}
     else:
         on_disk = _stat_paths(lib, paths)
         paths = sorted(set(paths))
@@ -404,9 +405,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
         report.scanned = len(on_disk)
     # verdicts a passing read failure gave (a file moved or unreadable for a moment while the
     # labeling pass ran): not the file's fault, so it is read again
-    passing = {r[0] for r in cat.query(
-        "SELECT path FROM photos WHERE status = 'corrupt' AND (error LIKE 'cannot decode: FileNotFoundError%' "
-        "OR error LIKE 'cannot decode: %[Errno %')")}
+    passing = photo_store.passing_failures(cat.conn)
 
     todo = []
     for rel, size, mtime_ns in on_disk:
@@ -425,8 +424,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     now = utcnow()
     if gone:
         with cat.write() as db:
-            db.executemany("UPDATE photos SET status = 'missing', error = 'file no longer on disk', "
-                           "indexed_at = ? WHERE path = ?", [(now, p) for p in gone])
+            photo_store.mark_missing(db, gone, now)
     report.missing = len(gone)
     gone_set = set(gone)
 
@@ -438,22 +436,19 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
     results = pool.map(_inspect_task, todo) if pool else map(_inspect_task, todo)
 
     batch: list[tuple] = []
-    sql = (f"INSERT INTO photos ({', '.join(_COLUMNS)}, indexed_at) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))}) "
-           f"ON CONFLICT(path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}, "
-           "indexed_at = excluded.indexed_at")
 
     # a file that moved without photolab (or while its catalog was restored from a backup) is
     # recognised by its content: its row, with everything a person added to it, follows it
     lost: dict[str, str | None] = {}
-    for r in cat.query("SELECT path, sha256 FROM photos WHERE status = 'missing' AND sha256 IS NOT NULL"):
+    for r in photo_store.missing_with_hash(cat.conn):
         lost[r["sha256"]] = None if r["sha256"] in lost else r["path"]
     renames: list[tuple[str, str]] = []
 
     def flush():
         if batch:
             with cat.write() as db:
-                db.executemany("UPDATE OR IGNORE photos SET path = ? WHERE path = ? AND status = 'missing'", renames)
-                db.executemany(sql, batch)
+                photo_store.follow_renames(db, renames)
+                photo_store.upsert(db, _COLUMNS, batch)
             batch.clear()
             renames.clear()
 
@@ -477,7 +472,7 @@ def index_library(library, *, workers: int | None = None, max_pixels: int = DEFA
         pool.shutdown()
     _mark_live_companions(cat, on_disk, scoped=paths is not None)
 
-    for r in (cat.query("SELECT path, status, error FROM photos") if paths is None
+    for r in (photo_store.statuses(cat.conn) if paths is None
               else store.rows_by_path(cat.conn, paths, "path, status, error")):
         report.by_status[r["status"]] += 1
         if r["status"] != "ok":
@@ -505,7 +500,7 @@ def _mark_live_companions(cat, on_disk, *, scoped: bool = False) -> None:
             names[folder].add(name)
         rows = [r for r in rows if r["kind"] in ("video", "live") and r["status"] != "missing"]
     else:
-        rows = cat.query("SELECT path, kind, id FROM photos WHERE kind IN ('video', 'live') AND status != 'missing'")
+        rows = photo_store.clips(cat.conn)
     stems = {folder: photo_stems(found) for folder, found in names.items()}
     changes = []
     for r in rows:
@@ -515,20 +510,13 @@ def _mark_live_companions(cat, on_disk, *, scoped: bool = False) -> None:
             changes.append((kind, r["path"], r["id"]))
     if changes:
         with cat.write() as db:
-            db.executemany("UPDATE photos SET kind = ? WHERE path = ?", [(k, p) for k, p, _ in changes])
+            photo_store.set_kinds(db, [(k, p) for k, p, _ in changes])
             # a motion half is not a clip of its own: no poster-frame features or tag scores (a pass that
             # ran before this index, on a catalog from before live companions were told apart, made them)
-            gone = [(i,) for k, _, i in changes if k == "live"]
-            for table in ("scores", "scores_stash", "features"):
-                db.executemany(f"DELETE FROM {table} WHERE photo_id = ?", gone)
+            photo_store.drop_clip_data(db, [i for k, _, i in changes if k == "live"])
 
 
 def photos(library, *, usable_only: bool = True, kinds: tuple[str, ...] = ("photo", "raw")):
     """The catalog's photos as a DataFrame indexed by photo id."""
     lib = open_library(library)
-    where = f"kind IN ({', '.join('?' * len(kinds))})"
-    params: list = list(kinds)
-    if usable_only:
-        where += f" AND status IN ({', '.join('?' * len(USABLE))})"
-        params += list(USABLE)
-    return lib.catalog.dataframe(f"SELECT * FROM photos WHERE {where} ORDER BY path", params, index_col="id")
+    return photo_store.photo_table(lib.catalog.conn, tuple(kinds), USABLE if usable_only else None)

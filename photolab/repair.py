@@ -22,6 +22,8 @@ from pathlib import Path
 from .catalog import STATE_DIR, CatalogError
 from .fileops import TMP_PREFIX, _release_dead_batch, _take_dead_batch, fsync_dir, pid_alive, recover, temp_owner
 from .library import open_library
+from .store import journal
+from .store import photos as photo_store
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +72,17 @@ def find_leftovers(library) -> Leftovers:
     lib = open_library(library)
     cat = lib.catalog
     out = Leftovers()
-    for r in cat.query("SELECT batch, count(*) AS n FROM journal WHERE state = 'planned' GROUP BY batch"):
+    for r in journal.planned_counts(cat.conn):
         lock = _take_dead_batch(lib, r["batch"])
         if lock is None:
             out.live_batches[r["batch"]] = r["n"]
         else:
             _release_dead_batch(lock)
             out.dead_batches[r["batch"]] = r["n"]
-    out.duplicate_rows = [r[0] for r in cat.query("SELECT path FROM photos GROUP BY path HAVING count(*) > 1")]
+    out.duplicate_rows = photo_store.duplicate_paths(cat.conn)
     groups, temps = _scan(lib.root)
     if groups:
-        journaled = {p for r in cat.query("SELECT src, dst FROM journal WHERE op != 'rewrite'") for p in r if p}
+        journaled = journal.moved_paths(cat.conn)
         for names in groups.values():
             # a second name a move made (its link step); links a person made are theirs to keep
             ours = any(n in journaled for n in names)
@@ -116,13 +118,10 @@ def repair(library) -> RepairReport:
     report = RepairReport(recovered=recover(lib))
     found = find_leftovers(lib)
     for names in found.linked:
-        marks = ", ".join("?" * len(names))
-        rows = {r["path"]: r for r in cat.query(
-            f"SELECT id, path FROM photos WHERE status != 'missing' AND path IN ({marks})", names)}
-        last = cat.query(f"SELECT dst FROM journal WHERE state = 'done' AND dst IN ({marks}) "
-                         "ORDER BY id DESC LIMIT 1", names)
-        if last and (last[0]["dst"] in rows or not rows):
-            keep = last[0]["dst"]
+        rows = {r["path"]: r for r in photo_store.present_rows(cat.conn, names)}
+        last = journal.last_done_dst(cat.conn, names)
+        if last and (last in rows or not rows):
+            keep = last
         elif rows:
             keep = min(rows.values(), key=lambda r: r["id"])["path"]
         else:
@@ -141,9 +140,9 @@ def repair(library) -> RepairReport:
                 fsync_dir(p.parent)
                 if name in rows:
                     if keep in rows:
-                        db.execute("DELETE FROM photos WHERE path = ?", (name,))
+                        photo_store.delete_path(db, name)
                     else:
-                        db.execute("UPDATE photos SET path = ? WHERE path = ?", (keep, name))
+                        photo_store.rename(db, name, keep)
                         rows[keep] = rows.pop(name)
                 report.unlinked.append(name)
                 log.warning("%s: second name of %s removed (one file, one photo)", name, keep)
@@ -203,7 +202,7 @@ def restore_catalog(root: str | os.PathLike, generation: int | str | None = None
     try:
         conn = sqlite3.connect(f"file:{chosen}?mode=ro", uri=True)
         try:
-            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+            verdict = journal.quick_check(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:
