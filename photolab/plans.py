@@ -34,7 +34,8 @@ class Plan:
     Attributes:
         stage: the stage that made it (a key of :data:`APPLIERS`).
         rows: one row per file or item the stage would change (its columns are the stage's).
-        kept: ``(path, reason)`` of what the stage leaves where and as it is, for a reason.
+        kept: ``(path, reason)`` of what the stage leaves where and as it is, for a reason (a photo id
+            instead of the path where the item has no file, e.g. a photo asked about that has no place).
         unchecked: how many items the stage could not check (e.g. photos without features yet).
         why: what applying the plan does, in words.
         library: the library it was made for (``apply(plan)`` needs no other argument).
