@@ -16,6 +16,9 @@ places tag, if at least a third of its photos carry it — e.g.
 
 A person's edits are kept by photo id in ``event_edits`` and re-applied on
 every run: :func:`rename_event`, :func:`merge_events` and :func:`split_event`.
+
+:func:`plan` groups the events in memory and writes nothing (organize's plan
+uses it); :func:`apply` stores a plan; :func:`detect_events` does both.
 """
 
 from __future__ import annotations
