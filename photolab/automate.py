@@ -293,13 +293,15 @@ def _dedupe_new(lib, new_ids: list[int]) -> int:
 
 
 def _organize_new(lib, new_ids: list[int]) -> int:
+    from .events import apply as store_events
     from .organize import apply, plan
 
-    df = plan(lib, photo_ids=new_ids)   # their folders and events only, not the library
-    if not len(df):
+    p = plan(lib, photo_ids=new_ids)   # their folders and events only, not the library
+    p = p.with_rows(p.rows[p.rows["photo_id"].isin(new_ids)])
+    if not len(p):
+        store_events(p.events)          # nothing to move: their events are stored all the same
         return 0
-    df = df[df["photo_id"].isin(new_ids)]
-    return apply(lib, df, progress=False).done if len(df) else 0
+    return apply(p, progress=False).done
 
 
 def import_log(library):

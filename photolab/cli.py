@@ -96,18 +96,18 @@ def _cmd_organize(args) -> int:
         print(f"wrote {write_plan_csv(df, args.plan_csv)}")
     photos = int((df["role"] == "photo").sum())
     print(f"organize: {photos} photos ({len(df)} files with companions) to move; "
-          f"{len(df.attrs['kept'])} left where they are")
+          f"{len(df.kept)} left where they are")
     if photos:
         print(preview_tree(df))
     if args.verbose:
-        for path, why in df.attrs["kept"]:
+        for path, why in df.kept:
             print(f"  kept {path}: {why}")
     if not args.apply:
         if photos:
             print("dry run: nothing moved; add --apply to move, `photolab undo` reverses it")
         return 0
     with _guarded(args.library, "organize --apply"):
-        report = apply(args.library, df, progress=not args.quiet)
+        report = apply(df, progress=not args.quiet)
     _print_report("organize", report, f"; undo with `photolab undo {args.library} {report.batch}`")
     return 0
 
@@ -133,14 +133,14 @@ def _cmd_dedupe(args) -> int:
     if args.plan_csv:
         print(f"wrote {dedupe.write_plan_csv(df, args.plan_csv)}")
     print(f"dedupe: {dedupe.summary(df)}")
-    if df.attrs.get("unchecked"):
-        print(f"  {df.attrs['unchecked']} photos have no features yet: run `photolab tag` for near duplicates")
+    if df.unchecked:
+        print(f"  {df.unchecked} photos have no features yet: run `photolab tag` for near duplicates")
     if not args.apply:
         if (~df["keep"]).any():
             print("dry run: nothing moved; add --apply to set the copies aside in quarantine")
         return 0
     with _guarded(args.library, "dedupe --apply"):
-        report = dedupe.apply(args.library, df, progress=not args.quiet)
+        report = dedupe.apply(df, progress=not args.quiet)
     _print_report("dedupe", report, f" into .photolab/quarantine/{report.batch}/; "
                   f"restore with `photolab restore-duplicates {args.library} {report.batch}`")
     return 0

@@ -970,18 +970,21 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
     """Find duplicate groups and choose a keeper in each; changes nothing.
 
     Returns:
-        A DataFrame, one row per file in a group: ``group``, ``tier``
+        A :class:`~photolab.plans.Plan` whose ``rows`` hold one row per file in a group: ``group``, ``tier``
         (``exact``, ``near`` or ``similar``), ``path`` (relative to the library),
         ``keep`` (True/False), ``reason``; plus ``photo_id`` and ``copy_of`` (the
         file a set-aside copy duplicates). A copy's tier is ``exact`` when it has
         the same bytes or pixels as another file of the group, else ``near``;
-        ``similar`` groups always keep every file.
+        ``similar`` groups always keep every file. ``plan.unchecked``: the photos without features
+        yet (only exact copies were checked for them).
 
     Args:
         only: photo ids (e.g. a new import) to check against the whole library;
             default: every photo against every other.
     """
     import pandas as pd
+
+    from .plans import Plan
 
     opts = options or DedupeOptions()
     lib = open_library(library)
@@ -1102,11 +1105,12 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
                         "reason": "similar scene: kept; look at the group and decide", "photo_id": pid,
                         "copy_of": None})
     df = pd.DataFrame(out, columns=PLAN_COLUMNS + ["photo_id", "copy_of"])
-    df.attrs["unchecked"] = untagged
     if untagged:
         log.warning("%d photos have no features yet (run `photolab tag`): only exact copies were checked for them",
                     untagged)
-    return df
+    return Plan("dedupe", df, unchecked=untagged, library=lib,
+                why="move the copies (keep false) of exact and near groups into quarantine (journaled; "
+                    "`restore` puts them back)")
 
 
 def write_plan_csv(plan_df, out: str | os.PathLike) -> Path:
@@ -1201,12 +1205,18 @@ def split_group(plan_df, paths):
 
 
 # -- quarantine ---------------------------------------------------------------
-def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
-    """Move every ``keep == False`` file of an exact/near group (with its companions) into quarantine."""
+def apply(library, plan_df=None, *, progress: bool = True) -> BatchReport:
+    """Move every ``keep == False`` file of an exact/near group (with its companions) into quarantine.
+
+    Called as ``apply(plan)`` or ``apply(library, plan)``; the plan may be its rows alone (as a person
+    edited them with :func:`set_keeper`, :func:`dismiss_group` or :func:`split_group`)."""
     from tqdm.auto import tqdm
 
     from .backup import guard
+    from .plans import library_and_plan, rows_of
 
+    library, plan_df = library_and_plan(library, plan_df)
+    plan_df = rows_of(plan_df)
     lib = open_library(library)
     guard(lib, "dedupe --apply")
     batch = new_batch("dedupe")

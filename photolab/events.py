@@ -16,6 +16,9 @@ places tag, if at least a third of its photos carry it — e.g.
 
 A person's edits are kept by photo id in ``event_edits`` and re-applied on
 every run: :func:`rename_event`, :func:`merge_events` and :func:`split_event`.
+
+:func:`plan` groups the events in memory and writes nothing (organize's plan
+uses it); :func:`apply` stores a plan; :func:`detect_events` does both.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
 from .places import event_city
+from .plans import Plan
+from .store import events as store
 
 REAL_DATE_SOURCES = ("DateTimeOriginal", "CreationDate", "CreateDate", "GPSDateTime", "FileName")
 
@@ -75,11 +80,6 @@ def _title(tag: str) -> str:
     return tag.replace("_", " ").title()
 
 
-_DATED = ("SELECT id, captured_at, captured_source, gps_lat, gps_lon FROM photos "
-          "WHERE kind IN ('photo', 'raw', 'video') AND status IN ({usable}) "
-          "AND captured_at IS NOT NULL AND captured_source IN ({sources})")
-
-
 def _merged(spans: list) -> list:
     """Overlapping or touching (start, end) spans joined, in time order."""
     out: list = []
@@ -101,45 +101,40 @@ def _scope(lib, photo_ids, opts: EventOptions) -> tuple[list, set[int]]:
     library would. New photos years apart (a scanned album) make windows of their own,
     not one window over the years between them.
     """
-    cat = lib.catalog
+    conn = lib.catalog.conn
     sources = date_sources(opts)
-    sql = _DATED.format(usable=", ".join("?" * len(USABLE)), sources=", ".join("?" * len(sources)))
-    args = (*USABLE, *sources)
-    new = [r for r in cat.query_ids(sql + " AND {ids}", photo_ids, args, column="id")
-           if parse_time(r["captured_at"]) is not None]
+    new = [r for r in store.dated_photos(conn, USABLE, sources, photo_ids) if parse_time(r["captured_at"]) is not None]
     if not new:
         return [], set()
     gap = _dt.timedelta(hours=opts.gap_hours, minutes=1)
     spans = _merged([(t - gap, t + gap) for t in (parse_time(r["captured_at"]) for r in new)])
     rows = {r["id"]: r for r in new}
-    merges = [(r[0], r[1]) for r in cat.query("SELECT photo_id, other_id FROM event_edits WHERE action = 'merge'")]
+    merges = store.merges(conn)
     touched: set[int] = set()
     looked: list = []          # the spans already read
     while True:
         for lo, hi in spans:
             if any(a <= lo and hi <= b for a, b in looked):
                 continue
-            for r in cat.query(sql + " AND captured_at >= ? AND captured_at < ?",
-                               (*args, (lo - _dt.timedelta(days=1)).date().isoformat(),
-                                (hi + _dt.timedelta(days=2)).date().isoformat())):
+            for r in store.dated_photos_between(conn, USABLE, sources, (lo - _dt.timedelta(days=1)).date().isoformat(),
+                                                (hi + _dt.timedelta(days=2)).date().isoformat()):
                 t = parse_time(r["captured_at"])
                 if t is not None and lo <= t <= hi:
                     rows[r["id"]] = r
         looked = list(spans)
-        events_of = {r["event_id"] for r in cat.query_ids("SELECT event_id FROM photo_events WHERE {ids}", rows)}
+        events_of = store.events_of(conn, rows)
         others = {b for a, b in merges if a in rows} | {a for a, b in merges if b in rows}
-        linked = {r["event_id"] for r in cat.query_ids("SELECT event_id FROM photo_events WHERE {ids}", others)}
+        linked = store.events_of(conn, others)
         grown = (events_of | linked) - touched
         if not grown:
             break
         touched |= grown
-        members = cat.query_ids(sql + " AND id IN (SELECT photo_id FROM photo_events WHERE {ids})", grown, args,
-                                column="event_id")
+        members = store.dated_members(conn, USABLE, sources, grown)
         by_event: dict = {}
         for r in members:
             rows[r["id"]] = r
-        for r in cat.query_ids("SELECT photo_id, event_id FROM photo_events WHERE {ids}", [r["id"] for r in members]):
-            by_event.setdefault(r[1], []).append(r[0])
+        for pid, eid in store.memberships(conn, [r["id"] for r in members]):
+            by_event.setdefault(eid, []).append(pid)
         for ids_ in by_event.values():
             ts = [t for t in (parse_time(rows[i]["captured_at"]) for i in ids_ if i in rows) if t is not None]
             if ts:
@@ -148,36 +143,53 @@ def _scope(lib, photo_ids, opts: EventOptions) -> tuple[list, set[int]]:
     return list(rows.values()), touched
 
 
-def detect_events(library, *, options: EventOptions | None = None, photo_ids=None):
-    """Group the library's photos into events and store them; returns the events as a DataFrame.
+EVENT_COLUMNS = ["id", "name", "auto_name", "start", "end", "photos", "lat", "lon", "dominant"]
+
+
+def plan(library, *, options: EventOptions | None = None, photo_ids=None) -> Plan:
+    """Group the library's photos into events, in memory; changes nothing (:func:`apply` stores the result).
 
     Args:
         photo_ids: new photos (a watched import): only the events they can change are
             grouped again (see :func:`_scope`); the others stay as stored.
 
     Returns:
-        A DataFrame indexed by event id with columns ``name``, ``auto_name``,
-        ``start``, ``end``, ``photos``, ``lat``, ``lon``, ``dominant``.
+        A :class:`~photolab.plans.Plan` whose ``rows`` are the events grouped (all of them, or with
+        ``photo_ids`` those of the window grouped again) as a DataFrame indexed by event id with columns
+        ``name``, ``auto_name``, ``start``, ``end``, ``photos``, ``lat``, ``lon``, ``dominant``, in start
+        order; ``detail["members"]``: (photo id, event id) of each grouped photo; ``detail["photos"]`` and
+        ``detail["events"]``: with ``photo_ids``, the photos and the stored events the plan replaces
+        (None: every event is replaced).
     """
-    from .taxonomy import load_taxonomy
-    from .tagging import accepted_tags
+    import pandas as pd
 
     opts = options or EventOptions()
     lib = open_library(library)
-    cat = lib.catalog
-    sources = date_sources(opts)
+    conn = lib.catalog.conn
     touched: set[int] = set()
     if photo_ids is not None:
         rows, touched = _scope(lib, [int(i) for i in photo_ids], opts)
-        if not rows:
-            return events(lib)
     else:
-        rows = cat.query(_DATED.format(usable=", ".join("?" * len(USABLE)), sources=", ".join("?" * len(sources))),
-                         (*USABLE, *sources))
+        rows = store.dated_photos(conn, USABLE, date_sources(opts))
     items = [(t, r["id"], (r["gps_lat"], r["gps_lon"]) if r["gps_lat"] is not None else None)
              for r in rows if (t := parse_time(r["captured_at"])) is not None]
     items.sort(key=lambda x: (x[0], x[1]))
-    edits = cat.query("SELECT action, photo_id, other_id, value FROM event_edits ORDER BY id")
+    now_rows, member_rows = _group(lib, items, opts, whole=photo_ids is None) if items else ([], [])
+    df = pd.DataFrame(now_rows, columns=EVENT_COLUMNS).set_index("id").sort_values("start", kind="stable")
+    scoped = photo_ids is not None
+    return Plan("events", df, why=("the events of the photos grouped again replace the stored ones" if scoped else
+                                   "the events grouped replace every stored event"),
+                library=lib, detail={"members": member_rows,
+                                     "photos": [pid for _, pid, _ in items] if scoped else None,
+                                     "events": sorted(touched) if scoped else None})
+
+
+def _group(lib, items: list, opts: EventOptions, *, whole: bool) -> tuple[list, list]:
+    """(event rows, (photo id, event id) rows) of dated ``items`` (time, id, gps), sorted by time."""
+    from .taxonomy import load_taxonomy
+    from .tagging import accepted_tags
+
+    edits = store.edits(lib.catalog.conn)
     splits = {e["photo_id"] for e in edits if e["action"] == "split"}
 
     groups: list[list] = []
@@ -214,7 +226,7 @@ def detect_events(library, *, options: EventOptions | None = None, photo_ids=Non
         merged.setdefault(find(gi), []).extend(g)
     groups = [sorted(g, key=lambda x: (x[0], x[1])) for _, g in sorted(merged.items())]
 
-    tags = accepted_tags(lib) if photo_ids is None else accepted_tags(lib, photo_ids=[pid for _, pid, _ in items])
+    tags = accepted_tags(lib) if whole else accepted_tags(lib, photo_ids=[pid for _, pid, _ in items])
     tax = load_taxonomy(lib)
     named_categories = set(tax.by_category("events")) | set(tax.by_category("places"))
     renames = {}
@@ -246,51 +258,56 @@ def detect_events(library, *, options: EventOptions | None = None, photo_ids=Non
         event_id = g[0][1]   # the event's earliest photo: stable across re-runs, what edits refer to
         now_rows.append((event_id, name, auto, start.isoformat(), end.isoformat(), len(g), lat, lon, dominant))
         member_rows.extend((pid, event_id) for _, pid, _ in g)
+    return now_rows, member_rows
 
-    with cat.write() as db:
-        if photo_ids is None:
-            db.execute("DELETE FROM photo_events")
-            db.execute("DELETE FROM events")
-        else:   # the window's photos and the events they were in, replaced
-            ids = [pid for _, pid, _ in items]
-            for k in range(0, len(ids), 900):
-                db.execute(f"DELETE FROM photo_events WHERE photo_id IN ({', '.join('?' * len(ids[k:k + 900]))})",
-                           ids[k:k + 900])
-            old = sorted(touched)
-            for k in range(0, len(old), 900):
-                db.execute(f"DELETE FROM photo_events WHERE event_id IN ({', '.join('?' * len(old[k:k + 900]))})",
-                           old[k:k + 900])
-                db.execute(f"DELETE FROM events WHERE id IN ({', '.join('?' * len(old[k:k + 900]))})", old[k:k + 900])
-        db.executemany("INSERT INTO events(id, name, auto_name, start, end, photos, lat, lon, dominant) "
-                       "VALUES (?,?,?,?,?,?,?,?,?)", now_rows)
-        db.executemany("INSERT INTO photo_events(photo_id, event_id) VALUES (?,?)", member_rows)
+
+def apply(plan: Plan, **_) -> int:
+    """Store the events of a :func:`plan` (replacing the ones it replaces); returns the events stored."""
+    if plan.stage != "events":
+        raise ValueError(f"events.apply takes an events plan, not a {plan.stage} plan")
+    lib = open_library(plan.library)
+    rows = [(int(eid), name, auto, start, end, int(n), _number(lat), _number(lon), dom if isinstance(dom, str) else None)
+            for eid, (name, auto, start, end, n, lat, lon, dom)
+            in zip(plan.rows.index, plan.rows[EVENT_COLUMNS[1:]].itertuples(index=False, name=None))]
+    members = plan.detail["members"]
+    if plan.detail["photos"] is None:
+        with lib.catalog.write() as db:
+            store.replace_all(db, rows, members)
+    elif plan.detail["photos"] or plan.detail["events"]:   # the window's photos and the events they were in
+        with lib.catalog.write() as db:
+            store.replace_some(db, plan.detail["photos"], plan.detail["events"], rows, members)
+    return len(rows)
+
+
+def _number(v) -> float | None:
+    return None if v is None or v != v else float(v)
+
+
+def detect_events(library, *, options: EventOptions | None = None, photo_ids=None):
+    """Group the library's photos into events and store them (:func:`plan`, then :func:`apply`); returns the
+    stored events as a DataFrame (as :func:`events`)."""
+    lib = open_library(library)
+    apply(plan(lib, options=options, photo_ids=photo_ids))
     return events(lib)
 
 
 def events(library):
     """The stored events (from the last :func:`detect_events`) as a DataFrame indexed by event id."""
-    lib = open_library(library)
-    return lib.catalog.dataframe(
-        "SELECT id, name, auto_name, start, end, photos, lat, lon, dominant FROM events ORDER BY start",
-        index_col="id")
+    return store.events_table(open_library(library).catalog.conn)
 
 
 def event_photos(library, event_id: int):
     """The photos of one event: id, path, captured_at."""
-    lib = open_library(library)
-    return lib.catalog.dataframe(
-        "SELECT p.id, p.path, p.captured_at FROM photo_events e JOIN photos p ON p.id = e.photo_id "
-        "WHERE e.event_id = ? ORDER BY p.captured_at, p.id", (int(event_id),), index_col="id")
+    return store.event_photos(open_library(library).catalog.conn, event_id)
 
 
 def _edit(lib, action: str, photo_id: int, other_id: int | None = None, value: str | None = None) -> None:
     with lib.catalog.write() as db:
-        db.execute("INSERT INTO event_edits(action, photo_id, other_id, value, at) VALUES (?,?,?,?,?)",
-                   (action, int(photo_id), other_id, value, utcnow()))
+        store.add_edit(db, action, photo_id, other_id, value, utcnow())
 
 
 def _require_event(lib, event_id: int) -> None:
-    if not lib.catalog.query("SELECT 1 FROM events WHERE id = ?", (int(event_id),)):
+    if not store.event_exists(lib.catalog.conn, event_id):
         raise KeyError(f"no event {event_id}; run detect_events first")
 
 
@@ -303,7 +320,7 @@ def rename_event(library, event_id: int, name: str) -> None:
         raise ValueError("an event name cannot be empty")
     _edit(lib, "rename", event_id, value=name)
     with lib.catalog.write() as db:
-        db.execute("UPDATE events SET name = ? WHERE id = ?", (name, int(event_id)))
+        store.rename(db, event_id, name)
 
 
 def merge_events(library, event_id: int, other_id: int):
@@ -318,20 +335,20 @@ def merge_events(library, event_id: int, other_id: int):
 def split_event(library, photo_id: int):
     """Start a new event at ``photo_id`` (it and the later photos of its event); kept across re-runs."""
     lib = open_library(library)
-    row = lib.catalog.query("SELECT event_id FROM photo_events WHERE photo_id = ?", (int(photo_id),))
-    if not row:
+    event_id = store.event_of(lib.catalog.conn, photo_id)
+    if event_id is None:
         raise KeyError(f"photo {photo_id} is in no event")
-    ids = list(event_photos(lib, row[0][0]).index)
+    ids = list(event_photos(lib, event_id).index)
     cut = ids.index(int(photo_id))
     before, after = set(ids[:cut]), set(ids[cut:])
     with lib.catalog.write() as db:  # earlier merges across the cut no longer hold
-        for e in db.execute("SELECT id, photo_id, other_id FROM event_edits WHERE action = 'merge'").fetchall():
+        for e in store.merge_edits(db):
             a, b = e["photo_id"], e["other_id"]
             if (a in before and b in after) or (a in after and b in before):
-                db.execute("DELETE FROM event_edits WHERE id = ?", (e["id"],))
+                store.drop_edit(db, e["id"])
     _edit(lib, "split", photo_id)
     return detect_events(lib)
 
 
-__all__ = ["EventOptions", "capture_time", "date_sources", "detect_events", "event_photos", "events", "merge_events", "parse_time", "rename_event",
-           "split_event"]
+__all__ = ["EventOptions", "apply", "capture_time", "date_sources", "detect_events", "event_photos", "events",
+           "merge_events", "parse_time", "plan", "rename_event", "split_event"]

@@ -22,7 +22,8 @@ suggests a name for every other face from the nearest named faces: below
 :data:`CONFIDENT` a confident suggestion, below :data:`TOLERANCE` a tentative one,
 farther than that ``unknown``. Every name a person gives makes the next suggestions
 better. Suggestions stay suggestions until a person confirms them
-(:func:`confirm_faces`); only named faces become ``People|Anna`` tags and MWG face
+(:func:`confirm_faces`: :func:`plan_confirm` shows what it would name, :func:`apply` names them);
+only named faces become ``People|Anna`` tags and MWG face
 regions in the files. Face counts score the ``portrait`` and ``group`` tags (source
 ``faces`` in the taxonomy); those, as every people tag, are written once confirmed.
 """
@@ -47,6 +48,8 @@ from .errors import PhotolabError
 from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
+from .plans import Plan
+from .store import faces as store
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +191,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
     lib = open_library(library)
     rows = not_face_scanned(lib.catalog.conn, photo_ids, USABLE, None if force else MODEL)
     report = FaceScanReport()
-    report.skipped = lib.catalog.query("SELECT count(*) FROM face_scans WHERE model = ?", (MODEL,))[0][0]
+    report.skipped = store.scanned_count(lib.catalog.conn, MODEL)
     if not rows:
         return report
     if cluster is None:
@@ -256,10 +259,9 @@ def _store(lib, batch, crops: Path) -> None:
     stale: set[str] = set()
     with lib.catalog.write() as db:
         for pid, found in batch:
-            old = db.execute("SELECT id, x, y, w, h, person, named_by, named_at, rejected, crop FROM faces "
-                             "WHERE photo_id = ?", (pid,)).fetchall()
+            old = store.faces_of(db, pid)
             stale |= {r["crop"] for r in old if r["crop"]}
-            db.execute("DELETE FROM faces WHERE photo_id = ?", (pid,))
+            rows = []
             for i, f in enumerate(found):
                 x, y, w, h = f["box"]
                 keep = _same_face(old, f["box"])   # a rescan keeps what a person said about the face
@@ -270,15 +272,11 @@ def _store(lib, batch, crops: Path) -> None:
                 tmp = path.with_suffix(".tmp")
                 tmp.write_bytes(f["crop"])
                 os.replace(tmp, path)
-                db.execute(
-                    "INSERT INTO faces(photo_id, x, y, w, h, score, landmarks, embedding, crop, person, named_by, "
-                    "named_at, rejected, model, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (pid, x, y, w, h, round(f["score"], 4), json.dumps(f["landmarks"]),
-                     f["embedding"].astype(np.float32).tobytes(), rel,
-                     keep["person"] if keep else None, keep["named_by"] if keep else None,
-                     keep["named_at"] if keep else None, keep["rejected"] if keep else 0, MODEL, now))
-            db.execute("INSERT OR REPLACE INTO face_scans(photo_id, model, faces, at) VALUES (?,?,?,?)",
-                       (pid, MODEL, len(found), now))
+                rows.append((x, y, w, h, round(f["score"], 4), json.dumps(f["landmarks"]),
+                             f["embedding"].astype(np.float32).tobytes(), rel,
+                             keep["person"] if keep else None, keep["named_by"] if keep else None,
+                             keep["named_at"] if keep else None, keep["rejected"] if keep else 0))
+            store.replace_faces(db, pid, rows, MODEL, now)
     # crops of faces a rescan no longer finds: a cache of ours, removed once the catalog no longer names them
     for rel in stale:
         (lib.state / rel).unlink(missing_ok=True)
@@ -313,10 +311,7 @@ def faces(library, photo_ids=None):
     ``score``, ``cluster``, ``person`` (named by a person), ``suggestion`` and ``distance``,
     ``status`` (named, confident, tentative, unknown, rejected) and ``crop`` (absolute path)."""
     lib = open_library(library)
-    df = lib.catalog.dataframe(
-        "SELECT f.id, f.photo_id, p.path, f.x, f.y, f.w, f.h, f.score, f.cluster, f.person, f.suggestion, "
-        "f.distance, f.rejected, f.crop FROM faces f JOIN photos p ON p.id = f.photo_id ORDER BY f.id",
-        index_col="id")
+    df = store.faces_table(lib.catalog.conn)
     if photo_ids is not None:
         df = df[df["photo_id"].isin([int(i) for i in photo_ids])]
     df["status"] = [_status(r) for r in df.itertuples()]
@@ -378,7 +373,7 @@ def cluster_faces(library, *, eps: float = CLUSTER_EPS, min_samples: int = 2) ->
     from sklearn.cluster import DBSCAN
 
     lib = open_library(library)
-    rows = lib.catalog.query("SELECT id, embedding FROM faces WHERE person IS NULL AND rejected = 0 ORDER BY id")
+    rows = store.unnamed(lib.catalog.conn)
     if not rows:
         return 0
     X = _embeddings(rows)
@@ -393,8 +388,7 @@ def cluster_faces(library, *, eps: float = CLUSTER_EPS, min_samples: int = 2) ->
     sizes = {c: out.count(c) for c in set(out)}
     order = {c: i for i, c in enumerate(sorted(sizes, key=lambda c: (-sizes[c], c)))}
     with lib.catalog.write() as db:
-        db.execute("UPDATE faces SET cluster = NULL")
-        db.executemany("UPDATE faces SET cluster = ? WHERE id = ?", [(order[c], r["id"]) for r, c in zip(rows, out)])
+        store.set_clusters(db, [(order[c], r["id"]) for r, c in zip(rows, out)])
     return len(sizes)
 
 
@@ -411,22 +405,13 @@ def _ids(face_ids) -> list[int]:
     return [int(i) for i in (face_ids if face_ids is not None else [])]
 
 
-def _update(lib, sql: str, ids: list[int], params: tuple = ()) -> int:
-    n = 0
-    with lib.catalog.write() as db:
-        for k in range(0, len(ids), 900):
-            part = ids[k:k + 900]
-            n += db.execute(sql.replace("{ids}", ", ".join("?" * len(part))), (*params, *part)).rowcount
-    return n
-
-
 def name_faces(library, face_ids, name: str, *, who: str = "me", refresh: bool = True) -> int:
     """A person names these faces (``name``; an earlier name is replaced). Then the suggestions for
     every other face are made again with it. Returns how many faces were named."""
     lib = open_library(library)
     name = _check_name(name)
-    n = _update(lib, "UPDATE faces SET person = ?, named_by = ?, named_at = ?, rejected = 0, suggestion = NULL, "
-                     "distance = NULL WHERE id IN ({ids})", _ids(face_ids), (name, who, utcnow()))
+    with lib.catalog.write() as db:
+        n = store.name(db, _ids(face_ids), name, who, utcnow())
     if refresh:
         identify(lib)
     return n
@@ -436,16 +421,15 @@ def name_cluster(library, cluster: int, name: str, *, who: str = "me", except_fa
     """Name every unnamed face of ``cluster`` (less ``except_faces``, the ones a person took out)."""
     lib = open_library(library)
     skip = {int(i) for i in except_faces}
-    ids = [r[0] for r in lib.catalog.query("SELECT id FROM faces WHERE cluster = ? AND person IS NULL "
-                                           "AND rejected = 0", (int(cluster),)) if r[0] not in skip]
+    ids = [i for i in store.unnamed_in_cluster(lib.catalog.conn, cluster) if i not in skip]
     return name_faces(lib, ids, name, who=who)
 
 
 def unname_faces(library, face_ids) -> int:
     """Take a person's name (or rejection) off these faces; they get suggestions again."""
     lib = open_library(library)
-    n = _update(lib, "UPDATE faces SET person = NULL, named_by = NULL, named_at = NULL, rejected = 0 "
-                     "WHERE id IN ({ids})", _ids(face_ids))
+    with lib.catalog.write() as db:
+        n = store.unname(db, _ids(face_ids))
     identify(lib)
     _score_counts(lib)
     return n
@@ -455,8 +439,8 @@ def reject_faces(library, face_ids) -> int:
     """Not a face, or a face nobody wants tagged (a stranger in the background): never suggested,
     never written."""
     lib = open_library(library)
-    n = _update(lib, "UPDATE faces SET rejected = 1, person = NULL, suggestion = NULL, distance = NULL, "
-                     "cluster = NULL WHERE id IN ({ids})", _ids(face_ids))
+    with lib.catalog.write() as db:
+        n = store.reject(db, _ids(face_ids))
     identify(lib)
     _score_counts(lib)
     return n
@@ -468,36 +452,62 @@ def merge_clusters(library, cluster_ids) -> int | None:
     ids = [int(c) for c in cluster_ids]
     if not ids:
         return None
-    _update(lib, "UPDATE faces SET cluster = ? WHERE cluster IN ({ids})", ids[1:], (ids[0],))
+    with lib.catalog.write() as db:
+        store.move_clusters(db, ids[1:], ids[0])
     return ids[0]
 
 
 def split_faces(library, face_ids) -> int:
     """Move these faces out of their cluster into a new one; returns its number."""
     lib = open_library(library)
-    top = lib.catalog.query("SELECT coalesce(max(cluster), -1) FROM faces")[0][0]
-    _update(lib, "UPDATE faces SET cluster = ? WHERE id IN ({ids})", _ids(face_ids), (int(top) + 1,))
-    return int(top) + 1
+    top = store.top_cluster(lib.catalog.conn)
+    with lib.catalog.write() as db:
+        store.move_faces(db, _ids(face_ids), top + 1)
+    return top + 1
 
 
-def confirm_faces(library, face_ids=None, *, photo_ids=None, confident_only: bool = True,
-                  who: str = "me") -> int:
-    """A person accepts the suggested names of ``face_ids`` (or of every face in ``photo_ids``;
-    with neither, of every suggested face). ``confident_only``: only suggestions closer than
-    :data:`CONFIDENT`. Returns how many faces were named."""
+def plan_confirm(library, face_ids=None, *, photo_ids=None, confident_only: bool = True,
+                 who: str = "me") -> Plan:
+    """What accepting the suggested names of ``face_ids`` (or of every face in ``photo_ids``; with neither,
+    of every suggested face) would change; changes nothing (:func:`apply` does). ``confident_only``: only
+    suggestions closer than :data:`CONFIDENT`.
+
+    Returns:
+        A :class:`~photolab.plans.Plan` whose ``rows`` are the faces whose suggestion becomes their name
+        (as :func:`faces` has them); ``kept``: ``(path, reason)`` of the other faces asked about that carry
+        a suggestion (tentative ones under ``confident_only``); ``detail["who"]``: who confirms.
+    """
     lib = open_library(library)
     df = faces(lib, photo_ids=photo_ids)
     if face_ids is not None:
         df = df[df.index.isin(_ids(face_ids))]
     ok = ["confident"] if confident_only else ["confident", "tentative"]
+    kept = [(r.path, f"face {i}: {r.status} suggestion {r.suggestion!r} (distance {r.distance:.2f}) not confirmed")
+            for i, r in zip(df.index, df.itertuples()) if r.status == "tentative" and r.status not in ok]
     df = df[df["status"].isin(ok)]
-    now = utcnow()
+    return Plan("faces", df, kept=kept, library=lib, detail={"who": who},
+                why="the suggested names become the names a person gave (People| tags and face regions "
+                    "once written)")
+
+
+def apply(plan: Plan, **_) -> int:
+    """Accept the suggested names of a :func:`plan_confirm`, then suggest again for the other faces; returns
+    how many faces were named."""
+    if plan.stage != "faces":
+        raise ValueError(f"faces.apply takes a faces plan, not a {plan.stage} plan")
+    lib = open_library(plan.library)
     with lib.catalog.write() as db:
-        db.executemany("UPDATE faces SET person = suggestion, named_by = ?, named_at = ?, suggestion = NULL, "
-                       "distance = NULL WHERE id = ? AND suggestion IS NOT NULL",
-                       [(who, now, int(i)) for i in df.index])
+        store.accept_suggestions(db, plan.rows.index, plan.detail.get("who", "me"), utcnow())
     identify(lib)
-    return len(df)
+    return len(plan.rows)
+
+
+def confirm_faces(library, face_ids=None, *, photo_ids=None, confident_only: bool = True,
+                  who: str = "me") -> int:
+    """A person accepts the suggested names of ``face_ids`` (or of every face in ``photo_ids``;
+    with neither, of every suggested face): :func:`plan_confirm`, then :func:`apply`. ``confident_only``:
+    only suggestions closer than :data:`CONFIDENT`. Returns how many faces were named."""
+    return apply(plan_confirm(library, face_ids, photo_ids=photo_ids, confident_only=confident_only, who=who))
 
 
 # -- suggestions ----------------------------------------------------------------------------------
@@ -505,8 +515,8 @@ def identify(library) -> dict[str, int]:
     """Suggest a name for every unnamed face from the faces a person named: the nearest named face's
     person when it is closer than :data:`TOLERANCE`, else none (``unknown``). Returns counts by status."""
     lib = open_library(library)
-    named = lib.catalog.query("SELECT id, person, embedding FROM faces WHERE person IS NOT NULL AND rejected = 0")
-    todo = lib.catalog.query("SELECT id, embedding FROM faces WHERE person IS NULL AND rejected = 0")
+    named = store.named(lib.catalog.conn)
+    todo = store.unnamed(lib.catalog.conn)
     updates = []
     if todo:
         X = _embeddings(todo)
@@ -533,12 +543,8 @@ def identify(library) -> dict[str, int]:
         else:
             updates = [(None, None, r["id"]) for r in todo]
     with lib.catalog.write() as db:
-        db.executemany("UPDATE faces SET suggestion = ?, distance = ? WHERE id = ?", updates)
-    rows = lib.catalog.query(
-        "SELECT CASE WHEN rejected THEN 'rejected' WHEN person IS NOT NULL THEN 'named' "
-        f"WHEN suggestion IS NOT NULL AND distance < {CONFIDENT} THEN 'confident' "
-        "WHEN suggestion IS NOT NULL THEN 'tentative' ELSE 'unknown' END, count(*) FROM faces GROUP BY 1")
-    return {r[0]: int(r[1]) for r in rows}
+        store.set_suggestions(db, updates)
+    return store.status_counts(lib.catalog.conn, CONFIDENT)
 
 
 def count_scores(boxes: list[tuple[float, float, float, float]]) -> dict[str, float]:
@@ -567,8 +573,7 @@ def _score_counts(lib) -> None:
     if not tags:
         return
     boxes: dict[int, list] = {}
-    for r in lib.catalog.query("SELECT s.photo_id, f.x, f.y, f.w, f.h FROM face_scans s "
-                               "LEFT JOIN faces f ON f.photo_id = s.photo_id AND f.rejected = 0"):
+    for r in store.boxes(lib.catalog.conn):
         lst = boxes.setdefault(r[0], [])
         if r[1] is not None:
             lst.append((r[1], r[2], r[3], r[4]))
@@ -607,13 +612,7 @@ def named_faces(library, photo_ids=None, *, include_suggestions: bool = False) -
     stored image) and the stored ``size`` (w, h px). ``include_suggestions``: confident
     suggestions too (only when a person opted people tags in without review)."""
     lib = open_library(library)
-    cond = "f.person IS NOT NULL" if not include_suggestions else \
-        f"(f.person IS NOT NULL OR (f.suggestion IS NOT NULL AND f.distance < {CONFIDENT}))"
-    rows = lib.catalog.query_ids(
-        "SELECT f.photo_id, coalesce(f.person, f.suggestion) AS name, f.x, f.y, f.w, f.h, p.orientation, p.width, "
-        f"p.height FROM faces f JOIN photos p ON p.id = f.photo_id WHERE f.rejected = 0 AND {cond} AND {{ids}} "
-        "ORDER BY f.photo_id, f.x", None if photo_ids is None else sorted({int(i) for i in photo_ids}),
-        column="f.photo_id")
+    rows = store.named_with_photos(lib.catalog.conn, photo_ids, confident=CONFIDENT if include_suggestions else None)
     out: dict[int, list[dict]] = {}
     for r in rows:
         sx, sy, sw, sh = to_stored((r["x"], r["y"], r["w"], r["h"]), r["orientation"])
@@ -623,6 +622,7 @@ def named_faces(library, photo_ids=None, *, include_suggestions: bool = False) -
     return out
 
 
-__all__ = ["CONFIDENT", "TOLERANCE", "FaceModelError", "clusters", "cluster_faces", "confirm_faces", "count_scores",
-           "detect", "faces", "identify", "merge_clusters", "name_cluster", "name_faces", "named_faces", "people",
-           "person_path", "reject_faces", "scan_faces", "split_faces", "to_stored", "unname_faces"]
+__all__ = ["CONFIDENT", "TOLERANCE", "FaceModelError", "apply", "clusters", "cluster_faces", "confirm_faces",
+           "count_scores", "detect", "faces", "identify", "merge_clusters", "name_cluster", "name_faces", "named_faces",
+           "people", "person_path", "plan_confirm", "reject_faces", "scan_faces", "split_faces", "to_stored",
+           "unname_faces"]

@@ -5,10 +5,11 @@ the one of the photos taken with it) and tags; ``kind:video`` in a rule picks
 clips out.
 
 ``plan`` reads the rules (``.photolab/rules.txt``, created from the shipped,
-documented default), finds each photo's folder and returns the moves as a
-DataFrame; it changes nothing. ``apply`` carries a plan out through
-:mod:`photolab.fileops` (journaled, never overwriting, crash-safe, catalog
-updated with each move); ``undo`` reverses a batch.
+documented default), groups the events in memory, finds each photo's folder and
+returns the moves as a :class:`~photolab.plans.Plan`; it changes nothing, the
+catalog included. ``apply`` stores the plan's events and carries the moves out
+through :mod:`photolab.fileops` (journaled, never overwriting, crash-safe,
+catalog updated with each move); ``undo`` reverses a batch.
 
 A photo travels with its companions: sidecars (``IMG_1.jpg.xmp``,
 ``IMG_1.xmp``), iOS edits (``.aae``), live-photo videos and the other half of
@@ -29,11 +30,13 @@ from pathlib import Path, PurePosixPath
 from .errors import PhotolabError
 from .taxonomy import read_text_file
 from .catalog import STATE_DIR
-from .events import EventOptions, capture_time, detect_events
+from .events import EventOptions, capture_time
 from .fileops import BatchReport, Move, clean_component, execute, new_batch, recover, undo
 from .index import USABLE
 from .library import open_library
 from .media import companions
+from .plans import Plan, library_and_plan, rows_of
+from .store import events as store
 
 log = logging.getLogger(__name__)
 
@@ -276,24 +279,12 @@ def match(rules: Rules, p: dict) -> tuple[Rule | None, str | None]:
 
 
 # -- plan ---------------------------------------------------------------------
-def _folder_rows(cat, folders: set[str]) -> list:
-    """Catalog rows (as :func:`plan` reads them) of the files directly in ``folders``."""
-    out = []
-    for folder in sorted(folders):
-        if folder:   # the path index: everything under folder/, then only what is directly in it
-            got = cat.query(_ROWS_SQL + "WHERE p.path >= ? AND p.path < ?", (folder + "/", folder + "0"))
-            out += [r for r in got if r["path"].rpartition("/")[0] == folder]
-        else:
-            out += cat.query(_ROWS_SQL + "WHERE instr(p.path, '/') = 0")
-    return out
-
-
 class _Known(dict):
     """Lower-case path -> sha256 of the catalog's files, read a target folder at a time when first asked."""
 
-    def __init__(self, cat):
+    def __init__(self, conn):
         super().__init__()
-        self.cat, self.folders = cat, set()
+        self.conn, self.folders = conn, set()
 
     def __contains__(self, key) -> bool:
         self._read(key.rpartition("/")[0])
@@ -307,20 +298,16 @@ class _Known(dict):
         if folder in self.folders:
             return
         self.folders.add(folder)
-        esc = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        for r in self.cat.query("SELECT path, sha256 FROM photos WHERE path LIKE ? ESCAPE '\\'", (esc + "/%",)):
+        for r in store.paths_below(self.conn, folder):
             if r["path"].lower().rpartition("/")[0] == folder:
                 dict.__setitem__(self, r["path"].lower(), r["sha256"])
 
 
-_ROWS_SQL = ("SELECT p.id, p.path, p.kind, p.status, p.sha256, p.captured_at, p.captured_source, "
-             "p.camera_make, p.camera_model, p.gps_lat, e.name AS event, e.dominant "
-             "FROM photos p LEFT JOIN photo_events pe ON pe.photo_id = p.id "
-             "LEFT JOIN events e ON e.id = pe.event_id ")
+def plan(library, *, rules: Rules | None = None, photo_ids=None) -> Plan:
+    """What organizing would move, and why; changes nothing (no file, no catalog row).
 
-
-def plan(library, *, rules: Rules | None = None, photo_ids=None):
-    """What organizing would move, and why; changes no file.
+    Events are grouped in memory for the plan (:func:`photolab.events.plan`); :func:`apply`
+    stores them with the moves.
 
     With ``photo_ids`` (new photos, as the watcher has them): events are grouped
     again only where those photos can change them, only the folders holding them
@@ -328,14 +315,15 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
     library-wide plan restricted to them, for a library otherwise in place.
 
     Returns:
-        A DataFrame with one row per file to move: ``source`` and ``target``
-        (relative to the library), ``rule`` (the rules file line that decided),
-        ``reason`` (in words), plus ``photo_id`` and ``role`` (``photo`` or the
-        companion's relation). Photos already in place are not listed; photos
-        left where they are for a reason are listed in ``plan.attrs["kept"]``.
+        A :class:`~photolab.plans.Plan` whose ``rows`` hold one row per file to move: ``source`` and
+        ``target`` (relative to the library), ``rule`` (the rules file line that decided), ``reason``
+        (in words), plus ``photo_id``, ``role`` (``photo`` or the companion's relation) and ``sha256``.
+        Photos already in place are not listed; photos left where they are for a reason are
+        ``(path, reason)`` pairs in ``plan.kept``; ``plan.events`` is the events plan.
     """
     import pandas as pd
 
+    from .events import plan as plan_events
     from .tagging import accepted_tags
     from .taxonomy import load_taxonomy
 
@@ -344,19 +332,19 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
     tax = load_taxonomy(lib)
     rules = rules or load_rules(lib, taxonomy=tax)
     scope = None if photo_ids is None else {int(i) for i in photo_ids}
-    detect_events(lib, options=rules.events, photo_ids=scope)
-    cat = lib.catalog
+    grouped = plan_events(lib, options=rules.events, photo_ids=scope)
+    conn = lib.catalog.conn
     cats = {t.name: t.category for t in tax.tags}
     if scope is None:
-        all_rows = cat.query(_ROWS_SQL + "ORDER BY p.path")
+        all_rows = store.filed_rows(conn)
         tags = accepted_tags(lib)
         sha_at = {r["path"].lower(): r["sha256"] for r in all_rows}
     else:
-        folders = {r["path"].rpartition("/")[0] for r in cat.query_ids("SELECT path FROM photos WHERE {ids}", scope,
-                                                                        column="id")}
-        all_rows = sorted(_folder_rows(cat, folders), key=lambda r: r["path"])
+        folders = {p.rpartition("/")[0] for p in store.paths_of(conn, scope)}
+        all_rows = sorted(store.filed_rows_in(conn, folders), key=lambda r: r["path"])
         tags = accepted_tags(lib, photo_ids=[r["id"] for r in all_rows])
-        sha_at = _Known(cat)
+        sha_at = _Known(conn)
+    event_of = _events_after(grouped)
     from .places import place_names
 
     # library-wide: one read of the places table, not chunks of every photo id
@@ -365,7 +353,9 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
     by_folder: dict[str, dict[str, dict]] = {}
     for r in all_rows:
         folder, _, name = r["path"].rpartition("/")
-        by_folder.setdefault(folder, {})[name] = dict(r)
+        row = dict(r)
+        row["event"], row["dominant"] = event_of(row)
+        by_folder.setdefault(folder, {})[name] = row
     reserved: dict[str, str | None] = {}  # planned target (lower case) -> its sha256
     moves, kept = [], []
 
@@ -447,8 +437,27 @@ def plan(library, *, rules: Rules | None = None, photo_ids=None):
                               "reason": why if m == name else f"{role} of {name}",
                               "photo_id": files[m]["id"], "role": role, "sha256": files[m]["sha256"]})
     df = pd.DataFrame(moves, columns=PLAN_COLUMNS + ["photo_id", "role", "sha256"])
-    df.attrs["kept"] = kept
-    return df
+    return Plan("organize", df, kept=kept, library=lib, events=grouped,
+                why=f"move the files by {rules.path or 'the rules given'} (journaled; `undo` reverses the batch), "
+                    "after storing the events grouped for it")
+
+
+def _events_after(grouped: Plan):
+    """``row -> (event name, dominant tag)`` as they will be once ``grouped`` (an events plan) is stored:
+    the grouped photos and the members of the events it replaces from the plan, the rest as stored."""
+    name_of = {int(eid): (r.name, r.dominant if isinstance(r.dominant, str) else None)
+               for eid, r in zip(grouped.rows.index, grouped.rows.itertuples())}
+    new_event = dict(grouped.detail["members"])
+    photos, events = grouped.detail["photos"], grouped.detail["events"]
+    replaced_photos = None if photos is None else set(photos)
+    replaced_events = set(events or ())
+
+    def event_of(row) -> tuple[str | None, str | None]:
+        if replaced_photos is None or row["id"] in replaced_photos or row["event_id"] in replaced_events:
+            return name_of.get(new_event.get(row["id"]), (None, None))
+        return row["event"], row["dominant"]
+
+    return event_of
 
 
 def _suffixed(name: str, n: int) -> str:
@@ -462,7 +471,7 @@ def write_plan_csv(plan_df, out: str | os.PathLike) -> Path:
     """Write a plan's ``source, target, rule, reason`` columns as CSV (UTF-8, atomically)."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
-    plan_df[PLAN_COLUMNS].to_csv(tmp, index=False, encoding="utf-8")
+    rows_of(plan_df)[PLAN_COLUMNS].to_csv(tmp, index=False, encoding="utf-8")
     os.replace(tmp, out)
     return out
 
@@ -470,6 +479,7 @@ def write_plan_csv(plan_df, out: str | os.PathLike) -> Path:
 def preview_tree(plan_df, *, max_lines: int = 60) -> str:
     """The target folders of a plan as an indented tree with photo counts."""
     counts: dict[str, int] = {}
+    plan_df = rows_of(plan_df)
     for t, role in zip(plan_df["target"], plan_df["role"]):
         if role != "photo":
             continue
@@ -483,16 +493,24 @@ def preview_tree(plan_df, *, max_lines: int = 60) -> str:
     return "\n".join(lines)
 
 
-def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
-    """Carry out a plan from :func:`plan` as one journaled batch (see :mod:`photolab.fileops`)."""
+def apply(library, plan=None, *, progress: bool = True) -> BatchReport:
+    """Carry out a plan from :func:`plan` as one journaled batch (see :mod:`photolab.fileops`): first the
+    events grouped for it are stored, then the files move.
+
+    Called as ``apply(plan)`` or ``apply(library, plan)``; ``plan`` may also be its rows alone (a DataFrame
+    with ``source``, ``target``, ``rule`` and ``sha256``: only the moves are made)."""
     from tqdm.auto import tqdm
 
     from .backup import guard
+    from .events import apply as store_events
 
+    library, plan = library_and_plan(library, plan)
     lib = open_library(library)
     guard(lib, "organize --apply")
+    if isinstance(plan, Plan) and plan.events is not None:
+        store_events(plan.events)
     moves = [Move(src=r.source, dst=r.target, sha256=r.sha256 if isinstance(r.sha256, str) else None,
-                  detail={"rule": r.rule}) for r in plan_df.itertuples()]
+                  detail={"rule": r.rule}) for r in rows_of(plan).itertuples()]
     bar = tqdm(total=len(moves), desc="organize", unit="file", disable=not progress or not moves)
     report = execute(lib, moves, batch=new_batch("organize"), op="organize", on_progress=bar.update)
     bar.close()
@@ -501,9 +519,9 @@ def apply(library, plan_df, *, progress: bool = True) -> BatchReport:
 
 def organize(library, *, do_apply: bool = False, rules: Rules | None = None, progress: bool = True):
     """Plan (and with ``do_apply=True`` apply) the organization of the library; returns (plan, report)."""
-    df = plan(library, rules=rules)
-    report = apply(library, df, progress=progress) if do_apply else None
-    return df, report
+    p = plan(library, rules=rules)
+    report = apply(p, progress=progress) if do_apply else None
+    return p, report
 
 
 __all__ = ["PLAN_COLUMNS", "Rules", "RulesError", "apply", "clean_component", "default_rules_text", "load_rules",

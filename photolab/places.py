@@ -5,7 +5,8 @@ package ships (cities of 1,000+ people, with their country and first-level
 region); nothing leaves the machine. A photo without GPS gets no place, and one
 more than :data:`MAX_KM` from any named place (at sea, in the wilderness) gets
 no city rather than a guess. Places are suggestions until a person confirms them
-(:func:`confirm_places`, per photo or for a whole event): only then are they
+(:func:`confirm_places`, per photo or for a whole event; :func:`plan_confirm` shows what it would
+change, :func:`apply` carries that plan out): only then are they
 written into files, as ``Places|Italy|Tuscany|Arezzo`` hierarchical tags.
 Events take their names from the city most of their GPS photos share.
 """
@@ -17,6 +18,8 @@ import math
 from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
+from .plans import Plan
+from .store import places as store
 
 MAX_KM = 50.0
 PLACES_ROOT = "Places"
@@ -86,11 +89,7 @@ def lookup_new(lib, photo_ids=None) -> int:
     now = utcnow()
     with lib.catalog.write() as db:
         for r, f in zip(rows, found):
-            db.execute("DELETE FROM places WHERE photo_id = ?", (r["id"],))
-            if f:
-                db.execute("INSERT INTO places(photo_id, lat, lon, country, region, city, km, confirmed, at) "
-                           "VALUES (?,?,?,?,?,?,?,0,?)", (r["id"], r["gps_lat"], r["gps_lon"], f["country"],
-                                                         f["region"], f["city"], f["km"], now))
+            store.replace(db, r["id"], f, r["gps_lat"], r["gps_lon"], now)
     return len(rows)
 
 
@@ -98,32 +97,59 @@ def places(library):
     """Every photo's place: path, country, region, city, km to the named place, confirmed, and the
     hierarchical ``tag`` it would get."""
     lib = open_library(library)
-    df = lib.catalog.dataframe(
-        "SELECT pl.photo_id, p.path, pl.country, pl.region, pl.city, pl.km, pl.confirmed, pe.event_id "
-        "FROM places pl JOIN photos p ON p.id = pl.photo_id LEFT JOIN photo_events pe ON pe.photo_id = pl.photo_id "
-        "ORDER BY p.path", index_col="photo_id")
+    df = store.places_table(lib.catalog.conn)
     df["tag"] = [path(r) for _, r in df.iterrows()]
     return df
 
 
+PLAN_COLUMNS = ["photo_id", "path", "country", "region", "city", "km", "confirmed", "tag", "to"]
+
+
+def plan_confirm(library, photo_ids=None, *, event: int | None = None, value: bool = True) -> Plan:
+    """What confirming (or, with ``value=False``, rejecting) the suggested places of ``photo_ids`` or of
+    every photo of ``event`` would change; changes nothing (:func:`apply` does).
+
+    Returns:
+        A :class:`~photolab.plans.Plan` whose ``rows`` are the places concerned (``photo_id``, ``path``,
+        ``country``, ``region``, ``city``, ``km``, ``confirmed`` now, the ``tag`` it gives and ``to``: 1
+        confirmed, -1 rejected); ``kept``: ``(photo id, reason)`` of the photos asked about that have no place.
+    """
+    import pandas as pd
+
+    from .store.events import members
+
+    lib = open_library(library)
+    conn = lib.catalog.conn
+    ids = members(conn, event) if event is not None else [int(i) for i in (photo_ids or [])]
+    to = 1 if value else -1   # rejected: forgotten, and not suggested again until the position changes
+    found = store.places_of(conn, ids)
+    rows = pd.DataFrame([(r["photo_id"], r["path"], r["country"], r["region"], r["city"], r["km"], r["confirmed"],
+                          path(r), to) for r in found], columns=PLAN_COLUMNS)
+    have = {r["photo_id"] for r in found}
+    kept = [(pid, "no place: no GPS, or farther than MAX_KM from any named place") for pid in dict.fromkeys(ids)
+            if pid not in have]
+    return Plan("places", rows, kept=kept, library=lib, detail={"value": to},
+                why=f"{'confirm' if value else 'reject'} these places"
+                    + (" (written into files once confirmed)" if value else " (taken out of the files)"))
+
+
+def apply(plan: Plan, **_) -> int:
+    """Confirm (or reject) the places of a :func:`plan_confirm`; returns how many places it set."""
+    if plan.stage != "places":
+        raise ValueError(f"places.apply takes a places plan, not a {plan.stage} plan")
+    lib = open_library(plan.library)
+    ids = [int(i) for i in plan.rows["photo_id"]]
+    if not ids:
+        return 0
+    with lib.catalog.write() as db:
+        return store.set_confirmed(db, ids, plan.detail["value"])
+
+
 def confirm_places(library, photo_ids=None, *, event: int | None = None, value: bool = True) -> int:
     """A person confirms (or, with ``value=False``, rejects) the suggested places of ``photo_ids`` or
-    of every photo of ``event``; returns how many changed. Only confirmed places are written into files."""
-    lib = open_library(library)
-    if event is not None:
-        ids = [r[0] for r in lib.catalog.query("SELECT photo_id FROM photo_events WHERE event_id = ?", (int(event),))]
-    else:
-        ids = [int(i) for i in (photo_ids or [])]
-    with lib.catalog.write() as db:
-        n = 0
-        for k in range(0, len(ids), 900):
-            part = ids[k:k + 900]
-            marks = ", ".join("?" * len(part))
-            if value:
-                n += db.execute(f"UPDATE places SET confirmed = 1 WHERE photo_id IN ({marks})", part).rowcount
-            else:   # a wrong place: forgotten, and not suggested again until the position changes
-                n += db.execute(f"UPDATE places SET confirmed = -1 WHERE photo_id IN ({marks})", part).rowcount
-    return n
+    of every photo of ``event`` (:func:`plan_confirm`, then :func:`apply`); returns how many changed.
+    Only confirmed places are written into files."""
+    return apply(plan_confirm(library, photo_ids, event=event, value=value))
 
 
 def confirmed_paths(library) -> dict[int, str]:
@@ -139,9 +165,7 @@ def place_names(library, photo_ids, *, suggested: bool = False) -> dict[int, tup
     rejected never)."""
     lib = open_library(library)
     out = {}
-    rows = lib.catalog.query_ids(f"SELECT photo_id, country, region, city FROM places WHERE confirmed "
-                                 f"{'>= 0' if suggested else '= 1'} AND {{ids}}", photo_ids)
-    for r in rows:
+    for r in store.names(lib.catalog.conn, photo_ids, suggested=suggested):
         levels = [v for v in (r["city"], r["region"], r["country"]) if v]
         if levels:
             out[int(r["photo_id"])] = (", ".join(dict.fromkeys(levels)), levels[0])
@@ -154,16 +178,12 @@ def event_city(lib, photo_ids: list[int], share: float = 0.5) -> str | None:
 
     if not photo_ids:
         return None
-    cities = []
-    for k in range(0, len(photo_ids), 900):
-        part = photo_ids[k:k + 900]
-        cities += [r[0] for r in lib.catalog.query(
-            f"SELECT city FROM places WHERE confirmed >= 0 AND city IS NOT NULL AND photo_id IN "
-            f"({', '.join('?' * len(part))})", part)]
+    cities = store.cities(lib.catalog.conn, photo_ids)
     if not cities:
         return None
     city, n = Counter(cities).most_common(1)[0]
     return city if n >= share * len(cities) else None
 
 
-__all__ = ["MAX_KM", "confirm_places", "confirmed_paths", "lookup", "place_names", "places", "suggest_places"]
+__all__ = ["MAX_KM", "apply", "confirm_places", "confirmed_paths", "lookup", "place_names", "places", "plan_confirm",
+           "suggest_places"]

@@ -149,7 +149,7 @@ def test_collisions_get_a_suffix_and_identical_files_are_recognised(lib_with_pho
     shutil.copy2(SAMPLE / "mate_Dune.jpg", lib.root / "third" / "kde_Path.jpg")   # another photo, same name
     photolab.index_library(lib, progress=False)
     plan = org.plan(lib, rules=org.parse_rules("* -> All\n"))
-    kept = dict(plan.attrs["kept"])
+    kept = dict(plan.kept)
     targets = list(plan["target"])
     assert len(targets) == len({t.lower() for t in targets})      # no two files to one name
     # exactly one kde_Path.jpg is planned; the identical twin is left for dedupe
@@ -330,16 +330,18 @@ def test_scoped_plan_and_events_equal_the_library_wide_ones(lib_with_photos):
     assert len(new_ids) == 3
 
     scoped = org.plan(lib, photo_ids=new_ids)
+    ev.apply(scoped.events)                          # the events a scoped plan grouped, stored
     scoped_events = ev.events(lib)
     members_scoped = lib.catalog.query("SELECT photo_id, event_id FROM photo_events ORDER BY photo_id")
     full = org.plan(lib)
+    ev.apply(full.events)
     full_events = ev.events(lib)
     members_full = lib.catalog.query("SELECT photo_id, event_id FROM photo_events ORDER BY photo_id")
 
     pd.testing.assert_frame_equal(scoped_events, full_events)
     assert [tuple(r) for r in members_scoped] == [tuple(r) for r in members_full]
     assert set(full["photo_id"]) <= set(new_ids), "the rest of the library was in place"
-    pd.testing.assert_frame_equal(scoped.reset_index(drop=True), full.reset_index(drop=True))
+    pd.testing.assert_frame_equal(scoped.rows.reset_index(drop=True), full.rows.reset_index(drop=True))
     assert set(scoped["source"]) == {"import2/near_event.jpg", "import2/own_event.jpg", "import2/no_date.png"}
     event_of = {r["path"]: r["event_id"] for r in lib.catalog.query(
         "SELECT p.path, pe.event_id FROM photos p JOIN photo_events pe ON pe.photo_id = p.id")}
