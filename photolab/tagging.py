@@ -220,7 +220,7 @@ def decisions(library, *, photo_ids=None):
     photos = pd.DataFrame(score_store.tagged_photos(conn, USABLE, ids),
                           columns=["id", "path", "captured_at"]).set_index("id")
     if ids is not None:
-        photos = photos.sort_values("path")   # the whole library's come in path order
+        photos = photos.sort_values("path")   # read by id; the whole library's are read in path order
     long = pd.DataFrame([tuple(r) for r in score_store.score_rows(conn, ids)], columns=["photo_id", "tag", "score"])
     wide = long.pivot(index="photo_id", columns="tag", values="score") if len(long) else pd.DataFrame()
     out = photos.copy()

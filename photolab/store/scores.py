@@ -7,6 +7,11 @@ score rows of photos logged since: a watched import of ten photos patches ten ro
 matrix. The log and the score rows are read in one snapshot, so a writer working meanwhile is seen
 either wholly or on the next call. Reading queries for the review queue and the CSV export are here
 too, so the stages that use them hold no SQL of their own.
+
+Every score is written through :func:`write`, which owns the precedence between the stages that score
+(:data:`PRECEDENCE`: a trained head, then the starter head, then the face counts, then the prior) and the
+scores a head sets aside for a rollback (``scores_stash``, put back by :func:`restore`). A person's labels
+and the thresholds are read and written here as well.
 """
 
 from __future__ import annotations
@@ -203,6 +208,10 @@ def _kept_over(source: str) -> tuple[str, ...]:
     return tuple(s for s in PRECEDENCE if _RANK.get(s, 0) > _RANK.get(source, 0) and s not in own)
 
 
+def _listed(sources) -> str:
+    return ", ".join(f"'{s}'" for s in sources)
+
+
 def _score_rows(rows, model: str | None) -> list[tuple]:
     """(photo_id, tag, score, model) tuples from (photo_id, tag, score[, model]) rows or a DataFrame."""
     if hasattr(rows, "columns"):
@@ -237,17 +246,16 @@ def write(db: sqlite3.Connection, rows, *, source: str, model: str | None = None
         return len(rows)
     kept = _kept_over(source)
     update = "DO UPDATE SET score = excluded.score, source = excluded.source, model = excluded.model"
-    stash_kept = [k for k in kept if k != "head"]
-    stash_where = f" WHERE scores_stash.source NOT IN ({', '.join(repr(k) for k in stash_kept)})" if stash_kept else ""
+    under = [k for k in kept if k != "head"]   # a stash never holds a head's score
+    stash_where = f" WHERE scores_stash.source NOT IN ({_listed(under)})" if under else ""
     db.executemany(f"INSERT INTO scores_stash({cols}) SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM scores "
                    "WHERE photo_id = ?1 AND tag = ?2 AND source = 'head') "
                    f"ON CONFLICT(photo_id, tag) {update}{stash_where}",
                    [(p, t, s, source, m) for p, t, s, m in rows])
     db.executemany(f"INSERT INTO scores({cols}) VALUES (?,?,?,?,?) ON CONFLICT(photo_id, tag) {update} "
-                   f"WHERE scores.source NOT IN ({', '.join(repr(k) for k in kept)})",
+                   f"WHERE scores.source NOT IN ({_listed(kept)})",
                    [(p, t, s, source, m) for p, t, s, m in rows])
     return len(rows)
-
 
 
 def stashed_tags(conn: sqlite3.Connection) -> list[str]:
