@@ -89,7 +89,8 @@ def test_heads_rows_and_features_reader(lib):
         heads.activate(db, None)
     assert heads.active(conn) is None
     emb = np.arange(8, dtype=np.float16).reshape(2, 4)
-    rows = [(p, "m", None, emb[p - 1].tobytes(), "[]", "0", "0", "0", "0", 0.1, 0.2, 0.3, 0.4, None,
+    h8 = ",".join(["00000000000000ff"] * 8)
+    rows = [(p, "m", None, emb[p - 1].tobytes(), "[]", "0", "0", h8, h8, 0.1, 0.2, 0.3, 0.4, None,
              *([None] * 6), f"thumbs/{p}.jpg", "t") for p in (1, 2)]
     with lib.catalog.write() as db:
         features.write(db, rows)
@@ -99,3 +100,10 @@ def test_heads_rows_and_features_reader(lib):
     assert got == [(1, 0.1, None, "thumbs/1.jpg")]
     with pytest.raises(KeyError):
         features.embeddings(conn, [3])
+    # the unit embeddings and hashes from dedupe's cached matrices, all or some
+    ids, unit, low = features.unit_embeddings(lib)
+    assert ids.tolist() == [1, 2] and low is None
+    want = emb.astype(np.float32) / np.linalg.norm(emb.astype(np.float32), axis=1, keepdims=True)
+    assert np.allclose(np.asarray(unit[[0, 1]], dtype=np.float32), want, atol=1e-3)
+    ids, ph8, dh8 = features.hashes(lib, [2, 5])
+    assert ids.tolist() == [2] and ph8.shape == (1, 8) and int(ph8[0, 0]) == 255 and int(dh8[0, 7]) == 255
