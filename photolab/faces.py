@@ -580,12 +580,11 @@ def _score_counts(lib) -> None:
     rows = []
     for pid, bx in boxes.items():
         sc = count_scores(bx)
-        rows += [(pid, t, sc[t], "faces", MODEL) for t in tags if t in sc]
-    with lib.catalog.write() as db:
-        # a trained head that took these tags over keeps them
-        db.executemany("INSERT INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?) "
-                       "ON CONFLICT(photo_id, tag) DO UPDATE SET score = excluded.score, source = excluded.source, "
-                       "model = excluded.model WHERE scores.source NOT IN ('head', 'starter')", rows)
+        rows += [(pid, t, sc[t]) for t in tags if t in sc]
+    from .store import scores as score_store
+
+    with lib.catalog.write() as db:   # a trained head or the starter that scores these tags keeps them
+        score_store.write(db, rows, source="faces", model=MODEL)
 
 
 # -- what goes into the files ---------------------------------------------------------------------

@@ -528,19 +528,11 @@ def unit_embeddings(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     memo = getattr(cat, "_find_like", None)
     if memo is not None and memo[0] == change:
         return memo[1]
-    out = _unit_embeddings(lib)
+    from .store import features
+
+    out = features.unit_embeddings(lib)
     cat._find_like = (change, out)
     return out
-
-
-def _unit_embeddings(lib) -> tuple[np.ndarray, object, np.ndarray | None]:
-    """dedupe's feature cache, brought up to date (it reads only rows newer than the cache): the ids, the
-    unit float16 embeddings as a row view over its memory-mapped matrix, and the PCA projection."""
-    from . import dedupe
-
-    m = dedupe._feature_matrix(lib, save=True)
-    low = m["low"]
-    return np.asarray(m["ids"]), m["emb"], (None if low is None else low[:])
 
 
 # -- albums -----------------------------------------------------------------------------------------

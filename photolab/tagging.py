@@ -48,6 +48,9 @@ from .index import USABLE
 from .imaging import DECODE_TARGET, color_measures, colorfulness, decode, quality_measures  # noqa: F401 (re-exported)
 from .library import open_library
 from .starter import COLOR_MEASURES
+from .store import features as feature_store
+from .store import heads as head_store
+from .store import scores as score_store
 from .taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -171,7 +174,7 @@ def thresholds(library, taxonomy: Taxonomy | None = None) -> dict[str, float]:
     """Per-tag thresholds stored in the library (default 0.5)."""
     lib = open_library(library)
     tax = taxonomy or load_taxonomy(lib)
-    stored = {r["tag"]: r["threshold"] for r in lib.catalog.query("SELECT tag, threshold FROM thresholds")}
+    stored = score_store.stored_thresholds(lib.catalog.conn)
     return {t: float(stored.get(t, DEFAULT_THRESHOLD)) for t in tax.names}
 
 
@@ -184,8 +187,7 @@ def set_threshold(library, tag: str, value: float) -> None:
     if name is None:
         raise KeyError(f"unknown tag {tag!r}")
     with lib.catalog.write() as db:
-        db.execute("INSERT OR REPLACE INTO thresholds(tag, threshold, updated_at) VALUES (?,?,?)",
-                   (name, float(value), utcnow()))
+        score_store.set_threshold(db, name, float(value), utcnow())
 
 
 def confidence(score, threshold: float):
@@ -213,18 +215,13 @@ def decisions(library, *, photo_ids=None):
     lib = open_library(library)
     tax = load_taxonomy(lib)
     thr = thresholds(lib, tax)
-    sql = ("SELECT p.id, p.path, p.captured_at FROM photos p JOIN features f ON f.photo_id = p.id "
-           f"WHERE p.status IN ({', '.join('?' * len(USABLE))})")
-    if photo_ids is None:
-        photos = lib.catalog.dataframe(sql + " ORDER BY p.path", USABLE, index_col="id")
-        long = lib.catalog.dataframe("SELECT photo_id, tag, score FROM scores")
-    else:
-        ids = sorted({int(i) for i in photo_ids})
-        rows = lib.catalog.query_ids(sql + " AND {ids}", ids, USABLE, column="p.id")
-        photos = pd.DataFrame([tuple(r) for r in rows], columns=["id", "path", "captured_at"]).set_index("id")
-        photos = photos.sort_values("path")
-        rows = lib.catalog.query_ids("SELECT photo_id, tag, score FROM scores WHERE {ids}", ids)
-        long = pd.DataFrame([tuple(r) for r in rows], columns=["photo_id", "tag", "score"])
+    conn = lib.catalog.conn
+    ids = None if photo_ids is None else sorted({int(i) for i in photo_ids})
+    photos = pd.DataFrame(score_store.tagged_photos(conn, USABLE, ids),
+                          columns=["id", "path", "captured_at"]).set_index("id")
+    if ids is not None:
+        photos = photos.sort_values("path")   # read by id; the whole library's are read in path order
+    long = pd.DataFrame([tuple(r) for r in score_store.score_rows(conn, ids)], columns=["photo_id", "tag", "score"])
     wide = long.pivot(index="photo_id", columns="tag", values="score") if len(long) else pd.DataFrame()
     out = photos.copy()
     conf_cols = []
@@ -306,26 +303,19 @@ def accepted_tags(library, photo_ids=None) -> dict[int, set[str]]:
     lib = open_library(library)
     thr = thresholds(lib)
     out: dict[int, set[str]] = {}
+    conn = lib.catalog.conn
     if photo_ids is not None:
         ids = [int(i) for i in photo_ids]
-        for k in range(0, len(ids), 900):
-            part = ids[k:k + 900]
-            marks = ", ".join("?" * len(part))
-            for pid, tag, score in lib.catalog.conn.execute(
-                    f"SELECT photo_id, tag, score FROM scores WHERE photo_id IN ({marks}) AND score IS NOT NULL", part):
-                if tag in thr and score >= thr[tag]:
-                    out.setdefault(pid, set()).add(tag)
-            for pid, tag, value in lib.catalog.conn.execute(
-                    f"SELECT photo_id, tag, value FROM labels WHERE photo_id IN ({marks})", part):
-                if value:
-                    out.setdefault(pid, set()).add(tag)
-                else:
-                    out.get(pid, set()).discard(tag)
-        return out
-    for tag, t in thr.items():
-        for (pid,) in lib.catalog.conn.execute("SELECT photo_id FROM scores WHERE tag = ? AND score >= ?", (tag, t)):
-            out.setdefault(pid, set()).add(tag)
-    for pid, tag, value in lib.catalog.conn.execute("SELECT photo_id, tag, value FROM labels"):
+        for pid, tag, score in score_store.score_rows(conn, ids):
+            if score is not None and tag in thr and score >= thr[tag]:
+                out.setdefault(pid, set()).add(tag)
+        labels = score_store.labels_of(conn, ids)
+    else:
+        for tag, t in thr.items():
+            for pid in score_store.at_or_above(conn, tag, t):
+                out.setdefault(pid, set()).add(tag)
+        labels = score_store.all_labels(conn)
+    for pid, tag, value in labels:
         if value:
             out.setdefault(pid, set()).add(tag)
         else:
@@ -349,7 +339,7 @@ def set_labels(library, labels, *, who: str = "me") -> int:
             raise ValueError(f"label value for {tag!r} must be 0 or 1, got {value!r}")
         out.append((int(pid), name, int(value), who, now))
     with lib.catalog.write() as db:
-        db.executemany("INSERT OR REPLACE INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)", out)
+        score_store.set_labels(db, out)
     return len(out)
 
 
@@ -418,9 +408,9 @@ def _second_try(lib, row, prep, error: str):
     vanished, changed or could not be read for the moment keeps its status and is tried again on
     the next pass (``index``, ``tag``, ``maintain``)."""
     from .fileops import sha256_file
+    from .store.watch import rows_by_id
 
-    cur = lib.catalog.query("SELECT id, path, kind, width, height, sha256, size, mtime_ns, status "
-                            "FROM photos WHERE id = ?", (row["id"],))
+    cur = rows_by_id(lib.catalog.conn, [row["id"]], "id, path, kind, width, height, sha256, size, mtime_ns, status")
     if not cur or cur[0]["status"] not in USABLE:
         return row, None, f"{error} (no longer a usable photo in the catalog)", False
     cur = cur[0]
@@ -452,8 +442,7 @@ def _failed_photo(lib, report, row, prep, error: str):
     report.failed.append((row["path"], error))
     if lasting:   # the very bytes the index read do not decode
         with lib.catalog.write() as db:
-            db.execute("UPDATE photos SET status = 'corrupt', error = ? WHERE id = ?",
-                       (f"cannot decode: {error}", row["id"]))
+            feature_store.mark_corrupt(db, row["id"], f"cannot decode: {error}")
     return row, None
 
 
@@ -641,7 +630,7 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
             cat.set_meta(UPGRADED_KEY, done)
     elif report.tagged:   # scores made without the starter head: the next pass with it looks again
         cat.del_meta(UPGRADED_KEY)
-    if report.tagged and cat.query("SELECT 1 FROM heads WHERE active = 1"):
+    if report.tagged and head_store.active(cat.conn) is not None:
         from .train import rescore   # the active trained head scores the newly tagged photos too
 
         failed = {p for p, _ in report.failed}
@@ -679,38 +668,31 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) 
     stored prior score, or, under an older starter, from the cached embedding through the backbone's own
     classifier); rows a trained head set aside (``scores_stash``) too, so a rollback returns the starter's.
     Returns the rows rewritten."""
-    from .train import _measures, _raw_embeddings
+    from .train import _measures
 
     lib = open_library(library)
+    conn = lib.catalog.conn
     tags = list(starter.tags)
-    marks = ", ".join("?" * len(tags))
     col = {t: j for j, t in enumerate(tags)}
-    stale = "(s.source IN ('prior', 'none') OR (s.source = 'starter' AND s.model != ?))"
     weights = None
     written = 0
     for table in ("scores", "scores_stash"):
         # 'none': a starter tag no ImageNet class votes for (sunset), left unscored by a pass without the starter
-        where = (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE {stale} "
-                 f"AND f.model = ? AND s.tag IN ({marks})")
-        params = (starter.version, version, *tags)
-        ids = [r[0] for r in lib.catalog.query(f"SELECT DISTINCT s.photo_id {where} ORDER BY s.photo_id", params)]
+        ids = score_store.stale_starter_photos(conn, table, tags, starter.version, version)
         for k in range(0, len(ids), chunk):
             part = ids[k:k + chunk]
             pos = {p: i for i, p in enumerate(part)}
             P = np.full((len(part), len(tags)), 0.5)
             have = np.zeros((len(part), len(tags)), dtype=bool)
             older = np.zeros((len(part), len(tags)), dtype=bool)   # scored by an older starter: prior not stored
-            for q in range(0, len(part), 900):
-                sub = part[q:q + 900]
-                for pid, tag, score, source in lib.catalog.conn.execute(
-                        f"SELECT s.photo_id, s.tag, s.score, s.source {where} "
-                        f"AND s.photo_id IN ({', '.join('?' * len(sub))})", (*params, *sub)):
-                    have[pos[pid], col[tag]] = True
-                    if source == "starter":
-                        older[pos[pid], col[tag]] = True
-                    elif score is not None:
-                        P[pos[pid], col[tag]] = score
-            E = _raw_embeddings(lib, part)
+            for pid, tag, score, source in score_store.stale_starter_rows(conn, table, part, tags, starter.version,
+                                                                          version):
+                have[pos[pid], col[tag]] = True
+                if source == "starter":
+                    older[pos[pid], col[tag]] = True
+                elif score is not None:
+                    P[pos[pid], col[tag]] = score
+            E = feature_store.embeddings(conn, part)
             if older.any():
                 from .things import classifier, probabilities
 
@@ -719,12 +701,10 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) 
                 W, b = classifier(lib, version)
                 P = np.where(older, prior_scores(probabilities(E, W, b), weights), P)
             S = starter.scores(E, _measures(lib, part), P)
-            rows = [(round(float(S[i, j]), 6), starter.version, pid, t, starter.version) for j, t in enumerate(tags)
+            rows = [(round(float(S[i, j]), 6), pid, t) for j, t in enumerate(tags)
                     for i, pid in enumerate(part) if have[i, j]]
             with lib.catalog.write() as db:
-                db.executemany(f"UPDATE {table} SET score = ?, source = 'starter', model = ? "
-                               "WHERE photo_id = ? AND tag = ? AND (source IN ('prior', 'none') "
-                               "OR (source = 'starter' AND model != ?))", rows)
+                score_store.upgrade_to_starter(db, table, rows, starter.version)
             written += len(rows)
     return written
 
@@ -792,7 +772,8 @@ def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, th
     pri, sources, models = score(emb16, probs, quality)
     prior_tags = score.tags
     now = utcnow()
-    feature_rows, score_rows = [], []
+    feature_rows = []
+    score_rows: dict[tuple[str, str], list] = {}   # (source, model): rows, one write each
     for i, (row, (_, hashes, q, thumb)) in enumerate(batch):
         pid = row["id"]
         rel_thumb = f"thumbs/{pid // 1000:04d}/{pid}.jpg"
@@ -808,21 +789,17 @@ def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, th
                              q["colorfulness"], *(q[k] for k in COLOR_MEASURES), rel_thumb, now))
         for j, tag in enumerate(prior_tags):
             value = None if np.isnan(pri[i, j]) else round(float(pri[i, j]), 6)
-            score_rows.append((pid, tag, value, sources[j], models[j]))
+            score_rows.setdefault((sources[j], models[j]), []).append((pid, tag, value))
         qs = quality_scores(q, row["width"], row["height"])
         for tag in quality_tags:
             if tag in qs:
-                score_rows.append((pid, tag, round(float(qs[tag]), 5), "measure", "quality-v1"))
+                score_rows.setdefault(("measure", "quality-v1"), []).append((pid, tag, round(float(qs[tag]), 5)))
         for tag in head_tags:
-            score_rows.append((pid, tag, None, "none", version))
+            score_rows.setdefault(("none", version), []).append((pid, tag, None))
     with lib.catalog.write() as db:
-        db.executemany(
-            "INSERT OR REPLACE INTO features(photo_id, model, sha256, embedding, top5, phash, dhash, phash8, dhash8, "
-            f"sharpness, brightness, dark_frac, clipped_frac, colorfulness, {', '.join(COLOR_MEASURES)}, thumb, "
-            f"computed_at) VALUES ({', '.join('?' * (16 + len(COLOR_MEASURES)))})",
-            feature_rows)
-        db.executemany("INSERT OR REPLACE INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?)",
-                       score_rows)
+        feature_store.write(db, feature_rows)
+        for (source, model), rows in score_rows.items():
+            score_store.write(db, rows, source=source, model=model)
 
 
 def tag_counts(library, taxonomy: Taxonomy | None = None) -> dict[str, int]:
@@ -831,19 +808,9 @@ def tag_counts(library, taxonomy: Taxonomy | None = None) -> dict[str, int]:
     gave it that score below."""
     lib = open_library(library)
     tax = taxonomy or load_taxonomy(lib)
-    usable = ", ".join("?" * len(USABLE))
     counts = {}
     for tag, t in thresholds(lib, tax).items():
-        scored, removed, added = lib.catalog.query(
-            "SELECT (SELECT count(*) FROM scores s JOIN photos p ON p.id = s.photo_id "
-            f"        WHERE s.tag = ?1 AND s.score >= ?2 AND p.status IN ({usable})), "
-            "       (SELECT count(*) FROM labels l JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag "
-            f"        JOIN photos p ON p.id = l.photo_id WHERE l.tag = ?1 AND l.value = 0 AND s.score >= ?2 "
-            f"        AND p.status IN ({usable})), "
-            "       (SELECT count(*) FROM labels l LEFT JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag "
-            f"        JOIN photos p ON p.id = l.photo_id WHERE l.tag = ?1 AND l.value = 1 "
-            f"        AND (s.score IS NULL OR s.score < ?2) AND p.status IN ({usable}))",
-            (tag, t, *USABLE, *USABLE, *USABLE))[0]
+        scored, removed, added = score_store.accepted_counts(lib.catalog.conn, tag, t, USABLE)
         counts[tag] = scored - removed + added
     return counts
 
@@ -857,10 +824,7 @@ def thumbnails_by_tag(library, *, per_tag: int = 12) -> tuple[list[str], list[st
     thr = thresholds(lib)
     images, labels = [], []
     for tag, t in thr.items():
-        rows = lib.catalog.query(
-            "SELECT f.thumb FROM scores s JOIN features f ON f.photo_id = s.photo_id "
-            "WHERE s.tag = ? AND s.score >= ? ORDER BY s.score DESC LIMIT ?", (tag, t, per_tag))
-        for r in rows:
-            images.append(str(lib.state / "features" / r["thumb"]))
+        for thumb in score_store.top_thumbnails(lib.catalog.conn, tag, t, per_tag):
+            images.append(str(lib.state / "features" / thumb))
             labels.append(tag)
     return images, labels

@@ -47,6 +47,9 @@ from .catalog import utcnow
 from .errors import PhotolabError
 from .library import open_library
 from .starter import BASE_MEASURES, COLOR_MEASURES, QUALITY
+from .store import features as feature_store
+from .store import heads as head_store
+from .store import scores as score_store
 from .taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -83,13 +86,8 @@ class TrainReport:
 
 # -- data ------------------------------------------------------------------------------------
 def _raw_embeddings(lib, ids: list[int]) -> np.ndarray:
-    got = {}
-    for k in range(0, len(ids), 900):
-        part = ids[k:k + 900]
-        for pid, blob in lib.catalog.conn.execute(
-                f"SELECT photo_id, embedding FROM features WHERE photo_id IN ({', '.join('?' * len(part))})", part):
-            got[pid] = np.frombuffer(blob, dtype=np.float16)
-    return np.stack([got[i] for i in ids]).astype(np.float32) if ids else np.zeros((0, 1), np.float32)
+    """The stored embeddings of ``ids``, N x D float32 (what heads take)."""
+    return feature_store.embeddings(lib.catalog.conn, ids)
 
 
 MEASURES = QUALITY   # the pass's image measures, in the order heads take them (photolab.starter)
@@ -106,31 +104,25 @@ def _measures(lib, ids: list[int]) -> np.ndarray:
 
     n = len(MEASURES)
     got, filled = {}, []
-    for k in range(0, len(ids), 900):
-        part = ids[k:k + 900]
-        for r in lib.catalog.conn.execute(
-                f"SELECT photo_id, {', '.join(MEASURES)}, thumb FROM features "
-                f"WHERE photo_id IN ({', '.join('?' * len(part))})", part):
-            vals = list(r[1:1 + n])
-            if vals[4] is None or any(v is None for v in vals[5:]):
-                try:
-                    with Image.open(lib.state / "features" / r[1 + n]) as im:
-                        im = im.convert("RGB")
-                        if vals[4] is None:
-                            vals[4] = colorfulness(im)
-                        c = color_measures(im)
-                        vals[5:] = [c[key] if v is None else v for key, v in zip(COLOR_MEASURES, vals[5:])]
-                    filled.append((*vals[4:], r[0]))
-                except (OSError, TypeError):
-                    pass
-            got[r[0]] = [float(v) if v is not None else 0.0 for v in vals]
+    for r in feature_store.measures(lib.catalog.conn, ids, MEASURES):
+        vals = list(r[1:1 + n])
+        if vals[4] is None or any(v is None for v in vals[5:]):
+            try:
+                with Image.open(lib.state / "features" / r[1 + n]) as im:
+                    im = im.convert("RGB")
+                    if vals[4] is None:
+                        vals[4] = colorfulness(im)
+                    c = color_measures(im)
+                    vals[5:] = [c[key] if v is None else v for key, v in zip(COLOR_MEASURES, vals[5:])]
+                filled.append((*vals[4:], r[0]))
+            except (OSError, TypeError):
+                pass
+        got[r[0]] = [float(v) if v is not None else 0.0 for v in vals]
     if filled:
         try:
             with lib.catalog.write() as db:
                 # only rows still without them: a pass that wrote fresh features meanwhile keeps its own values
-                db.executemany(f"UPDATE features SET colorfulness = COALESCE(colorfulness, ?), "
-                               f"{', '.join(c + ' = ?' for c in COLOR_MEASURES)} "
-                               f"WHERE photo_id = ? AND {COLOR_MEASURES[0]} IS NULL", filled)
+                feature_store.fill_colour_measures(db, filled)
         except (PhotolabError, sqlite3.Error) as exc:   # a read-only library still scores; taken again next time
             log.info("colour measures of %d photos not stored: %s", len(filled), exc)
     m = np.array([got[i] for i in ids], dtype=np.float32).reshape(len(ids), n)
@@ -145,8 +137,7 @@ def training_data(library, *, use_metadata: bool = True):
     tax = load_taxonomy(lib)
     tags = tax.names
     col = {t: k for k, t in enumerate(tags)}
-    rows = lib.catalog.query("SELECT l.photo_id, l.tag, l.value, l.who FROM labels l "
-                             "JOIN features f ON f.photo_id = l.photo_id ORDER BY l.photo_id")
+    rows = score_store.labeled_examples(lib.catalog.conn)
     by_photo: dict[int, dict] = {}
     from_meta: set[int] = set()
     for pid, tag, value, who in rows:
@@ -169,8 +160,8 @@ def training_data(library, *, use_metadata: bool = True):
 
 # -- the model ---------------------------------------------------------------------------------
 def _arch(lib) -> str:
-    row = lib.catalog.query("SELECT model FROM features LIMIT 1")
-    return row[0][0].split(":")[0] if row else "tf_efficientnet_lite0"
+    model = feature_store.any_model(lib.catalog.conn)
+    return model.split(":")[0] if model else "tf_efficientnet_lite0"
 
 
 def _new_head(arch: str, n_tags: int, dim: int, n_measures: int):
@@ -272,17 +263,15 @@ def _starter_start(lib, tags: list[str], dim: int):
     others), or None when it cannot be used with these features (another backbone, a damaged file)."""
     from .starter import StarterError, load_starter
 
-    row = lib.catalog.query("SELECT model FROM features LIMIT 1")
+    model = feature_store.any_model(lib.catalog.conn)
     try:
         st = load_starter()
     except StarterError as exc:
         log.warning("%s", exc)
         return None
-    if not row or row[0][0] != st.backbone or st.weight.shape[1] != dim:
+    if not model or model != st.backbone or st.weight.shape[1] != dim:
         return None
-    scored = {r[0] for r in lib.catalog.query(
-        "SELECT DISTINCT tag FROM scores WHERE source = 'starter' UNION "
-        "SELECT DISTINCT tag FROM scores_stash WHERE source = 'starter'")}
+    scored = score_store.starter_scored_tags(lib.catalog.conn)
     W0 = np.zeros((len(tags), dim), np.float32)
     Wm0 = np.zeros((len(tags), len(MEASURES)), np.float32)
     b0 = np.zeros(len(tags), np.float32)
@@ -312,10 +301,9 @@ def _baseline_scores(lib, ids: np.ndarray, tags: list[str]) -> np.ndarray:
     out = np.full((len(ids), len(tags)), np.nan)
     pos = {int(p): i for i, p in enumerate(ids)}
     col = {t: k for k, t in enumerate(tags)}
-    for table, cond in (("scores", "source != 'head'"), ("scores_stash", "1")):
-        for pid, tag, score in lib.catalog.conn.execute(f"SELECT photo_id, tag, score FROM {table} WHERE {cond}"):
-            if pid in pos and tag in col and score is not None:
-                out[pos[pid], col[tag]] = score
+    for pid, tag, score in score_store.baseline_rows(lib.catalog.conn):   # the set-aside ones last: they stand
+        if pid in pos and tag in col and score is not None:
+            out[pos[pid], col[tag]] = score
     return out
 
 
@@ -381,10 +369,8 @@ def train(library, *, force: bool = False, use_metadata: bool = True, seed: int 
     save_file({"weight": chosen[0], "measure_weight": chosen[1], "bias": chosen[2]},
               str(folder / f"{version}.safetensors"), metadata={"tags": json.dumps(tags), "arch": arch})
     with lib.catalog.write() as db:
-        db.execute("INSERT INTO heads(version, created, examples, tags, replaces, metrics, active) "
-                   "VALUES (?,?,?,?,?,?,0)",
-                   (version, utcnow(), len(ids), json.dumps(tags), json.dumps(report.replaces),
-                    metrics.reset_index().to_json(orient="records")))
+        head_store.add(db, version, utcnow(), len(ids), json.dumps(tags), json.dumps(report.replaces),
+                       metrics.reset_index().to_json(orient="records"))
     report.version = version
     report.why = why + ("" if better else "; not better on any tag, so not used") + \
         ("; forced: the new weights on every tag" if force and mixed is not None else "")
@@ -412,7 +398,7 @@ def _against_active(lib, active, ids, X, M, Y, tags, oof, metrics, replaces, new
     if oW.shape[1:] != W.shape[1:] or oWm.shape[1:] != Wm.shape[1:]:   # made over another backbone's embedding
         return (W, Wm, b, {}), True, "the active head was made for other embeddings: the new one replaces it"
     # per tag, the photos whose label for it was made after the active head was trained
-    fresh = set(map(tuple, lib.catalog.query("SELECT photo_id, tag FROM labels WHERE at > ?", (active["created"],))))
+    fresh = score_store.labels_since(lib.catalog.conn, active["created"])
     pos = {int(pid): i for i, pid in enumerate(ids)}
     held_of = {t: sorted(pos[p] for p, tag in fresh if tag == t and p in pos) for t in replaces}
     rows_any = sorted({i for h in held_of.values() for i in h})
@@ -447,8 +433,7 @@ def _against_active(lib, active, ids, X, M, Y, tags, oof, metrics, replaces, new
 
 
 def _active(lib):
-    rows = lib.catalog.query("SELECT * FROM heads WHERE active = 1")
-    return dict(rows[0]) if rows else None
+    return head_store.active(lib.catalog.conn)
 
 
 def _load_head(lib, version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -468,64 +453,48 @@ def _load_head(lib, version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, l
 def heads(library):
     """Trained head versions, newest first: created, examples, the tags each replaces, active."""
     lib = open_library(library)
-    return lib.catalog.dataframe("SELECT version, created, examples, replaces, active FROM heads ORDER BY created DESC",
-                                 index_col="version")
+    return head_store.listing(lib.catalog.conn)
 
 
 def use_head(library, version: str | None) -> int:
     """Make ``version`` the active head (``None``: the prior alone) and re-score every photo with it.
     Returns the number of scores written."""
     lib = open_library(library)
-    if version is not None and not lib.catalog.query("SELECT 1 FROM heads WHERE version = ?", (version,)):
+    if version is not None and not head_store.exists(lib.catalog.conn, version):
         raise KeyError(f"no head {version!r}; see `photolab train --list`")
     with lib.catalog.write() as db:
-        db.execute("UPDATE heads SET active = (version IS ?)", (version,))
+        head_store.activate(db, version)
     return rescore(lib)
 
 
 def rescore(library, *, photo_ids=None, chunk: int = 20000) -> int:
     """Scores from the active head for the tags it replaces (all photos, or ``photo_ids``); the
-    replaced scores are kept aside and put back for tags no active head replaces."""
+    replaced scores are kept aside (:func:`photolab.store.scores.write`) and put back for tags no active
+    head replaces."""
     lib = open_library(library)
     active = _active(lib)
     replaces = json.loads(active["replaces"]) if active else []
     with lib.catalog.write() as db:
         # tags no longer replaced: their own scores come back
-        stashed = [r[0] for r in db.execute("SELECT DISTINCT tag FROM scores_stash")]
-        back = [t for t in stashed if t not in replaces]
-        for t in back:
-            db.execute("INSERT OR REPLACE INTO scores SELECT * FROM scores_stash WHERE tag = ?", (t,))
-            db.execute("DELETE FROM scores_stash WHERE tag = ?", (t,))
+        score_store.restore(db, [t for t in score_store.stashed_tags(db) if t not in replaces])
     if not active or not replaces:
         return 0
     W, Wm, b, tags = _load_head(lib, active["version"])
     cols = [tags.index(t) for t in replaces]
     W, Wm, b = W[cols], Wm[cols], b[cols]
     if photo_ids is None:
-        ids = [r[0] for r in lib.catalog.query("SELECT photo_id FROM features ORDER BY photo_id")]
+        ids = feature_store.photo_ids(lib.catalog.conn)
     else:
         ids = sorted(int(i) for i in photo_ids)
-    marks = ", ".join("?" * len(replaces))
-    with lib.catalog.write() as db:   # keep what the head replaces, once
-        if photo_ids is None:
-            db.execute(f"INSERT OR IGNORE INTO scores_stash SELECT * FROM scores WHERE tag IN ({marks}) "
-                       "AND source != 'head'", replaces)
-        else:
-            for k in range(0, len(ids), 500):
-                part = ids[k:k + 500]
-                db.execute(f"INSERT OR IGNORE INTO scores_stash SELECT * FROM scores WHERE tag IN ({marks}) "
-                           f"AND source != 'head' AND photo_id IN ({', '.join('?' * len(part))})", (*replaces, *part))
     written = 0
     for k in range(0, len(ids), chunk):
         part = ids[k:k + chunk]
         P = np.round(_predict(_raw_embeddings(lib, part), _measures(lib, part), W, Wm, b), 5)
         version = active["version"]
         # tag by tag: the inserts then walk the (tag, score) index in long runs
-        rows = [(pid, tag, float(P[i, j]), "head", version) for j, tag in enumerate(replaces) for i, pid in enumerate(part)]
-        with lib.catalog.write() as db:
-            db.executemany("INSERT OR REPLACE INTO scores(photo_id, tag, score, source, model) VALUES (?,?,?,?,?)",
-                           rows)
-        written += len(rows)
+        rows = [(pid, tag, float(P[i, j])) for j, tag in enumerate(replaces) for i, pid in enumerate(part)]
+        with lib.catalog.write() as db:   # the scores it replaces set aside in the same step
+            written += score_store.write(db, rows, source="head", model=version)
     return written
 
 

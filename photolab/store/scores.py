@@ -7,6 +7,11 @@ score rows of photos logged since: a watched import of ten photos patches ten ro
 matrix. The log and the score rows are read in one snapshot, so a writer working meanwhile is seen
 either wholly or on the next call. Reading queries for the review queue and the CSV export are here
 too, so the stages that use them hold no SQL of their own.
+
+Every score is written through :func:`write`, which owns the precedence between the stages that score
+(:data:`PRECEDENCE`: a trained head, then the starter head, then the face counts, then the prior) and the
+scores a head sets aside for a rollback (``scores_stash``, put back by :func:`restore`). A person's labels
+and the thresholds are read and written here as well.
 """
 
 from __future__ import annotations
@@ -186,6 +191,211 @@ def forget(state: Path) -> None:
     (Path(state) / "features" / CACHE).unlink(missing_ok=True)
 
 
+
+# -- the one score writer --------------------------------------------------------------------------------
+# Where two stages score the same photo and tag, the score of the stage ranked higher stands: a trained head,
+# then the starter head, then the face counts, then the prior (the image measures and "none", a tag nothing
+# scores yet, rank with the prior). The labeling pass writes prior, starter, measure and none scores; a pass
+# replaces any of those, since it made them from the photo's features it has just made again.
+PRECEDENCE = ("head", "starter", "faces", "prior")
+PASS_SOURCES = ("prior", "starter", "measure", "none")
+_RANK = {"head": 3, "starter": 2, "faces": 1}
+
+
+def _kept_over(source: str) -> tuple[str, ...]:
+    """Stored sources a score from ``source`` leaves in place: another stage's, ranked above it."""
+    own = PASS_SOURCES if source in PASS_SOURCES else (source,)
+    return tuple(s for s in PRECEDENCE if _RANK.get(s, 0) > _RANK.get(source, 0) and s not in own)
+
+
+def _listed(sources) -> str:
+    return ", ".join(f"'{s}'" for s in sources)
+
+
+def _score_rows(rows, model: str | None) -> list[tuple]:
+    """(photo_id, tag, score, model) tuples from (photo_id, tag, score[, model]) rows or a DataFrame."""
+    if hasattr(rows, "columns"):
+        cols = ["photo_id", "tag", "score"] + (["model"] if "model" in rows.columns else [])
+        rows = rows[cols].itertuples(index=False)
+    out = []
+    for r in rows:
+        m = r[3] if len(r) > 3 else model
+        if m is None:
+            raise ValueError("a score row needs the model that made it (a fourth value, or model=)")
+        out.append((int(r[0]), r[1], None if r[2] is None or r[2] != r[2] else float(r[2]), str(m)))
+    return out
+
+
+def write(db: sqlite3.Connection, rows, *, source: str, model: str | None = None) -> int:
+    """Write scores from ``source`` (rows of (photo_id, tag, score[, model]), or a DataFrame with those
+    columns; a NaN or None score: the tag has no score yet), as :data:`PRECEDENCE` says: a photo's stored
+    score from a stage ranked above ``source`` stands. A head sets the scores it replaces aside
+    (``scores_stash``, once: rollback puts them back, :func:`restore`); a lower-ranked score for a row a head
+    holds goes to the stash in place of the one set aside, so a rollback finds the newer score.
+    Returns the number of rows given."""
+    rows = _score_rows(rows, model)
+    if not rows:
+        return 0
+    cols = "photo_id, tag, score, source, model"
+    if source == "head":
+        for tag in dict.fromkeys(r[1] for r in rows):
+            rows_in(db, "INSERT OR IGNORE INTO scores_stash SELECT * FROM scores WHERE tag = ? AND source != 'head' "
+                        "AND photo_id IN {in}", sorted({r[0] for r in rows if r[1] == tag}), (tag,))
+        db.executemany(f"INSERT OR REPLACE INTO scores({cols}) VALUES (?,?,?,?,?)",
+                       [(p, t, s, source, m) for p, t, s, m in rows])
+        return len(rows)
+    kept = _kept_over(source)
+    update = "DO UPDATE SET score = excluded.score, source = excluded.source, model = excluded.model"
+    under = [k for k in kept if k != "head"]   # a stash never holds a head's score
+    stash_where = f" WHERE scores_stash.source NOT IN ({_listed(under)})" if under else ""
+    db.executemany(f"INSERT INTO scores_stash({cols}) SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM scores "
+                   "WHERE photo_id = ?1 AND tag = ?2 AND source = 'head') "
+                   f"ON CONFLICT(photo_id, tag) {update}{stash_where}",
+                   [(p, t, s, source, m) for p, t, s, m in rows])
+    db.executemany(f"INSERT INTO scores({cols}) VALUES (?,?,?,?,?) ON CONFLICT(photo_id, tag) {update} "
+                   f"WHERE scores.source NOT IN ({_listed(kept)})",
+                   [(p, t, s, source, m) for p, t, s, m in rows])
+    return len(rows)
+
+
+def stashed_tags(conn: sqlite3.Connection) -> list[str]:
+    """The tags some head has set scores of aside."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT tag FROM scores_stash")]
+
+
+def restore(db: sqlite3.Connection, tags) -> None:
+    """Put the scores a head set aside for ``tags`` back (rollback) and empty their stash."""
+    for t in tags:
+        db.execute("INSERT OR REPLACE INTO scores SELECT * FROM scores_stash WHERE tag = ?", (t,))
+        db.execute("DELETE FROM scores_stash WHERE tag = ?", (t,))
+
+
+def score_rows(conn: sqlite3.Connection, ids=None) -> list[tuple]:
+    """(photo_id, tag, score) of the photos of ``ids`` (None: every score row)."""
+    return rows_in(conn, "SELECT photo_id, tag, score FROM scores WHERE photo_id IN {in}",
+                   None if ids is None else [int(i) for i in ids])
+
+
+def at_or_above(conn: sqlite3.Connection, tag: str, threshold: float) -> list[int]:
+    """The photos scoring ``tag`` at or above ``threshold`` (by the (tag, score) index)."""
+    return [r[0] for r in conn.execute("SELECT photo_id FROM scores WHERE tag = ? AND score >= ?", (tag, threshold))]
+
+
+def top_thumbnails(conn: sqlite3.Connection, tag: str, threshold: float, limit: int) -> list[str]:
+    """Thumbnails (relative to the feature folder) of the ``limit`` highest scores of ``tag`` at or above
+    ``threshold``, highest first."""
+    return [r[0] for r in conn.execute(
+        "SELECT f.thumb FROM scores s JOIN features f ON f.photo_id = s.photo_id "
+        "WHERE s.tag = ? AND s.score >= ? ORDER BY s.score DESC LIMIT ?", (tag, threshold, limit))]
+
+
+def accepted_counts(conn: sqlite3.Connection, tag: str, threshold: float, usable: tuple) -> tuple[int, int, int]:
+    """Usable photos (scoring ``tag`` at or above ``threshold``, of those a person said lack it, that a person
+    gave it below ``threshold``), by indexed counts."""
+    marks = ", ".join("?" * len(usable))
+    return tuple(conn.execute(
+        "SELECT (SELECT count(*) FROM scores s JOIN photos p ON p.id = s.photo_id "
+        f"        WHERE s.tag = ?1 AND s.score >= ?2 AND p.status IN ({marks})), "
+        "       (SELECT count(*) FROM labels l JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag "
+        f"        JOIN photos p ON p.id = l.photo_id WHERE l.tag = ?1 AND l.value = 0 AND s.score >= ?2 "
+        f"        AND p.status IN ({marks})), "
+        "       (SELECT count(*) FROM labels l LEFT JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag "
+        f"        JOIN photos p ON p.id = l.photo_id WHERE l.tag = ?1 AND l.value = 1 "
+        f"        AND (s.score IS NULL OR s.score < ?2) AND p.status IN ({marks}))",
+        (tag, threshold, *usable, *usable, *usable)).fetchone())
+
+
+def tagged_photos(conn: sqlite3.Connection, usable: tuple, ids=None) -> list[tuple]:
+    """(id, path, captured_at) of the usable photos with features (of ``ids``; None: all, in path order)."""
+    sql = ("SELECT p.id, p.path, p.captured_at FROM photos p JOIN features f ON f.photo_id = p.id "
+           f"WHERE p.status IN ({', '.join('?' * len(usable))})")
+    if ids is None:
+        return [tuple(r) for r in conn.execute(sql + " ORDER BY p.path", usable)]
+    return [tuple(r) for r in rows_in(conn, sql + " AND p.id IN {in}", [int(i) for i in ids], tuple(usable))]
+
+
+def baseline_rows(conn: sqlite3.Connection) -> list[tuple]:
+    """(photo_id, tag, score) of the scores a head would replace: the stored ones not from a head, then the
+    ones a head set aside (which stand where both are)."""
+    return (conn.execute("SELECT photo_id, tag, score FROM scores WHERE source != 'head'").fetchall()
+            + conn.execute("SELECT photo_id, tag, score FROM scores_stash").fetchall())
+
+
+def starter_scored_tags(conn: sqlite3.Connection) -> set[str]:
+    """The tags the starter head scores in this library (stored or set aside by a head)."""
+    return {r[0] for r in conn.execute("SELECT DISTINCT tag FROM scores WHERE source = 'starter' UNION "
+                                       "SELECT DISTINCT tag FROM scores_stash WHERE source = 'starter'")}
+
+
+# -- the starter head's upgrade of scores made without it (or by an older one) ---------------------------
+_STASH_TABLES = ("scores", "scores_stash")
+_STALE = "(s.source IN ('prior', 'none') OR (s.source = 'starter' AND s.model != ?))"
+
+
+def _stale_where(table: str, tags: list[str]) -> str:
+    if table not in _STASH_TABLES:
+        raise ValueError(table)
+    return (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE {_STALE} "
+            f"AND f.model = ? AND s.tag IN ({', '.join('?' * len(tags))})")
+
+
+def stale_starter_photos(conn: sqlite3.Connection, table: str, tags: list[str], starter: str,
+                         backbone: str) -> list[int]:
+    """Photos (with features of ``backbone``) whose ``table`` rows for ``tags`` were scored without the
+    starter head ``starter`` (the prior, 'none') or by another starter head, in id order."""
+    return [r[0] for r in conn.execute(f"SELECT DISTINCT s.photo_id {_stale_where(table, tags)} ORDER BY s.photo_id",
+                                       (starter, backbone, *tags))]
+
+
+def stale_starter_rows(conn: sqlite3.Connection, table: str, ids, tags: list[str], starter: str,
+                       backbone: str) -> list[tuple]:
+    """(photo_id, tag, score, source) of those rows for the photos of ``ids``."""
+    return rows_in(conn, f"SELECT s.photo_id, s.tag, s.score, s.source {_stale_where(table, tags)} "
+                         "AND s.photo_id IN {in}", [int(i) for i in ids], (starter, backbone, *tags))
+
+
+def upgrade_to_starter(db: sqlite3.Connection, table: str, rows, starter: str) -> None:
+    """Rows of ``table`` ((score, photo_id, tag)) get the starter head ``starter``'s score, where they are
+    still the prior's, 'none' or another starter head's (the starter ranks above those, :data:`PRECEDENCE`;
+    a row changed meanwhile by a stage ranked above keeps its score)."""
+    if table not in _STASH_TABLES:
+        raise ValueError(table)
+    db.executemany(f"UPDATE {table} SET score = ?, source = 'starter', model = ? "
+                   "WHERE photo_id = ? AND tag = ? AND (source IN ('prior', 'none') "
+                   "OR (source = 'starter' AND model != ?))", [(s, starter, p, t, starter) for s, p, t in rows])
+
+
+# -- thresholds and a person's labels --------------------------------------------------------------------
+def stored_thresholds(conn: sqlite3.Connection) -> dict[str, float]:
+    """The thresholds set per tag (tags without one use the default)."""
+    return {r[0]: r[1] for r in conn.execute("SELECT tag, threshold FROM thresholds")}
+
+
+def set_threshold(db: sqlite3.Connection, tag: str, value: float, at: str) -> None:
+    db.execute("INSERT OR REPLACE INTO thresholds(tag, threshold, updated_at) VALUES (?,?,?)", (tag, float(value), at))
+
+
+def set_labels(db: sqlite3.Connection, rows) -> None:
+    """Store labels: (photo_id, tag, value, who, at) rows; a later label replaces an earlier one."""
+    db.executemany("INSERT OR REPLACE INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)", rows)
+
+
+def labels_of(conn: sqlite3.Connection, ids) -> list[tuple]:
+    """(photo_id, tag, value) of the labels of the photos of ``ids``."""
+    return rows_in(conn, "SELECT photo_id, tag, value FROM labels WHERE photo_id IN {in}", [int(i) for i in ids])
+
+
+def labeled_examples(conn: sqlite3.Connection) -> list[tuple]:
+    """(photo_id, tag, value, who) of every label of a photo with features, in photo order."""
+    return conn.execute("SELECT l.photo_id, l.tag, l.value, l.who FROM labels l "
+                        "JOIN features f ON f.photo_id = l.photo_id ORDER BY l.photo_id").fetchall()
+
+
+def labels_since(conn: sqlite3.Connection, at: str) -> set[tuple]:
+    """(photo_id, tag) of the labels made after ``at``."""
+    return set(map(tuple, conn.execute("SELECT photo_id, tag FROM labels WHERE at > ?", (at,))))
+
+
 # -- what the review queue and the CSV export read beside the scores --------------------------------------
 def usable_photos(conn: sqlite3.Connection) -> tuple[np.ndarray, list, list, list]:
     """(ids, paths, capture times, thumbnails) of every usable photo with features, in id order: one pass
@@ -232,5 +442,8 @@ def sample_members(conn: sqlite3.Connection, name: str) -> list[int]:
     return [r[0] for r in conn.execute("SELECT photo_id FROM samples WHERE name = ?", (name,))]
 
 
-__all__ = ["ScoreMatrix", "all_labels", "forget", "reviewed", "sample_members", "score_matrix", "usable_photos",
-           "usable_photos_by_path"]
+__all__ = ["PASS_SOURCES", "PRECEDENCE", "ScoreMatrix", "accepted_counts", "all_labels", "at_or_above",
+           "baseline_rows", "forget", "labeled_examples", "labels_of", "labels_since", "restore", "reviewed",
+           "sample_members", "score_matrix", "score_rows", "set_labels", "set_threshold", "stale_starter_photos",
+           "stale_starter_rows", "starter_scored_tags", "stashed_tags", "stored_thresholds", "tagged_photos",
+           "top_thumbnails", "upgrade_to_starter", "usable_photos", "usable_photos_by_path", "write"]
