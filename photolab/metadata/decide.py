@@ -16,6 +16,7 @@ from .fields import (AUTO_RATING_TAGS, IPTC_MAX_BYTES, IPTC_UTF8, K_AUTORATING, 
                      K_IPTC_KW, K_MODEL, K_MSRATING, K_RATING, K_REGIONS_DIGEST, K_REVIEWED, K_SUBJECT, K_TAGS,
                      K_TAGSLIST, MS_RATING, NAMING, REVIEW_FIRST, WHERE, Embedded, region_values, regions_digest)
 
+
 @dataclass
 class WriteOptions:
     """Where and what :func:`write_metadata` writes.

@@ -14,6 +14,7 @@ from .fields import Embedded, MetadataError, _as_rating, existing_sidecar, read_
 
 log = logging.getLogger("photolab.metadata")
 
+
 def import_metadata(library, *, photo_ids=None, progress: bool = True):
     """Read keywords and ratings other apps wrote (every field above, file and sidecar) into the catalog.
 

@@ -10,6 +10,7 @@ from .fields import (IPTC_FORMATS, K_IPTC_KW, OWN_IPTC, OWN_XMP, MetadataError, 
 from .splice import (EMPTY_PACKET, _has_iptc_digest, _image_unchanged, _set_bags, _splice, _tiff_in_place_problem,
                      _unparsed_jpeg_blocks)
 
+
 def _norm(v):
     if v is None or v == [] or v == "":
         return None
@@ -25,7 +26,6 @@ def _changes(xmp_now: dict, target: dict) -> dict:
         if _norm(now) != _norm(v):
             out[k] = v
     return out
-
 
 
 def render(data: bytes, decision: Decision, *, fmt: str | None, sidecar: bool,

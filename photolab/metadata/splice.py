@@ -31,7 +31,6 @@ def _unparsed_jpeg_blocks(data: bytes, exif: dict) -> str | None:
     return None
 
 
-
 # -- image data checks --------------------------------------------------------------------------
 _JPEG_META = set(range(0xE0, 0xF0)) | {0xFE}      # APPn and COM: metadata; the rest is the image
 _PNG_META = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}

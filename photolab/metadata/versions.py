@@ -9,6 +9,7 @@ from ..fileops import FileOpError, Rewrite, new_batch, rewrite, sha256_file, ver
 from ..library import open_library
 from ..store import metadata as q
 
+
 def versions(library, path: str | os.PathLike | None = None):
     """Kept versions, newest first: id, photo_id, path (when kept), sha256 (None: the file did not
     exist yet), batch, saved_at. For a photo, its own versions wherever it has been moved since."""

@@ -61,7 +61,6 @@ class MetadataReport:
         return ", ".join(parts) + f" ({len(self.rows)} files, {rate:.0f}/s)"
 
 
-
 def _media_facts(folder: Path, cache: dict) -> tuple[bool, bool]:
     try:
         dev = folder.stat().st_dev
@@ -213,7 +212,8 @@ def _finish(p: MetadataPlan) -> MetadataPlan:
 
 def _parts(lib, opts: WriteOptions, photo_ids, *, progress: bool, workers: int | None, every: int | None):
     """The plan in parts of at most ``every`` files to write (None: one part), each yielded as soon as it is
-    made (rows in order: the files the catalog's record shows up to date first, then the rest)."""
+    made (rows in order: the files the catalog's record shows up to date first, then the rest), its
+    ``rows`` frame and ``kept`` list not made yet (:func:`_finish`)."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -263,12 +263,12 @@ def _parts(lib, opts: WriteOptions, photo_ids, *, progress: bool, workers: int |
             bar.update(1)
             if every is not None and len(part._writes) >= every:
                 part.seconds = time.perf_counter() - start
-                yield _finish(part)
+                yield part
                 start = time.perf_counter()
                 part = MetadataPlan(rows=None, options=opts)
     bar.close()
     part.seconds = time.perf_counter() - start
-    yield _finish(part)
+    yield part
 
 
 def plan(library, *, options: WriteOptions | None = None, photo_ids=None, progress: bool = True,
@@ -285,7 +285,8 @@ def plan(library, *, options: WriteOptions | None = None, photo_ids=None, progre
         A :class:`MetadataPlan`; :func:`apply` writes it.
     """
     lib = open_library(library)
-    p = next(_parts(lib, options or WriteOptions(), photo_ids, progress=progress, workers=workers, every=None))
+    p = _finish(next(_parts(lib, options or WriteOptions(), photo_ids, progress=progress, workers=workers,
+                            every=None)))
     held = 0
     for w in p._writes:   # keep the first new bytes in memory; the rest are made again on apply
         held += len(w.item.data)
