@@ -44,10 +44,10 @@ so a process killed at any moment leaves old or new bytes, never a mix.
 :func:`restore` (``photolab restore``) puts any kept version back byte-identical.
 
 The parts: :mod:`.fields` (the field names, reading one file or sidecar), :mod:`.decide` (what to write per
-photo), :mod:`.splice` (byte-level JPEG/PNG/XMP packet work and the image-data checks), :mod:`.render`
+photo), :mod:`.splice` (byte-level JPEG/PNG/XMP packet work and the image-data checks), :mod:`.rendering`
 (making and verifying one file's new bytes), :mod:`.write` (:func:`plan` writes nothing, :func:`apply`
 does the journaled work, :func:`write_metadata` both), :mod:`.importing` (other apps' keywords and ratings
-into the catalog), :mod:`.versions` (kept previous bytes, :func:`restore`). Their SQL is in
+into the catalog), :mod:`.restoring` (kept previous bytes, :func:`restore`). Their SQL is in
 :mod:`photolab.store.metadata`.
 """
 
@@ -62,9 +62,9 @@ from .fields import (AUTO_RATING_TAGS, IN_FILE_FORMATS, IPTC_FORMATS, IPTC_MAX_B
                      PREFIX, REGIONS, REVIEW_FIRST, WHERE, Embedded, MetadataError, _pyexiv2, existing_sidecar,
                      read_bytes, read_metadata, region_values, regions_digest, sidecar_candidates)
 from .importing import import_metadata, set_rating
-from .render import render
+from .rendering import render
 from .splice import EMPTY_PACKET, _pixel_digest
-from .versions import restore, versions
+from .restoring import restore, versions
 from .write import MetadataPlan, MetadataReport, apply, plan, read_only_dir, write_metadata
 
 __all__ = ["Embedded", "MetadataError", "MetadataPlan", "MetadataReport", "WriteOptions", "apply",

@@ -22,7 +22,7 @@ from ..store import metadata as q
 from ..store.watch import metadata_written
 from .decide import Decision, WriteOptions, decisions_for_writing
 from .fields import IN_FILE_FORMATS, MetadataError, existing_sidecar, sidecar_candidates
-from .render import render
+from .rendering import render
 from .splice import EMPTY_PACKET
 
 KEEP_BYTES = 256 << 20   # new bytes a plan holds at most; past that, apply makes them again (and checks them)
