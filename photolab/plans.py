@@ -1,7 +1,7 @@
 """Plan, then apply: what a stage would change, as data, before anything changes.
 
-A stage that moves files or changes what a person decided (organize, dedupe, events, confirming
-places and faces) first returns a :class:`Plan`: its ``rows`` (a DataFrame, one row per file or
+A stage that moves files or changes what a person decided (organize, dedupe, events, writing
+metadata, confirming places and faces) first returns a :class:`Plan`: its ``rows`` (a DataFrame, one row per file or
 item it would change), what it leaves as it is and why (``kept``), how many items it could not
 check (``unchecked``), and a line saying what applying it does (``why``). Making a plan writes
 nothing, neither the catalog nor a file: a dry run is just the plan. :func:`apply` (or the stage's
@@ -24,6 +24,7 @@ APPLIERS = {
     "events": "photolab.events",
     "places": "photolab.places",
     "faces": "photolab.faces",
+    "metadata": "photolab.metadata",
 }
 
 

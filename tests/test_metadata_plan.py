@@ -111,3 +111,14 @@ def test_a_file_changed_after_the_plan_is_skipped_and_the_rest_written(tmp_path,
         assert rep.loc["a.jpg", "status"] == "skipped" and "changed since" in rep.loc["a.jpg", "reason"]
         assert lib.abs("a.jpg").read_bytes() == data + b"\0"
         assert (rep.drop(index="a.jpg")["status"] == "written").all()
+
+
+def test_a_metadata_plan_is_a_plan_that_plans_apply_carries_out(tmp_path):
+    from photolab import plans
+
+    lib, pids = make_library(tmp_path / "lib")
+    p = md.plan(lib, options=md.WriteOptions(where="both"), progress=False)
+    assert isinstance(p, plans.Plan) and p.stage == "metadata" and p.library is not None
+    report = plans.apply(p, progress=False)
+    assert len(report.rows) == 7
+    assert md.plan(lib, options=md.WriteOptions(where="both"), progress=False).counts() == {"unchanged": 7}

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..catalog import utcnow
 from ..fileops import Rewrite, new_batch, prune_versions, recover, rewrite, sha256_file
 from ..library import open_library
+from ..plans import Plan, library_and_plan
 from ..store import metadata as q
 from ..store.watch import metadata_written
 from .decide import Decision, WriteOptions, decisions_for_writing
@@ -160,8 +161,8 @@ class _Write:
     decision: Decision
 
 
-@dataclass
-class MetadataPlan:
+@dataclass(eq=False, kw_only=True)
+class MetadataPlan(Plan):
     """What writing metadata would do, every file's new bytes made and verified; making it wrote nothing.
 
     Attributes:
@@ -175,7 +176,8 @@ class MetadataPlan:
         seconds: how long making it took.
     """
 
-    rows: object                                  # pandas.DataFrame
+    stage: str = "metadata"
+    rows: object = None                           # pandas.DataFrame
     kept: list[tuple[str, str]] = field(default_factory=list)
     unchecked: int = 0
     why: dict[str, str] = field(default_factory=dict)
@@ -223,7 +225,7 @@ def _parts(lib, opts: WriteOptions, photo_ids, *, progress: bool, workers: int |
     rows = q.photo_rows(conn, subset)
     done_before = {(r["photo_id"], r["target"]): (r["sha256"], r["digest"], r["path"])
                    for r in metadata_written(conn, subset)}
-    part = MetadataPlan(rows=None, options=opts)
+    part = MetadataPlan(rows=None, options=opts, library=lib)
     media: dict = {}
     jobs = []
     for pid, d in decisions.items():
@@ -265,7 +267,7 @@ def _parts(lib, opts: WriteOptions, photo_ids, *, progress: bool, workers: int |
                 part.seconds = time.perf_counter() - start
                 yield part
                 start = time.perf_counter()
-                part = MetadataPlan(rows=None, options=opts)
+                part = MetadataPlan(rows=None, options=opts, library=lib)
     bar.close()
     part.seconds = time.perf_counter() - start
     yield part
@@ -366,7 +368,7 @@ def _before_writing(lib, opts: WriteOptions) -> None:
     recover(lib)   # settle a run that was killed before anything else reads the files
 
 
-def apply(library, plan: MetadataPlan, *, progress: bool = True) -> MetadataReport:
+def apply(library, plan: MetadataPlan | None = None, *, progress: bool = True) -> MetadataReport:
     """Write a :class:`MetadataPlan`: each file replaced atomically while it still holds the bytes the
     plan read (a file changed since is skipped, its row says so), the previous bytes kept as a version,
     one journaled batch; what was written is recorded so the next run skips it.
@@ -374,6 +376,7 @@ def apply(library, plan: MetadataPlan, *, progress: bool = True) -> MetadataRepo
     Returns:
         A :class:`MetadataReport` (``report.batch`` undoes it).
     """
+    library, plan = library_and_plan(library, plan)
     lib = open_library(library)
     _before_writing(lib, plan.options)
     start = time.perf_counter()
