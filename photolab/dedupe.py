@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from .catalog import STATE_DIR, utcnow
-from .fileops import BatchReport, FileOpError, Move, execute, new_batch, recover, undo, undo_one
+from .fileops import BatchReport, FileOpError, Move, execute, new_batch, recover, sha256_file, undo, undo_one
 from .index import USABLE
 from .library import open_library
 from .media import companions
@@ -959,11 +959,11 @@ def _group_rows(part: list[int], edges: dict, rows_by_id: dict, opts: DedupeOpti
         why = (f"{tier} duplicate ({how}) of {copy_of['path']}; keeper {keeper['path']}: "
                f"{_describe(r)} vs {_describe(keeper)}")
         rows_out.append({"group": group_no, "tier": tier, "path": r["path"], "keep": False,
-                         "reason": why, "photo_id": pid, "copy_of": copy_of["path"]})
+                         "reason": why, "photo_id": pid, "copy_of": copy_of["path"], "sha256": r["sha256"]})
     tier = "exact" if all(x["tier"] == "exact" and x["copy_of"] == keeper["path"] for x in rows_out) else "near"
     return [{"group": group_no, "tier": tier, "path": keeper["path"], "keep": True,
              "reason": f"kept: {_describe(keeper)}, the best of {len(part)}", "photo_id": ranked[0],
-             "copy_of": None}] + rows_out
+             "copy_of": None, "sha256": keeper["sha256"]}] + rows_out
 
 
 def plan(library, *, options: DedupeOptions | None = None, only=None):
@@ -972,8 +972,8 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
     Returns:
         A :class:`~photolab.plans.Plan` whose ``rows`` hold one row per file in a group: ``group``, ``tier``
         (``exact``, ``near`` or ``similar``), ``path`` (relative to the library),
-        ``keep`` (True/False), ``reason``; plus ``photo_id`` and ``copy_of`` (the
-        file a set-aside copy duplicates). A copy's tier is ``exact`` when it has
+        ``keep`` (True/False), ``reason``; plus ``photo_id``, ``copy_of`` (the
+        file a set-aside copy duplicates) and ``sha256`` (the bytes the plan saw). A copy's tier is ``exact`` when it has
         the same bytes or pixels as another file of the group, else ``near``;
         ``similar`` groups always keep every file. ``plan.unchecked``: the photos without features
         yet (only exact copies were checked for them).
@@ -1103,8 +1103,8 @@ def plan(library, *, options: DedupeOptions | None = None, only=None):
         for pid in sorted(members, key=lambda p: rows_by_id[p]["path"]):
             out.append({"group": group_no, "tier": "similar", "path": rows_by_id[pid]["path"], "keep": True,
                         "reason": "similar scene: kept; look at the group and decide", "photo_id": pid,
-                        "copy_of": None})
-    df = pd.DataFrame(out, columns=PLAN_COLUMNS + ["photo_id", "copy_of"])
+                        "copy_of": None, "sha256": rows_by_id[pid]["sha256"]})
+    df = pd.DataFrame(out, columns=PLAN_COLUMNS + ["photo_id", "copy_of", "sha256"])
     if untagged:
         log.warning("%d photos have no features yet (run `photolab tag`): only exact copies were checked for them",
                     untagged)
@@ -1208,8 +1208,11 @@ def split_group(plan_df, paths):
 def apply(library, plan_df=None, *, progress: bool = True) -> BatchReport:
     """Move every ``keep == False`` file of an exact/near group (with its companions) into quarantine.
 
-    Called as ``apply(plan)`` or ``apply(library, plan)``; the plan may be its rows alone (as a person
-    edited them with :func:`set_keeper`, :func:`dismiss_group` or :func:`split_group`)."""
+    Called as ``apply(plan)`` or ``apply(library, plan)`` (the library the plan was made for); the plan may be
+    its rows alone (as a person edited them with :func:`set_keeper`, :func:`dismiss_group` or
+    :func:`split_group`). A copy stays where it is, listed in ``report.skipped``, when its group's keeper is
+    no longer in the library as a usable file (e.g. set aside by another plan applied since) or its bytes are
+    not the ones the plan saw: a group never loses its last file."""
     from tqdm.auto import tqdm
 
     from .backup import guard
@@ -1222,29 +1225,41 @@ def apply(library, plan_df=None, *, progress: bool = True) -> BatchReport:
     batch = new_batch("dedupe")
     qdir = f"{STATE_DIR}/quarantine/{batch}"
     todo = plan_df[(~plan_df["keep"].astype(bool)) & (plan_df["tier"] != "similar")]
-    # the rows of the folders the copies are in (their companions are beside them), by path range
-    rows = {r["path"]: r["sha256"] for r in in_folders(lib.catalog.conn, {p.rpartition("/")[0] for p in todo["path"]})}
+    keep_rows = plan_df[plan_df["keep"].astype(bool)]
+    # the rows of the folders the copies and their keepers are in (companions are beside them), by path range
+    folders = {p.rpartition("/")[0] for p in list(todo["path"]) + list(keep_rows["path"])}
+    rows = {r["path"]: r for r in in_folders(lib.catalog.conn, folders, "path, sha256, status, size, mtime_ns")}
     names_in: dict[str, set[str]] = {}
     for p in rows:
         folder, _, name = p.rpartition("/")
         names_in.setdefault(folder, set()).add(name)
-    keepers = plan_df[plan_df["keep"].astype(bool)].set_index("group")["path"].to_dict()
+    keepers = keep_rows.set_index("group")["path"].to_dict()
+    leaving = set(todo["path"])
     moves: list[Move] = []
+    skipped: list[tuple[str, str]] = []
     for r in todo.itertuples():
         if r.path not in rows:
+            continue
+        why = _stale(lib, r, keepers.get(r.group), rows, leaving)
+        if why:
+            skipped.append((r.path, why))
             continue
         folder, _, name = r.path.rpartition("/")
         for member in [name] + companions(Path(name), names_in[folder]):
             src = f"{folder}/{member}" if folder else member
-            moves.append(Move(src=src, dst=f"{qdir}/{src}", sha256=rows[src], status="quarantined",
+            moves.append(Move(src=src, dst=f"{qdir}/{src}", sha256=rows[src]["sha256"], status="quarantined",
                               note=f"duplicate of {keepers.get(r.group)} (batch {batch})",
                               detail={"group": int(r.group), "keeper": keepers.get(r.group), "tier": r.tier}))
+    for path, why in skipped:
+        log.warning("%s: %s", path, why)
     bar = tqdm(total=len(moves), desc="quarantine", unit="file", disable=not progress or not moves)
     report = execute(lib, moves, batch=batch, op="quarantine", on_progress=bar.update)
     bar.close()
+    report.skipped[:0] = skipped
+    left = {p for p, _ in skipped}
     with lib.catalog.write() as db:
         done = store.done_steps(db, batch)
-        _merge_labels(db, plan_df)
+        _merge_labels(db, plan_df[~plan_df["path"].isin(left)])
     if done:
         manifest = {"batch": batch, "created_at": utcnow(), "retention_days": retention_days(lib),
                     "files": [{"path": d["dst"][len(qdir) + 1:], **json.loads(d["detail"])} for d in done]}
@@ -1254,6 +1269,30 @@ def apply(library, plan_df=None, *, progress: bool = True) -> BatchReport:
         tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, mpath)
     return report
+
+
+def _stale(lib, r, keeper: str | None, rows: dict, leaving: set) -> str | None:
+    """Why copy ``r`` (a plan row) must stay: its group's keeper is not in the library, usable, any more (set
+    aside since, or moving now), or the copy's bytes are not the ones the plan saw; None: it may go."""
+    if keeper is None:
+        return "its group has no keeper in the plan; left in place so the group keeps a file"
+    k = rows.get(keeper)
+    if keeper in leaving or k is None or k["status"] not in USABLE or not lib.abs(keeper).is_file():
+        return f"its keeper {keeper} is no longer in the library; left in place so the group keeps a file"
+    planned = getattr(r, "sha256", None)
+    if isinstance(planned, str):
+        row = rows[r.path]
+        same = row["sha256"] == planned
+        if same:
+            try:
+                st = lib.abs(r.path).stat()
+            except OSError:
+                return None   # gone: the move reports it
+            if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime_ns"]):
+                same = sha256_file(lib.abs(r.path)) == planned
+        if not same:
+            return "its bytes changed since the plan was made; left in place (make the plan again)"
+    return None
 
 
 def _merge_labels(db, plan_df) -> None:

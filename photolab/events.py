@@ -18,12 +18,17 @@ A person's edits are kept by photo id in ``event_edits`` and re-applied on
 every run: :func:`rename_event`, :func:`merge_events` and :func:`split_event`.
 
 :func:`plan` groups the events in memory and writes nothing (organize's plan
-uses it); :func:`apply` stores a plan; :func:`detect_events` does both.
+uses it); :func:`apply` stores a plan; :func:`detect_events` does both. A plan records a stamp of what it
+read (the dated photos, the stored events it replaces, a person's edits): when that changed before the plan
+is applied (the watcher filed a photo, a person renamed, split or merged an event), :func:`apply` groups the
+events again from the catalog as it is then and stores those, so nothing stored since is lost.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -32,8 +37,10 @@ from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
 from .places import event_city
-from .plans import Plan
+from .plans import Plan, library_and_plan
 from .store import events as store
+
+log = logging.getLogger(__name__)
 
 REAL_DATE_SOURCES = ("DateTimeOriginal", "CreationDate", "CreateDate", "GPSDateTime", "FileName")
 
@@ -165,31 +172,59 @@ def plan(library, *, options: EventOptions | None = None, photo_ids=None) -> Pla
 
     opts = options or EventOptions()
     lib = open_library(library)
-    conn = lib.catalog.conn
-    touched: set[int] = set()
-    if photo_ids is not None:
-        rows, touched = _scope(lib, [int(i) for i in photo_ids], opts)
-    else:
-        rows = store.dated_photos(conn, USABLE, date_sources(opts))
+    asked = None if photo_ids is None else sorted({int(i) for i in photo_ids})
+    rows, touched, edits = _read(lib, asked, opts)
     items = [(t, r["id"], (r["gps_lat"], r["gps_lon"]) if r["gps_lat"] is not None else None)
              for r in rows if (t := parse_time(r["captured_at"])) is not None]
     items.sort(key=lambda x: (x[0], x[1]))
-    now_rows, member_rows = _group(lib, items, opts, whole=photo_ids is None) if items else ([], [])
+    now_rows, member_rows = _group(lib, items, opts, whole=asked is None, edits=edits) if items else ([], [])
     df = pd.DataFrame(now_rows, columns=EVENT_COLUMNS).set_index("id").sort_values("start", kind="stable")
-    scoped = photo_ids is not None
+    scoped = asked is not None
     return Plan("events", df, why=("the events of the photos grouped again replace the stored ones" if scoped else
                                    "the events grouped replace every stored event"),
                 library=lib, detail={"members": member_rows,
                                      "photos": [pid for _, pid, _ in items] if scoped else None,
-                                     "events": sorted(touched) if scoped else None})
+                                     "events": sorted(touched) if scoped else None,
+                                     "asked": asked, "options": opts, "stamp": _stamp(rows, touched, edits)})
 
 
-def _group(lib, items: list, opts: EventOptions, *, whole: bool) -> tuple[list, list]:
+def _read(lib, asked, opts: EventOptions) -> tuple[list, set[int], list]:
+    """What a plan groups: (the dated photo rows, the stored events they replace, a person's edits)."""
+    conn = lib.catalog.conn
+    if asked is None:
+        rows, touched = store.dated_photos(conn, USABLE, date_sources(opts)), set()
+    else:
+        rows, touched = _scope(lib, asked, opts)
+    return rows, touched, store.edits(conn)
+
+
+def _stamp(rows, touched, edits) -> str:
+    """A digest of what a plan read (:func:`_read`): another digest at apply means the catalog changed."""
+    h = hashlib.sha1()
+    for r in sorted(rows, key=lambda r: r["id"]):
+        h.update(f"{r['id']}|{r['captured_at']}|{r['captured_source']}|{r['gps_lat']}|{r['gps_lon']}\n".encode())
+    h.update(f"events {sorted(touched)}\n".encode())
+    for e in edits:
+        h.update(f"{e['action']}|{e['photo_id']}|{e['other_id']}|{e['value']}\n".encode())
+    return h.hexdigest()
+
+
+def _current(lib, made: Plan) -> Plan:
+    """``made`` if the catalog still holds what it read, else the events grouped again from the catalog now."""
+    detail = made.detail
+    if "stamp" not in detail or _stamp(*_read(lib, detail["asked"], detail["options"])) == detail["stamp"]:
+        return made
+    log.warning("the catalog changed since the events plan was made (a photo filed, an event renamed, split or "
+                "merged): the events are grouped again from the catalog as it is now")
+    return plan(lib, options=detail["options"], photo_ids=detail["asked"])
+
+
+def _group(lib, items: list, opts: EventOptions, *, whole: bool, edits=None) -> tuple[list, list]:
     """(event rows, (photo id, event id) rows) of dated ``items`` (time, id, gps), sorted by time."""
     from .taxonomy import load_taxonomy
     from .tagging import accepted_tags
 
-    edits = store.edits(lib.catalog.conn)
+    edits = store.edits(lib.catalog.conn) if edits is None else edits
     splits = {e["photo_id"] for e in edits if e["action"] == "split"}
 
     groups: list[list] = []
@@ -261,11 +296,17 @@ def _group(lib, items: list, opts: EventOptions, *, whole: bool) -> tuple[list, 
     return now_rows, member_rows
 
 
-def apply(plan: Plan, **_) -> int:
-    """Store the events of a :func:`plan` (replacing the ones it replaces); returns the events stored."""
+def apply(library, plan: Plan | None = None, **_) -> int:
+    """Store the events of a :func:`plan` (replacing the ones it replaces); returns the events stored.
+
+    Called as ``apply(plan)`` or ``apply(library, plan)`` (the library the plan was made for). When the
+    catalog changed since the plan was made (its stamp differs), the events are grouped again from the
+    catalog as it is now and those are stored."""
+    library, plan = library_and_plan(library, plan)
     if plan.stage != "events":
         raise ValueError(f"events.apply takes an events plan, not a {plan.stage} plan")
-    lib = open_library(plan.library)
+    lib = open_library(library)
+    plan = _current(lib, plan)
     rows = [(int(eid), name, auto, start, end, int(n), _number(lat), _number(lon), dom if isinstance(dom, str) else None)
             for eid, (name, auto, start, end, n, lat, lon, dom)
             in zip(plan.rows.index, plan.rows[EVENT_COLUMNS[1:]].itertuples(index=False, name=None))]
@@ -287,7 +328,7 @@ def detect_events(library, *, options: EventOptions | None = None, photo_ids=Non
     """Group the library's photos into events and store them (:func:`plan`, then :func:`apply`); returns the
     stored events as a DataFrame (as :func:`events`)."""
     lib = open_library(library)
-    apply(plan(lib, options=options, photo_ids=photo_ids))
+    apply(lib, plan(lib, options=options, photo_ids=photo_ids))
     return events(lib)
 
 

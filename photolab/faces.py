@@ -48,7 +48,7 @@ from .errors import PhotolabError
 from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
-from .plans import Plan
+from .plans import Applied, Plan, library_and_plan
 from .store import faces as store
 
 log = logging.getLogger(__name__)
@@ -485,21 +485,32 @@ def plan_confirm(library, face_ids=None, *, photo_ids=None, confident_only: bool
     kept = [(r.path, f"face {i}: {r.status} suggestion {r.suggestion!r} (distance {r.distance:.2f}) not confirmed")
             for i, r in zip(df.index, df.itertuples()) if r.status == "tentative" and r.status not in ok]
     df = df[df["status"].isin(ok)]
-    return Plan("faces", df, kept=kept, library=lib, detail={"who": who},
+    return Plan("faces", df, kept=kept, library=lib, detail={"who": who, "confident_only": confident_only},
                 why="the suggested names become the names a person gave (People| tags and face regions "
                     "once written)")
 
 
-def apply(plan: Plan, **_) -> int:
+def apply(library, plan: Plan | None = None, **_) -> Applied:
     """Accept the suggested names of a :func:`plan_confirm`, then suggest again for the other faces; returns
-    how many faces were named."""
+    how many faces were named (an int whose ``skipped`` lists ``(face id, reason)`` of the faces left as they
+    are: their suggestion changed since the plan, or is no longer confident under ``confident_only``).
+
+    Called as ``apply(plan)`` or ``apply(library, plan)`` (the library the plan was made for)."""
+    library, plan = library_and_plan(library, plan)
     if plan.stage != "faces":
         raise ValueError(f"faces.apply takes a faces plan, not a {plan.stage} plan")
-    lib = open_library(plan.library)
+    lib = open_library(library)
+    confident = CONFIDENT if plan.detail.get("confident_only", False) else None
+    planned = [(int(i), s) for i, s in zip(plan.rows.index, plan.rows["suggestion"]) if isinstance(s, str)]
     with lib.catalog.write() as db:
-        store.accept_suggestions(db, plan.rows.index, plan.detail.get("who", "me"), utcnow())
+        done = store.accept_suggestions(db, planned, plan.detail.get("who", "me"), utcnow(), confident=confident)
+    skipped = [(i, f"face {i}: its suggestion {s!r} changed since the plan was made"
+                   + (" (or is no longer confident)" if confident is not None else "") + "; left unnamed")
+               for i, s in planned if i not in done]
+    for _, why in skipped:
+        log.warning("%s", why)
     identify(lib)
-    return len(plan.rows)
+    return Applied(len(done), skipped)
 
 
 def confirm_faces(library, face_ids=None, *, photo_ids=None, confident_only: bool = True,

@@ -7,7 +7,8 @@ clips out.
 ``plan`` reads the rules (``.photolab/rules.txt``, created from the shipped,
 documented default), groups the events in memory, finds each photo's folder and
 returns the moves as a :class:`~photolab.plans.Plan`; it changes nothing, the
-catalog included. ``apply`` stores the plan's events and carries the moves out
+catalog included. ``apply`` stores the plan's events (grouped again if the catalog
+changed meanwhile) and carries the moves out
 through :mod:`photolab.fileops` (journaled, never overwriting, crash-safe,
 catalog updated with each move); ``undo`` reverses a batch.
 
@@ -497,8 +498,11 @@ def apply(library, plan=None, *, progress: bool = True) -> BatchReport:
     """Carry out a plan from :func:`plan` as one journaled batch (see :mod:`photolab.fileops`): first the
     events grouped for it are stored, then the files move.
 
-    Called as ``apply(plan)`` or ``apply(library, plan)``; ``plan`` may also be its rows alone (a DataFrame
-    with ``source``, ``target``, ``rule`` and ``sha256``: only the moves are made)."""
+    Called as ``apply(plan)`` or ``apply(library, plan)`` (the library the plan was made for; another is
+    refused); ``plan`` may also be its rows alone (a DataFrame with ``source``, ``target``, ``rule`` and
+    ``sha256``: only the moves are made). The moves are the plan's; the events stored are the plan's, or,
+    when the catalog changed since the plan was made, the events grouped again from it (see
+    :func:`photolab.events.apply`)."""
     from tqdm.auto import tqdm
 
     from .backup import guard
@@ -508,7 +512,7 @@ def apply(library, plan=None, *, progress: bool = True) -> BatchReport:
     lib = open_library(library)
     guard(lib, "organize --apply")
     if isinstance(plan, Plan) and plan.events is not None:
-        store_events(plan.events)
+        store_events(lib, plan.events)   # grouped again if the catalog changed since the plan
     moves = [Move(src=r.source, dst=r.target, sha256=r.sha256 if isinstance(r.sha256, str) else None,
                   detail={"rule": r.rule}) for r in rows_of(plan).itertuples()]
     bar = tqdm(total=len(moves), desc="organize", unit="file", disable=not progress or not moves)

@@ -13,13 +13,16 @@ Events take their names from the city most of their GPS photos share.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from .catalog import utcnow
 from .index import USABLE
 from .library import open_library
-from .plans import Plan
+from .plans import Applied, Plan, library_and_plan
 from .store import places as store
+
+log = logging.getLogger(__name__)
 
 MAX_KM = 50.0
 PLACES_ROOT = "Places"
@@ -112,7 +115,9 @@ def plan_confirm(library, photo_ids=None, *, event: int | None = None, value: bo
     Returns:
         A :class:`~photolab.plans.Plan` whose ``rows`` are the places concerned (``photo_id``, ``path``,
         ``country``, ``region``, ``city``, ``km``, ``confirmed`` now, the ``tag`` it gives and ``to``: 1
-        confirmed, -1 rejected); ``kept``: ``(photo id, reason)`` of the photos asked about that have no place.
+        confirmed, -1 rejected); ``kept``: ``(photo id, reason)`` of the photos asked about that have no place,
+        and ``(path, reason)`` of the places left as they are: already confirmed (or rejected), and, when
+        confirming, the places a person rejected (a rejection is never overturned by confirming many).
     """
     import pandas as pd
 
@@ -123,26 +128,52 @@ def plan_confirm(library, photo_ids=None, *, event: int | None = None, value: bo
     ids = members(conn, event) if event is not None else [int(i) for i in (photo_ids or [])]
     to = 1 if value else -1   # rejected: forgotten, and not suggested again until the position changes
     found = store.places_of(conn, ids)
+    kept = []
+    todo = []
+    for r in found:
+        if r["confirmed"] == to:
+            kept.append((r["path"], f"place {path(r)} already {'confirmed' if value else 'rejected'}"))
+        elif value and r["confirmed"] == -1:
+            kept.append((r["path"], f"place {path(r)} rejected by a person: left rejected"))
+        else:
+            todo.append(r)
     rows = pd.DataFrame([(r["photo_id"], r["path"], r["country"], r["region"], r["city"], r["km"], r["confirmed"],
-                          path(r), to) for r in found], columns=PLAN_COLUMNS)
+                          path(r), to) for r in todo], columns=PLAN_COLUMNS)
     have = {r["photo_id"] for r in found}
-    kept = [(pid, "no place: no GPS, or farther than MAX_KM from any named place") for pid in dict.fromkeys(ids)
-            if pid not in have]
+    kept += [(pid, "no place: no GPS, or farther than MAX_KM from any named place") for pid in dict.fromkeys(ids)
+             if pid not in have]
     return Plan("places", rows, kept=kept, library=lib, detail={"value": to},
                 why=f"{'confirm' if value else 'reject'} these places"
                     + (" (written into files once confirmed)" if value else " (taken out of the files)"))
 
 
-def apply(plan: Plan, **_) -> int:
-    """Confirm (or reject) the places of a :func:`plan_confirm`; returns how many places it set."""
+def apply(library, plan: Plan | None = None, **_) -> Applied:
+    """Confirm (or reject) the places of a :func:`plan_confirm`; returns how many places it set (an int whose
+    ``skipped`` lists ``(path, reason)`` of the places that changed since the plan and were left as they are).
+
+    Called as ``apply(plan)`` or ``apply(library, plan)`` (the library the plan was made for). Only a place
+    that still names what the plan showed (country, region, city, confirmed or not) is set."""
+    library, plan = library_and_plan(library, plan)
     if plan.stage != "places":
         raise ValueError(f"places.apply takes a places plan, not a {plan.stage} plan")
-    lib = open_library(plan.library)
-    ids = [int(i) for i in plan.rows["photo_id"]]
-    if not ids:
-        return 0
+    lib = open_library(library)
+    rows = plan.rows
+    planned = [(int(pid), _text(c), _text(rg), _text(ct), int(was))
+               for pid, c, rg, ct, was in zip(rows["photo_id"], rows["country"], rows["region"], rows["city"],
+                                              rows["confirmed"])]
+    if not planned:
+        return Applied(0)
     with lib.catalog.write() as db:
-        return store.set_confirmed(db, ids, plan.detail["value"])
+        done = store.set_confirmed(db, planned, plan.detail["value"])
+    skipped = [(p, "its place changed since the plan was made; left as it is (make the plan again)")
+               for p, (pid, *_) in zip(rows["path"], planned) if pid not in done]
+    for p, why in skipped:
+        log.warning("%s: %s", p, why)
+    return Applied(len(done), skipped)
+
+
+def _text(v) -> str | None:
+    return v if isinstance(v, str) else None
 
 
 def confirm_places(library, photo_ids=None, *, event: int | None = None, value: bool = True) -> int:

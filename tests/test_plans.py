@@ -170,3 +170,202 @@ def test_apply_takes_the_library_and_the_rows_as_before(lib, tmp_path):
             plans.apply(d.rows)
     finally:
         other.close()
+
+
+# -- plans applied later: what changed since is not undone ----------------------------------------------------
+@pytest.fixture
+def other(lib, tmp_path):
+    """A writable copy of the built library, open."""
+    library = photolab.open_library(copy_tree(lib.root, tmp_path / "copy"))
+    yield library
+    library.close()
+
+
+def _file_new_photo(lib, shared_data, days: int) -> int:
+    """A new dated photo in ``import9/`` (``days`` after the library's first capture), indexed and filed by the
+    watcher's step; its id."""
+    import pandas as pd
+    from PIL import Image
+
+    from photolab import automate
+
+    first = lib.catalog.query("SELECT min(captured_at) FROM photos WHERE captured_source = 'DateTimeOriginal'")[0][0]
+    when = pd.Timestamp(first).tz_localize(None) + pd.Timedelta(days=days)
+    (lib.root / "import9").mkdir()
+    with Image.open(shared_data / "photos" / GPS[0]) as im:
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9003] = when.strftime("%Y:%m:%d %H:%M:%S")
+        im.convert("RGB").crop((0, 0, 200, 200)).save(lib.root / "import9" / "new.jpg", exif=exif)
+    photolab.index_library(lib, progress=False)
+    nid = lib.catalog.query("SELECT id FROM photos WHERE path = 'import9/new.jpg'")[0][0]
+    automate._organize_new(lib, [nid])
+    return nid
+
+
+def _event_of(lib, photo_id: int):
+    got = lib.catalog.query("SELECT event_id FROM photo_events WHERE photo_id = ?", (photo_id,))
+    return got[0][0] if got else None
+
+
+def test_an_older_organize_plan_keeps_the_events_stored_since(other, shared_data):
+    organize.apply(other, organize.plan(other), progress=False)     # the library in place
+    older = organize.plan(other)                                     # a plan left open ...
+    nid = _file_new_photo(other, shared_data, days=400)                           # ... while the watcher files a photo
+    eid = _event_of(other, nid)
+    assert eid is not None
+    biggest = int(events.events(other)["photos"].idxmax())
+    events.rename_event(other, biggest, "Night walk")                # ... and a person renames an event
+    organize.apply(other, older, progress=False)                     # then the older plan is applied
+    assert _event_of(other, nid) == eid, "the photo filed since lost its event"
+    assert events.events(other).loc[biggest, "name"] == "Night walk", "the rename since was lost"
+
+
+def test_an_events_plan_is_stored_as_planned_when_nothing_changed(other, caplog):
+    p = events.plan(other)
+    with caplog.at_level("WARNING", logger="photolab.events"):
+        assert events.apply(p) == len(p.rows)
+    assert not [r for r in caplog.records if "grouped again" in r.getMessage()]
+    stored = events.events(other)
+    assert list(stored.index) == list(p.rows.index) and list(stored["name"]) == list(p.rows["name"])
+    # merged since the plan: the older plan is grouped again, the merge kept
+    older = events.plan(other)
+    a, b = list(stored.index)[:2]
+    events.merge_events(other, a, b)
+    merged = len(events.events(other))
+    with caplog.at_level("WARNING", logger="photolab.events"):
+        events.apply(other, older)
+    assert len(events.events(other)) == merged < len(older.rows)
+    assert [r for r in caplog.records if "grouped again" in r.getMessage()]
+
+
+def test_places_and_faces_confirm_what_the_plan_showed(other):
+    gps = _gps(other)
+    conf = places.plan_confirm(other, gps)
+    assert len(conf.rows) == len(gps)
+    changed, rejected = gps[0], gps[1]
+    with other.catalog.write() as db:                 # a new look-up names another city for one photo
+        db.execute("UPDATE places SET city = 'Elsewhere' WHERE photo_id = ?", (changed,))
+    places.confirm_places(other, [rejected], value=False)   # and a person rejects another one
+    n = places.apply(conf)
+    assert n == len(gps) - 2
+    now = places.places(other)
+    assert now.loc[changed, "confirmed"] == 0 and now.loc[rejected, "confirmed"] == -1
+    skipped = {p for p, _ in n.skipped}
+    assert skipped == set(now.loc[[changed, rejected], "path"])
+
+    fp = F.plan_confirm(other, confident_only=False)
+    planned = fp.rows[fp.rows["suggestion"] == "Barack Obama"]
+    assert len(planned) > 0
+    named = F.faces(other)
+    named = list(named[named["person"] == "Barack Obama"].index)
+    F.name_faces(other, named, "Obama")              # a rename: identify suggests "Obama" now
+    got = F.apply(fp)
+    now = F.faces(other)
+    assert not (now["person"] == "Barack Obama").any(), "a suggestion changed since the plan was accepted"
+    assert {i for i, _ in got.skipped} >= set(planned.index)
+
+
+def test_faces_confident_only_needs_a_suggestion_still_confident(other):
+    fp = F.plan_confirm(other)
+    assert len(fp.rows) > 0
+    face = int(fp.rows.index[0])
+    with other.catalog.write() as db:
+        db.execute("UPDATE faces SET distance = ? WHERE id = ?", (F.CONFIDENT + 0.05, face))
+    got = F.apply(fp)
+    assert got == len(fp.rows) - 1 and [i for i, _ in got.skipped] == [face]
+    assert F.faces(other).loc[face, "status"] != "named"
+
+
+def test_confirm_all_leaves_rejected_and_confirmed_places(other):
+    gps = _gps(other)
+    places.confirm_places(other, [gps[0]])
+    places.confirm_places(other, [gps[1]], value=False)
+    every = list(places.places(other).index)
+    p = places.plan_confirm(other, every)
+    assert gps[0] not in set(p.rows["photo_id"]) and gps[1] not in set(p.rows["photo_id"])
+    reasons = dict(p.kept)
+    path0, path1 = (places.places(other).loc[i, "path"] for i in gps[:2])
+    assert "already confirmed" in reasons[path0] and "rejected by a person" in reasons[path1]
+    assert places.apply(p) == len(every) - 2
+    assert places.places(other).loc[gps[1], "confirmed"] == -1, "confirm-all overturned a rejection"
+
+
+def test_choosing_rows_of_a_plan_gives_a_plan(other):
+    p = organize.plan(other)
+    photos = p[p["role"] == "photo"]
+    assert isinstance(photos, plans.Plan) and photos.events is p.events and len(photos) == (p["role"] == "photo").sum()
+    for chosen in (p.head(2), p.tail(2), p.query("role == 'photo'"), p.copy(), p.loc[p["role"] == "photo"],
+                   p.iloc[:2], p.sort_values("target")):
+        assert isinstance(chosen, plans.Plan) and chosen.stage == "organize" and chosen.events is p.events
+    assert not isinstance(p["source"], plans.Plan) and list(p["source"]) == list(p.rows["source"])
+    assert not isinstance(p[["source", "target"]], plans.Plan)
+    assert p.attrs == {"kept": p.kept, "unchecked": p.unchecked}
+    first = p.head(1)
+    report = organize.apply(other, first, progress=False)
+    assert report.done == 1
+    assert len(events.events(other)) == len(p.events.rows), "a chosen part of the plan stored no events"
+
+
+def test_a_plan_is_applied_to_its_own_library_only(other, tmp_path):
+    second = photolab.open_library(copy_tree(other.root, tmp_path / "second"))
+    try:
+        p = organize.plan(other)
+        before = snapshot(second.root)
+        with pytest.raises(plans.PlanLibraryError, match="made for the library at"):
+            organize.apply(second, p, progress=False)
+        for stage_plan, apply_ in ((events.plan(other), events.apply), (places.plan_confirm(other, _gps(other)),
+                                                                      places.apply),
+                                   (F.plan_confirm(other), F.apply), (dedupe.plan(other), dedupe.apply)):
+            with pytest.raises(plans.PlanLibraryError):
+                apply_(second, stage_plan)
+        assert snapshot(second.root) == before
+        assert len(events.events(other)) == 0
+    finally:
+        second.close()
+    # the library the plan was made with closed: apply opens it again by its root
+    p = organize.plan(other)
+    other.close()
+    report = plans.apply(p, progress=False)
+    assert report.done == len(p.rows)
+    with photolab.open_library(p.library.root) as again:
+        assert len(events.events(again)) == len(p.events.rows)
+
+
+def test_a_plan_pickles_and_copies_with_its_library_root(other):
+    import copy
+    import pickle
+
+    p = organize.plan(other)
+    for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p)):
+        assert q.library == other.root and q.events.library == other.root
+        assert list(q["target"]) == list(p["target"]) and len(q.events.rows) == len(p.events.rows)
+    q = pickle.loads(pickle.dumps(p))
+    q["reason"] = "chosen"                               # assignment goes to the rows
+    assert set(q.rows["reason"]) == {"chosen"} and "chosen" not in set(p.rows["reason"])
+    report = plans.apply(q, progress=False)
+    assert report.done == len(p.rows)
+    assert len(events.events(other)) == len(p.events.rows)
+
+
+def test_a_stale_dedupe_plan_never_sets_aside_a_groups_last_file(other):
+    d = dedupe.plan(other)
+    group = int(d.rows.loc[d.rows["path"] == "trip/copy.jpg", "group"].iloc[0])
+    members = d.rows[d.rows["group"] == group]
+    keeper = members.loc[members["keep"], "path"].iloc[0]
+    assert keeper != "trip/copy.jpg"
+    flipped = dedupe.set_keeper(d, "trip/copy.jpg")      # a person keeps the copy instead ...
+    assert dedupe.apply(other, flipped, progress=False).done >= 1
+    assert not (other.root / keeper).exists()
+    report = dedupe.apply(d, progress=False)             # ... then the first plan is applied too
+    assert (other.root / "trip" / "copy.jpg").is_file(), "both files of the group were set aside"
+    assert any(p == "trip/copy.jpg" and "no longer in the library" in why for p, why in report.skipped)
+
+
+def test_a_dedupe_copy_changed_since_the_plan_stays(other):
+    d = dedupe.plan(other)
+    assert "sha256" in d.rows.columns
+    copy_file = other.root / "trip" / "copy.jpg"
+    copy_file.write_bytes(copy_file.read_bytes() + b"\0")   # edited after the plan (not indexed again)
+    report = dedupe.apply(d, progress=False)
+    assert copy_file.is_file()
+    assert any(p == "trip/copy.jpg" and "bytes changed" in why for p, why in report.skipped)

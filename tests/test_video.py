@@ -381,7 +381,7 @@ def test_organize_files_clips_beside_the_photos_of_the_same_day_and_undo(tmp_pat
     assert folder["VID_20190102_101112.3gp"].startswith("2019/01/2019-01-02")
     roles = dict(zip(plan["source"].str.rsplit("/", n=1).str[-1], plan["role"]))
     assert roles["IMG_0004.MOV"] == "photo" and roles["IMG_0002.MOV"] == "companion"
-    kept = dict(plan.attrs["kept"])
+    kept = dict(plan.kept)
     assert all(kept[p].startswith("not organized: status corrupt") for p in kept if p.endswith((".MP4", "fake.mp4")))
     report = organize.apply(lib, plan, progress=False)
     assert report.done == len(plan) and not report.skipped

@@ -133,10 +133,21 @@ def move_faces(db: sqlite3.Connection, face_ids, to: int) -> int:
     return _update(db, "UPDATE faces SET cluster = ? WHERE id IN {in}", face_ids, (int(to),))
 
 
-def accept_suggestions(db: sqlite3.Connection, face_ids, who: str, at: str) -> None:
-    """A person accepts the suggested name of each of these faces (those that still have one)."""
-    db.executemany("UPDATE faces SET person = suggestion, named_by = ?, named_at = ?, suggestion = NULL, "
-                   "distance = NULL WHERE id = ? AND suggestion IS NOT NULL", [(who, at, int(i)) for i in face_ids])
+def accept_suggestions(db: sqlite3.Connection, planned, who: str, at: str, *,
+                       confident: float | None = None) -> set[int]:
+    """A person accepts the suggested name of each of ``planned`` (face id, suggestion) whose suggestion is still
+    that one (and, with ``confident``, still closer than it); returns the face ids named."""
+    done = set()
+    for face_id, suggestion in planned:
+        sql = ("UPDATE faces SET person = suggestion, named_by = ?, named_at = ?, suggestion = NULL, distance = NULL "
+               "WHERE id = ? AND suggestion = ?")
+        args: tuple = (who, at, int(face_id), suggestion)
+        if confident is not None:
+            sql += " AND distance < ?"
+            args += (float(confident),)
+        if db.execute(sql, args).rowcount:
+            done.add(int(face_id))
+    return done
 
 
 def set_suggestions(db: sqlite3.Connection, updates: list[tuple]) -> None:

@@ -50,11 +50,16 @@ def replace(db: sqlite3.Connection, photo_id: int, found: dict | None, lat: floa
                                                  found["city"], found["km"], at))
 
 
-def set_confirmed(db: sqlite3.Connection, photo_ids, value: int) -> int:
-    """Mark the places of ``photo_ids`` confirmed (1) or rejected (-1); returns the rows it set."""
-    n = db.total_changes
-    rows_in(db, "UPDATE places SET confirmed = ? WHERE photo_id IN {in}", [int(i) for i in photo_ids], (int(value),))
-    return db.total_changes - n
+def set_confirmed(db: sqlite3.Connection, planned: list[tuple], value: int) -> set[int]:
+    """Mark confirmed (1) or rejected (-1) the places of ``planned`` (photo_id, country, region, city,
+    confirmed) that still hold those values; returns the photo ids it set."""
+    done = set()
+    for pid, country, region, city, was in planned:
+        if db.execute("UPDATE places SET confirmed = ? WHERE photo_id = ? AND country IS ? AND region IS ? "
+                      "AND city IS ? AND confirmed = ?", (int(value), int(pid), country, region, city,
+                                                          int(was))).rowcount:
+            done.add(int(pid))
+    return done
 
 
 __all__ = ["cities", "names", "places_of", "places_table", "replace", "set_confirmed"]
