@@ -1225,7 +1225,7 @@ def apply(library, plan_df=None, *, progress: bool = True) -> BatchReport:
     batch = new_batch("dedupe")
     qdir = f"{STATE_DIR}/quarantine/{batch}"
     todo = plan_df[(~plan_df["keep"].astype(bool)) & (plan_df["tier"] != "similar")]
-    keep_rows = plan_df[plan_df["keep"].astype(bool)]
+    keep_rows = plan_df[plan_df["keep"].astype(bool) & plan_df["group"].isin(set(todo["group"]))]
     # the rows of the folders the copies and their keepers are in (companions are beside them), by path range
     folders = {p.rpartition("/")[0] for p in list(todo["path"]) + list(keep_rows["path"])}
     rows = {r["path"]: r for r in in_folders(lib.catalog.conn, folders, "path, sha256, status, size, mtime_ns")}

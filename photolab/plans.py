@@ -127,10 +127,11 @@ class Plan:
         return got
 
     def _wrap(self, result):
-        """``result`` of choosing rows: a plan with those rows when it is a DataFrame of the same columns."""
+        """``result`` of choosing rows: a plan with those rows when it is a DataFrame of the same columns (a
+        subclass, such as metadata's plan, whose apply does not go by its rows, gives the DataFrame)."""
         import pandas as pd
 
-        if (isinstance(result, pd.DataFrame) and isinstance(self.rows, pd.DataFrame)
+        if (type(self) is Plan and isinstance(result, pd.DataFrame) and isinstance(self.rows, pd.DataFrame)
                 and list(result.columns) == list(self.rows.columns)):
             return self.with_rows(result)
         return result
