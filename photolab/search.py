@@ -204,13 +204,13 @@ class _Ctx:
         pids = np.array([r[0] for r in rows], dtype=np.int64)
         sc = np.array([r[1] for r in rows], dtype=np.float32)
         mask, score = self.mask_of(pids, sc)
-        for pid, value, s in store.tag_label_scores(self.conn, name):   # a person's labels come on top
-            m, _ = self.mask_of([pid])
-            if value:
-                mask |= m
-                score[m] = 1.0
-            else:
-                mask &= ~m
+        labeled = store.tag_label_scores(self.conn, name)   # a person's labels come on top
+        if labeled:
+            yes, _ = self.mask_of([r[0] for r in labeled if r[1]])
+            no, _ = self.mask_of([r[0] for r in labeled if not r[1]])
+            mask |= yes
+            score[yes] = 1.0
+            mask &= ~no
         if self.taxonomy[name].source == "head" and not len(rows):
             log.info("%s: no photo has a score for %s yet (train a head on corrections)", self.lib.root, name)
         return f"tag {name}", mask, score

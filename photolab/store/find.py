@@ -15,8 +15,10 @@ def universe(conn: sqlite3.Connection) -> list[tuple]:
     """(id, captured_at, usable) of every photo a query can return (photos, RAW files, videos), in id order."""
     kinds = ", ".join("?" * len(KINDS))
     usable = ", ".join("?" * len(USABLE))
-    return conn.execute(f"SELECT id, captured_at, status IN ({usable}) FROM photos WHERE kind IN ({kinds}) "
-                        "ORDER BY id", (*USABLE, *KINDS)).fetchall()
+    cur = conn.cursor()
+    cur.row_factory = None   # plain tuples: a sqlite3.Row for each of 500,000 photos costs a second
+    return cur.execute(f"SELECT id, captured_at, status IN ({usable}) FROM photos WHERE kind IN ({kinds}) "
+                       "ORDER BY id", (*USABLE, *KINDS)).fetchall()
 
 
 def change_stamp(conn: sqlite3.Connection) -> tuple[int, int]:
