@@ -285,7 +285,7 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     labels = store.all_labels(conn)
     d = decision_arrays(lib, tax, ids, labels=labels)
     C, conf = d["confidences"], d["confidence"]
-    has_any = ~np.isnan(C).all(axis=1) if len(names) else np.zeros(len(ids), dtype=bool)
+    has_any = ~np.isnan(conf) if len(names) else np.zeros(len(ids), dtype=bool)   # conf: the NaN-ignoring minimum
     weakest = np.argmin(np.where(np.isnan(C), np.inf, C), axis=1) if len(names) else np.zeros(len(ids), int)
     with np.errstate(invalid="ignore"):
         low = has_any & (conf < cut)
@@ -343,15 +343,16 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     has = np.array([bool(t) for t in th], dtype=bool)
     th[has] = state + th[has]
     th[~has] = None
-    cols: dict = {"path": paths[take], "thumb": th, "captured_at": captured[take]}
-    S, Ct = d["scores"][take], C[take]
-    for j, t in enumerate(names):
-        cols[f"score:{t}"] = S[:, j]
-        cols[f"confidence:{t}"] = Ct[:, j]
-    cols["tags"] = joined_tags(d["accepted"][take], names)
-    cols["confidence"] = np.nan_to_num(conf[take], nan=0.0)
-    cols["reason"] = reasons[take]
-    df = pd.DataFrame(cols, index=pd.Index(qids, name="id"))
+    index = pd.Index(qids, name="id")
+    # the score and confidence columns (score:<tag>, confidence:<tag>, tag by tag) as one float block, built
+    # in place: a frame from one column array each copies every column again
+    F = np.stack([d["scores"][take], C[take]], axis=2).reshape(len(take), 2 * len(names))
+    df = pd.concat([
+        pd.DataFrame({"path": paths[take], "thumb": th, "captured_at": captured[take]}, index=index),
+        pd.DataFrame(F, columns=[c for t in names for c in (f"score:{t}", f"confidence:{t}")], index=index),
+        pd.DataFrame({"tags": joined_tags(d["accepted"][take], names),
+                      "confidence": np.nan_to_num(conf[take], nan=0.0), "reason": reasons[take]}, index=index),
+    ], axis=1)
     if front:
         n = min(len(front), len(df))
         df.iloc[:n, df.columns.get_loc("reason")] = [f"typical of a group of similar photos; {r}"

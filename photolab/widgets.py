@@ -403,6 +403,7 @@ class ThresholdTuner(W.VBox):
     def __init__(self, library, *, tags=None, sample_name: str | None = None, autosave: bool = True,
                  strip: int = 6, **kwargs):
         super().__init__(**kwargs)
+        from .store.scores import score_matrix
         from .tagging import thresholds as stored
 
         self.lib = open_library(library)
@@ -411,14 +412,20 @@ class ThresholdTuner(W.VBox):
         conn = self.lib.catalog.conn
         ids = store.sample_ids(conn, sample_name) if sample_name else None
         self._ids = ids
-        scored = store.scored_tags(conn)
+        # every tag's scores from the library's score matrix (kept current through the catalog's change log),
+        # not a read of every score row of every tag
+        m = score_matrix(self.lib)
+        col = {t: j for j, t in enumerate(m.tags)}
+        scored = {t for t, j in col.items() if len(m.ids) and not np.isnan(m.S[:, j]).all()}
         self.tags = [t for t in (tags or tax.names) if t in scored]
+        in_sample = None if ids is None else np.isin(m.ids, np.fromiter(ids, dtype=np.int64, count=len(ids)))
         self._scores: dict[str, tuple] = {}
         for t in self.tags:
-            rows = [(pid, sc) for pid, sc in store.tag_scores(conn, t) if ids is None or pid in ids]
-            self._scores[t] = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=float))
-        thumbs = store.thumbs(conn)
-        self._thumbs = {k: str(self.lib.state / "features" / v) for k, v in thumbs.items() if v}
+            s = m.S[:, col[t]]
+            have = ~np.isnan(s) if in_sample is None else ~np.isnan(s) & in_sample
+            pids, s = m.ids[have], s[have]
+            order = np.lexsort((pids, s))   # as the (tag, score) index gives them: by score
+            self._scores[t] = (pids[order], s[order])
         cur = stored(self.lib)
         self._sliders, self._counts = {}, {}
         rows = []
@@ -510,13 +517,15 @@ class ThresholdTuner(W.VBox):
         ids, s = self._scores[tag]
         t = self.thresholds[tag]
         order = np.argsort(s)
-        above = [i for i in order if s[i] >= t][: self.strip]
-        below = [i for i in order[::-1] if s[i] < t][: self.strip]
+        above = order[s[order] >= t][: self.strip].tolist()
+        rev = order[::-1]
+        below = rev[s[rev] < t][: self.strip].tolist()
+        thumbs = store.thumbs(self.lib.catalog.conn, [int(ids[i]) for i in above + below])   # the strip's only
         rows = []
         for title, picks in ((f"just above {t:.2f} (tagged {tag})", above), (f"just below {t:.2f} (not tagged)", below)):
             cards = []
             for i in picks:
-                f = self._thumbs.get(int(ids[i]))
+                f = str(self.lib.state / "features" / thumbs[int(ids[i])]) if thumbs.get(int(ids[i])) else None
                 if not f or not Path(f).is_file():
                     continue
                 cards.append(W.VBox([W.Image(value=Path(f).read_bytes(), format="jpeg",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..index import USABLE
+from . import rows_in
 
 KINDS = ("photo", "raw", "video")
 
@@ -134,27 +135,11 @@ def disputed_labels(conn: sqlite3.Connection, low: float, high: float):
         "ORDER BY abs(l.value - s.score) DESC", conn, params=(low, high))
 
 
-# -- scores and thresholds ----------------------------------------------------------------------------
-def stored_thresholds(conn: sqlite3.Connection) -> dict[str, float]:
-    """tag -> the threshold stored for it (tags at the default have none)."""
-    return {r[0]: float(r[1]) for r in conn.execute("SELECT tag, threshold FROM thresholds")}
-
-
-def scored_tags(conn: sqlite3.Connection) -> set[str]:
-    """The tags some photo has a (non-NULL) score for."""
-    return {r[0] for r in conn.execute("SELECT DISTINCT tag FROM scores WHERE score IS NOT NULL")}
-
-
-def tag_scores(conn: sqlite3.Connection, tag: str) -> list[tuple]:
-    """(photo_id, score) of every non-NULL score for ``tag`` (by the (tag, score) index)."""
-    return conn.execute("SELECT photo_id, score FROM scores WHERE tag = ? AND score IS NOT NULL", (tag,)).fetchall()
-
-
-def thumbs(conn: sqlite3.Connection) -> dict[int, str]:
-    """photo_id -> its thumbnail (relative to the features folder) for every photo that has one (the narrow
-    feature index, not the feature rows)."""
-    return {r[0]: r[1] for r in conn.execute("SELECT photo_id, thumb FROM features INDEXED BY features_thumb "
-                                             "WHERE thumb IS NOT NULL")}
+# -- thumbnails and paths -----------------------------------------------------------------------------
+def thumbs(conn: sqlite3.Connection, photo_ids) -> dict[int, str]:
+    """photo_id -> its thumbnail (relative to the features folder), for those of ``photo_ids`` that have one."""
+    return {r[0]: r[1] for r in rows_in(conn, "SELECT photo_id, thumb FROM features WHERE photo_id IN {in} "
+                                              "AND thumb IS NOT NULL", [int(i) for i in photo_ids])}
 
 
 def photo_path(conn: sqlite3.Connection, photo_id: int) -> str | None:
@@ -164,5 +149,4 @@ def photo_path(conn: sqlite3.Connection, photo_id: int) -> str | None:
 
 __all__ = ["disputed_labels", "first_pass_top_tags", "label_rows", "mark_reviewed", "photo_path", "photo_state",
            "progress_counts", "put_labels", "replace_sample", "restore_photo_state", "reviewed_with_features",
-           "sample_ids", "scored_labels", "scored_labels_all", "scored_tags", "stored_sample", "stored_thresholds",
-           "strata_photos", "tag_scores", "thumbs"]
+           "sample_ids", "scored_labels", "scored_labels_all", "stored_sample", "strata_photos", "thumbs"]
