@@ -283,7 +283,8 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     if not sel.all():
         ids, paths, captured, thumbs = ids[sel], paths[sel], captured[sel], thumbs[sel]
     labels = store.all_labels(conn)
-    d = decision_arrays(lib, tax, ids, labels=labels)
+    raw = _queue_scores(store.score_matrix(lib), ids, names)
+    d = decision_arrays(lib, tax, ids, labels=labels, matrix=_Gathered(raw))
     C, conf = d["confidences"], d["confidence"]
     has_any = ~np.isnan(conf) if len(names) else np.zeros(len(ids), dtype=bool)   # conf: the NaN-ignoring minimum
     weakest = np.argmin(np.where(np.isnan(C), np.inf, C), axis=1) if len(names) else np.zeros(len(ids), int)
@@ -358,6 +359,37 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
         df.iloc[:n, df.columns.get_loc("reason")] = [f"typical of a group of similar photos; {r}"
                                                      for r in df["reason"].iloc[:n]]
     return df
+
+
+class _Gathered:
+    """Scores already gathered for :func:`photolab.tagging.decision_arrays` (what it reads through ``columns``)."""
+
+    def __init__(self, raw: np.ndarray):
+        self.raw = raw
+
+    def columns(self, photo_ids, tags) -> np.ndarray:
+        assert self.raw.shape == (len(photo_ids), len(tags))
+        return self.raw
+
+
+def _queue_scores(m, ids: np.ndarray, names: list[str]) -> np.ndarray:
+    """``m.columns(ids, names)`` of a score matrix ``m`` (NaN where a photo or tag has no score), gathered a
+    row at a time: one pass over the matrix, not one strided pass for each tag."""
+    pos = m.rows(ids)
+    col = {t: j for j, t in enumerate(m.tags)}
+    have = [k for k, t in enumerate(names) if t in col]
+    out = np.full((len(ids), len(names)), np.nan)
+    if not have or not len(ids) or not len(m.ids):
+        return out
+    cols = [col[names[k]] for k in have]
+    sub = m.S if cols == list(range(m.S.shape[1])) else m.S[:, cols]
+    ok = pos >= 0
+    got = sub.take(np.where(ok, pos, 0), axis=0)
+    got[~ok] = np.nan
+    if len(have) == len(names):
+        return got
+    out[:, have] = got
+    return out
 
 
 TYPICAL_FRONT = 48
