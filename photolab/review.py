@@ -381,11 +381,10 @@ def _queue_scores(m, ids: np.ndarray, names: list[str]) -> np.ndarray:
     out = np.full((len(ids), len(names)), np.nan)
     if not have or not len(ids) or not len(m.ids):
         return out
-    cols = [col[names[k]] for k in have]
-    sub = m.S if cols == list(range(m.S.shape[1])) else m.S[:, cols]
     ok = pos >= 0
-    got = sub.take(np.where(ok, pos, 0), axis=0)
-    got[~ok] = np.nan
+    got = m.S[np.ix_(np.where(ok, pos, 0), [col[names[k]] for k in have])]   # one gather of rows and columns
+    if not ok.all():
+        got[~ok] = np.nan
     if len(have) == len(names):
         return got
     out[:, have] = got
