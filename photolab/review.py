@@ -287,7 +287,8 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     d = decision_arrays(lib, tax, ids, labels=labels, matrix=_Gathered(raw))
     C, conf = d["confidences"], d["confidence"]
     has_any = ~np.isnan(conf) if len(names) else np.zeros(len(ids), dtype=bool)   # conf: the NaN-ignoring minimum
-    weakest = np.argmin(np.where(np.isnan(C), np.inf, C), axis=1) if len(names) else np.zeros(len(ids), int)
+    # the first tag at the least confidence (as argmin with NaN as infinity; a photo with no score: 0)
+    weakest = np.argmax(C == conf[:, None], axis=1) if len(names) else np.zeros(len(ids), int)
     with np.errstate(invalid="ignore"):
         low = has_any & (conf < cut)
     # people and place tags no person confirmed: always queued
