@@ -160,7 +160,8 @@ def timeline(library, events=None, *, years: int = 12, label: int = 6):
     and the largest ``label`` events of each year named.
 
     Args:
-        events: :func:`photolab.events.detect_events`'s table (read from the catalog when None).
+        events: an events table (:func:`photolab.events.events`, or a plan's ``rows``); when None, the
+            events are grouped now, in memory (:func:`photolab.events.plan`): drawing writes nothing.
     """
     import matplotlib.dates as mdates
 
@@ -168,9 +169,9 @@ def timeline(library, events=None, *, years: int = 12, label: int = 6):
 
     lib = open_library(library)
     if events is None:
-        from .events import detect_events
+        from .events import plan as plan_events
 
-        events = detect_events(lib)
+        events = plan_events(lib).rows
     days: dict[_dt.date, int] = {}
     for value in stats.capture_times(lib.catalog.conn):
         t = parse_time(value)
