@@ -506,7 +506,7 @@ def _tag_on_cluster(lib, todo, bb, report, prep, flush, *, cluster, worker_root,
     from tqdm.auto import tqdm
 
     from .backbone import GPU_BATCH_SIZE
-    from .cluster import check_root, connect, model_spec, probe_photo, run_batches, tag_batch, workers
+    from .cluster import check_root, connect, model_spec, probe_photo, run_batches, workers
 
     if not todo:   # nothing to send: no cluster started, none connected
         return "cluster (nothing to do)"
@@ -907,3 +907,28 @@ def thumbnails_by_tag(library, *, per_tag: int = 12) -> tuple[list[str], list[st
             images.append(str(lib.state / "features" / thumb))
             labels.append(tag)
     return images, labels
+
+
+def tag_batch(rows, root: str, spec: dict) -> dict:
+    """The labeling pass's pixel work for a batch of ``(photo id, catalog path, kind)``: everything
+    :func:`_flush` writes, as plain data. Nothing is written here."""
+    import numpy as np
+
+    from .cluster import worker_model, worker_path
+
+    bb, run = worker_model(spec)
+    ok, xs, failed = [], [], []
+    for pid, rel, kind in rows:
+        try:
+            x, hashes, q, thumb = _prepare(worker_path(root, rel), kind, bb.input_size, bb.crop_pct, bb.mean, bb.std)
+        except Exception as exc:  # noqa: BLE001 - a photo that does not decode is reported by path, never fatal
+            failed.append((pid, f"{type(exc).__name__}: {exc}"))
+            continue
+        ok.append((pid, hashes, q, thumb))
+        xs.append(x)
+    emb = probs = None
+    if xs:
+        emb, probs = run(np.stack(xs))
+        emb, probs = np.asarray(emb, dtype=np.float32), np.asarray(probs, dtype=np.float32)
+    return {"ok": ok, "embeddings": emb, "probs": probs, "failed": failed, "pid": os.getpid(),
+            "device": run.device}
