@@ -283,11 +283,29 @@ def _scheduled_backup(lib) -> str:
     return rep.name if rep else ""
 
 
-def import_log(library):
-    """Every import folder file's outcome: path, state (done / retry / failed), attempts, photo, reason."""
+def import_log(library, *, short: bool = False):
+    """Every import folder file's outcome: path, state (done / retry / failed), attempts, photo, reason.
+
+    ``short``: as a notebook shows it: the file's name for its path, an empty reason for none, and only the
+    path, state, reason and library path columns."""
     from .store.jobs import import_log as log_of
 
-    return log_of(open_library(library).catalog.conn)
+    log = log_of(open_library(library).catalog.conn)
+    if not short:
+        return log
+    log["path"] = log["path"].map(lambda p: Path(p).name)
+    log["reason"] = log["reason"].fillna("")
+    return log[["path", "state", "reason", "library_path"]]
+
+
+def maintenance_table(done: dict):
+    """What :func:`maintain` returned, one row per item (a dict item as ``key: value, ...``), as a DataFrame."""
+    import pandas as pd
+
+    def cell(v):
+        return ", ".join(f"{a}: {b}" for a, b in v.items()) if isinstance(v, dict) else v
+
+    return pd.Series({k: cell(v) for k, v in done.items()}, name="maintenance").to_frame()
 
 
 # -- the watcher -----------------------------------------------------------------------------
@@ -438,5 +456,21 @@ def systemd_units() -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-__all__ = ["AutomationError", "PassReport", "arrived_files", "import_log", "maintain", "run_once", "systemd_units",
-           "watch"]
+def systemd_table():
+    """The shipped units (:func:`systemd_units`) as a DataFrame: file, what it is (``Description=``) and what it
+    runs or when (the first ``ExecStart=``, ``OnCalendar=``, ``PathExists=`` or ``PathChanged=``)."""
+    import pandas as pd
+
+    def first(lines, keys):
+        return next((ln.split("=", 1)[1] for ln in lines if ln.startswith(keys)), "")
+
+    rows = []
+    for unit in systemd_units().values():
+        text = unit.read_text(errors="replace").splitlines()
+        rows.append({"file": unit.name, "what": first(text, ("Description=",)),
+                     "runs / when": first(text, ("ExecStart=", "OnCalendar=", "PathExists=", "PathChanged="))})
+    return pd.DataFrame(rows, columns=["file", "what", "runs / when"])
+
+
+__all__ = ["AutomationError", "PASS_BULK_FILES", "PassReport", "arrived_files", "import_log", "maintain",
+           "maintenance_table", "run_once", "systemd_table", "systemd_units", "watch"]
