@@ -16,6 +16,9 @@ One pass (:func:`run_once`, ``photolab run LIBRARY --import DIR --once``):
 6. write their metadata (people and place tags still wait for a person's review),
    after filing so that a new sidecar is made beside the photo where it now lives.
 
+These steps are the registered stage chain (:data:`photolab.stages.WATCH_PASS`), scoped to the new files.
+A pass over a few files copies no catalog (see :data:`PASS_BULK_FILES`).
+
 Every step is journaled where it touches files, so a pass stopped at any point
 (SIGTERM, a crash) is recovered by the next one. A file that fails is retried
 with backoff (30 s, 1 min, 2 min, …) and after five attempts set aside with its

@@ -31,11 +31,6 @@ def has_no_schema(conn: sqlite3.Connection) -> bool:
         "SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
 
 
-def has_table(conn: sqlite3.Connection, table: str) -> bool:
-    """Whether the catalog has the table ``table``."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone() is not None
-
-
 def active_head(conn: sqlite3.Connection) -> bool:
     """Whether a trained head is active."""
     return conn.execute("SELECT 1 FROM heads WHERE active = 1 LIMIT 1").fetchone() is not None
@@ -63,5 +58,5 @@ def sample_ids(conn: sqlite3.Connection, name: str) -> list[int]:
     return [r[0] for r in conn.execute("SELECT photo_id FROM samples WHERE name = ?", (name,)).fetchall()]
 
 
-__all__ = ["active_head", "any_named_face", "count_photos", "count_usable", "has_no_schema", "has_table",
-           "missing_paths", "present_photos", "quick_check", "sample_ids"]
+__all__ = ["active_head", "any_named_face", "count_photos", "count_usable", "has_no_schema", "missing_paths",
+           "present_photos", "quick_check", "sample_ids"]
