@@ -243,9 +243,9 @@ def _cmd_thresholds(args) -> int:
     ids = None
     if args.sample:
         from .library import open_library
+        from .store.meta import sample_ids
 
-        ids = [r[0] for r in open_library(args.library).catalog.query(
-            "SELECT photo_id FROM samples WHERE name = ?", (args.sample,))]
+        ids = sample_ids(open_library(args.library).catalog.conn, args.sample)
     df = suggest_thresholds(args.library, target_precision=args.target_precision, photo_ids=ids)
     m = tag_metrics(args.library, photo_ids=ids)
     out = pd.concat([df, m[["ap"]]], axis=1)
