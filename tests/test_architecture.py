@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+
 import ast
+import importlib
 import json
 import re
 from pathlib import Path
@@ -99,7 +101,9 @@ def test_every_runner_runs_the_one_stage_chain(monkeypatch, tmp_path):
         assert [s.name for s in stages.chain(chain)] == [n for n in names if n in chain]
     for item in stages.STAGES.values():
         assert item.doc and item.writes, item.name
-    sources = {m: (REPO / "photolab" / f"{m}.py").read_text() for m in ("automate", "demo", "notebook")}
+    sources = {m: Path(importlib.import_module(name).__file__).read_text()
+               for m, name in (("automate", "photolab.automate"), ("demo", "photolab.demo"),
+                               ("notebook", "photolab.notebook"))}
     assert sources["automate"].count("run_chain(") == 2   # the watcher pass and maintenance
     assert "run_chain(" in sources["demo"] and "run_chain(" in sources["notebook"]
     for m, text in sources.items():   # no stage is called directly any more
