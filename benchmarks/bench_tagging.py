@@ -12,6 +12,7 @@ naive loop, peak RSS <= 1.5 GB.
 
     python benchmarks/bench_tagging.py [N]
     python benchmarks/bench_tagging.py [N] --cluster local:2     # or tcp://host:8786
+    python benchmarks/bench_tagging.py [N] --crops 3
 
 The peak RSS is this process's (the pass, the ceiling and the naive loop); the
 workload is built in a child process.
@@ -22,6 +23,14 @@ before the clock starts; the start-up is printed apart): images/s of each, their
 ratio (target >= 0.8 on one machine with ``local:N``), the overhead per photo, the
 CPU time per photo on the workers and on the client (which also runs a local
 scheduler), and from those the expected rate on more machines.
+
+With ``--crops 3`` it measures, on the same photos, the default pass and the
+pass that scores tags from three views per photo (``tag_library(crops=3)``),
+each in a process of its own (model exported beforehand and loaded before the
+clock), in the order
+default, three views, default (this machine's other load weighs on both alike):
+images/s and peak RSS of each, and the three-view pass's cost relative to the
+default (time per photo and RSS).
 """
 
 from __future__ import annotations
@@ -99,6 +108,54 @@ def bench_cluster(lib, bb, address: str) -> None:
               f"(min of cores / {workers_cpu * 1000:.0f} ms and 1 / {client_cpu * 1000:.1f} ms on the client)")
 
 
+def one_pass(root: str, crops: int) -> None:
+    """A forced pass over the library at ``root`` in this process: prints images/s and peak RSS (MB)."""
+    import json
+
+    lib = photolab.open_library(root)
+    bb = load_backbone(cache_dir=lib.state / "models" / "backbone")
+    t = time.perf_counter()
+    report = photolab.tag_library(lib, model=bb, progress=False, force=True, counts=False, crops=crops)
+    rate = report.tagged / (time.perf_counter() - t)
+    assert not report.failed, report.summary()
+    print(json.dumps({"rate": rate, "rss": _peak_rss_mb(), "tagged": report.tagged}))
+    lib.close()
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM, which starts afresh in a new program (ru_maxrss keeps the parent's
+    RSS at the fork across the exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_crops(lib, crops: int) -> None:
+    """The default pass and the ``crops`` pass on the same photos, each in a process of its own."""
+    import json
+
+    def child(c: int) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--pass", str(lib.root), str(c)], check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    engine(load_backbone(cache_dir=lib.state / "models" / "backbone"), threads=1)   # the one-off export, done here
+    first, multi, second = child(1), child(crops), child(1)
+    rate1 = 2 / (1 / first["rate"] + 1 / second["rate"])
+    rss1 = max(first["rss"], second["rss"])
+    print(f"default pass     : {rate1:6.1f} images/s ({first['tagged']} photos, {os.cpu_count()} cores; before "
+          f"{first['rate']:.1f}, after {second['rate']:.1f}); peak RSS {rss1:.0f} MB (before {first['rss']:.0f}, "
+          f"after {second['rss']:.0f})")
+    print(f"--crops {crops}        : {multi['rate']:6.1f} images/s ({multi['tagged']} photos); peak RSS "
+          f"{multi['rss']:.0f} MB")
+    print(f"cost of {crops} views  : {rate1 / multi['rate']:.2f}x the default pass's time per photo "
+          f"({(1 / multi['rate'] - 1 / rate1) * 1000:+.0f} ms per photo); RSS {multi['rss'] - rss1:+.0f} MB")
+
+
 def _worker_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -108,11 +165,19 @@ def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--build":  # the workload, built in a child so RSS is the pass's
         build(Path(sys.argv[2]), int(sys.argv[3]))
         return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "--pass":  # one pass, in a child so RSS is that pass's
+        one_pass(sys.argv[2], int(sys.argv[3]))
+        return 0
     args = sys.argv[1:]
     cluster = None
     if "--cluster" in args:
         k = args.index("--cluster")
         cluster = args[k + 1]
+        del args[k:k + 2]
+    crops = 1
+    if "--crops" in args:
+        k = args.index("--crops")
+        crops = int(args[k + 1])
         del args[k:k + 2]
     n = int(args[0]) if args else 300
     with tempfile.TemporaryDirectory(prefix="photolab-bench-") as tmp:
@@ -122,6 +187,10 @@ def main() -> int:
         files = sorted((lib.root / "camera").glob("*.jpg"))
         print(f"built {n} 12 MP JPEGs in {time.perf_counter() - t:.0f} s")
         photolab.index_library(lib, progress=False)
+        if crops != 1:
+            bench_crops(lib, crops)
+            lib.close()
+            return 0
         bb = load_backbone(cache_dir=lib.state / "models" / "backbone")
         if cluster:
             bench_cluster(lib, bb, cluster)

@@ -16,6 +16,9 @@ One pass (:func:`run_once`, ``photolab run LIBRARY --import DIR --once``):
 6. write their metadata (people and place tags still wait for a person's review),
    after filing so that a new sidecar is made beside the photo where it now lives.
 
+These steps are the registered stage chain (:data:`photolab.stages.WATCH_PASS`), scoped to the new files.
+A pass over a few files copies no catalog (see :data:`PASS_BULK_FILES`).
+
 Every step is journaled where it touches files, so a pass stopped at any point
 (SIGTERM, a crash) is recovered by the next one. A file that fails is retried
 with backoff (30 s, 1 min, 2 min, …) and after five attempts set aside with its
@@ -45,8 +48,7 @@ from .errors import PhotolabError
 from .catalog import utcnow
 from .library import open_library
 from .names import shown
-from .store.watch import (TAGGED_KINDS, follow_moves, import_states, latest_copies, quarantined, rows_by_path,
-                          without_features)
+from .store.watch import (TAGGED_KINDS, follow_moves, import_states, latest_copies, rows_by_path)
 
 log = logging.getLogger(__name__)
 
@@ -141,21 +143,31 @@ def arrived_files(library, import_dir, *, stable_seconds: float = STABLE_SECONDS
 
 
 def _record(lib, rows: list[tuple]) -> None:
+    from .store.jobs import record_imports
+
     with lib.catalog.write() as db:
-        db.executemany("INSERT OR REPLACE INTO import_state(path, size, mtime_ns, state, attempts, next_try, photo_id, "
-                       "reason, at) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        record_imports(db, rows)
+
+
+# a pass moves or rewrites few files: below this many in one batch it takes no catalog backup (each move is
+# journaled, so undoable, and the day's backups hold the catalog); a batch of this many or more is a bulk
+# change, and the first one of a pass is preceded by one backup, the pass's only one
+PASS_BULK_FILES = 1000
 
 
 def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, should_stop=None,
              progress: bool = False, model=None) -> PassReport:
     """One pass over the import folder (see the module text). ``should_stop()`` is asked between steps;
-    ``model``: a loaded backbone to reuse (the watcher keeps one loaded between passes)."""
+    ``model``: a loaded backbone to reuse (the watcher keeps one loaded between passes).
+
+    The catalog is copied (a backup generation) only before a batch that moves or rewrites
+    :data:`PASS_BULK_FILES` files or more, at most once per pass: a pass over a few new photos copies no
+    catalog, whatever the size of the library (its moves are journaled and undoable)."""
     from .backup import checked
     from .fileops import recover
-    from .gather import gather
-    from .index import USABLE, index_library
-    from .metadata import write_metadata
-    from .tagging import tag_library
+    from .index import USABLE
+    from .stages import WATCH_PASS, run_chain
+    from .store.jobs import source_id as source_of
 
     stop = should_stop or (lambda: False)
     start = time.perf_counter()
@@ -174,92 +186,96 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
         report.seconds = time.perf_counter() - start
         return report
     run_id = lib.catalog.start_run("pass")
-    with lib.catalog.one_backup_for("pass"):   # one copy of the catalog for the pass, not one per batch
-        conn = lib.catalog.conn
-        attempts = {k: r["attempts"] for k, r in import_states(conn, [shown(p) for p in ready]).items()}
-        stats = {p: p.stat() for p in ready}
-        g = gather([root], lib, progress=progress, only=ready)
-        report.gathered = g.copied
-        failed_copy = dict(g.failed)          # shown path -> reason
-        set_aside = dict(g.set_aside)         # links: never retried
-        source_id = lib.catalog.query("SELECT id FROM sources WHERE path = ?", (shown(root),))[0][0]
-        # by name, through indexes: the latest copy of each ready file, and (gather_log keeps the first
-        # destination; organize may have moved it since) where the journal says it went
-        dest_of = latest_copies(conn, source_id, [shown(p.relative_to(root).as_posix()) for p in ready])
-        now_at = follow_moves(conn, sorted(set(dest_of.values())))
-        index_library(lib, progress=False, paths=sorted(set(now_at.values())))   # the import's files only
-        rows = {r["path"]: r for r in rows_by_path(conn, sorted(set(now_at.values())), "id, path, kind, status, error")}
-        now, state_rows, new_ids = utcnow(), [], []
-        for p in ready:
-            st = stats[p]
-            key = shown(p)    # the catalog's text for the file (escaped where the name is not UTF-8)
-            rel = shown(p.relative_to(root).as_posix())
-            tries = attempts.get(key, 0) + 1
-            if key in set_aside:
-                why = f"not copied: {set_aside[key]}"
-                state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
-                report.failed.append((key, why))
-                continue
-            if key in failed_copy:
-                why = f"not copied: {failed_copy[key]}"
-                if tries >= MAX_ATTEMPTS:
-                    state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
-                    report.failed.append((key, why))
-                else:
-                    state_rows.append((key, st.st_size, st.st_mtime_ns, "retry", tries,
-                                       time.time() + BACKOFF * 2 ** (tries - 1), None, why, now))
-                    report.retrying.append((key, why))
-                continue
-            dest = dest_of.get(rel)
-            dest = now_at.get(dest, dest)   # after later moves (organize runs after every pass)
-            row = rows.get(dest)
-            if row is None:
-                why = "not a photo or companion photolab takes in" if dest is None else "copied, but not in the catalog"
-                state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
-                report.failed.append((key, why))
-                continue
-            if row["kind"] in TAGGED_KINDS and row["status"] not in USABLE:
-                why = f"{row['status']}: {row['error']}"
-                state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
-                report.failed.append((key, why))
-                continue
-            state_rows.append((key, st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
-            if row["kind"] in TAGGED_KINDS:   # clips are deduped and filed like photos
-                new_ids.append(row["id"])
-        _record(lib, state_rows)
-        # the tag step: the new photos, and any a pass could not tag before (found by index, features unread)
-        steps = [("tag", lambda: tag_library(lib, progress=False, model=model, counts=False,
-                                             photo_ids=new_ids + without_features(conn, USABLE))),
-                 ("dedupe", lambda: _dedupe_new(lib, new_ids)),
-                 ("people", lambda: _people_new(lib, new_ids)),
-                 ("organize", lambda: _organize_new(lib, new_ids)),
-                 # after filing, so a new sidecar is made beside the photo where it now lives
-                 ("metadata", lambda: write_metadata(lib, photo_ids=new_ids, progress=False))]
-        for name, step in steps:
-            if not new_ids:
-                break
-            if stop():
-                report.stopped = True
-                break
-            with checked():   # filing new files (still in the import folder) needs no snapshot first
-                out = step()
-            if name == "tag":
-                report.tagged = out.tagged
-            elif name == "dedupe":
-                report.duplicates = out
-                gone = quarantined(conn, new_ids)
-                new_ids = [i for i in new_ids if i not in gone]
-            elif name == "metadata":
-                report.metadata = out.counts().get("written", 0)
-            elif name == "people":
-                report.faces = out
-            else:
-                report.organized = out
+    conn = lib.catalog.conn
+    attempts = {k: r["attempts"] for k, r in import_states(conn, [shown(p) for p in ready]).items()}
+    stats = {p: p.stat() for p in ready}
+    seen: dict = {}   # what the gather and index steps found, for the bookkeeping after them
+    recorded = [False]
+
+    def after(name, out, run):
+        if name == "gather":
+            report.gathered = out.copied
+            seen["failed_copy"] = dict(out.failed)      # shown path -> reason
+            seen["set_aside"] = dict(out.set_aside)     # links: never retried
+            # by name, through indexes: the latest copy of each ready file, and (gather_log keeps the first
+            # destination; organize may have moved it since) where the journal says it went
+            seen["dest_of"] = latest_copies(conn, source_of(conn, shown(root)),
+                                            [shown(p.relative_to(root).as_posix()) for p in ready])
+            seen["now_at"] = follow_moves(conn, sorted(set(seen["dest_of"].values())))
+            run.options["index"] = {"paths": sorted(set(seen["now_at"].values()))}   # the import's files only
+        elif name == "index":
+            run.ids = _import_states(lib, root, ready, stats, attempts, seen, report, USABLE)
+            recorded[0] = True
+        elif name == "tag":
+            report.tagged = out.tagged
+        elif name == "dedupe":
+            report.duplicates = out.done
+        elif name == "faces":
+            report.faces = out.faces if out is not None else 0
+        elif name == "organize":
+            report.organized = out.done
+        elif name == "metadata":
+            report.metadata = out.counts().get("written", 0)
+
+    # filing new files (still in the import folder) needs no snapshot first
+    with lib.catalog.one_backup_for("pass", bulk=PASS_BULK_FILES), checked():
+        run = run_chain(lib, WATCH_PASS, progress=False, should_stop=lambda: recorded[0] and stop(), on_done=after,
+                        options={"gather": {"sources": [root], "only": ready, "progress": progress},
+                                 "tag": {"model": model, "counts": False}})
+    report.stopped = run.stopped
     report.snapshot = _scheduled_backup(lib)
     report.seconds = time.perf_counter() - start
     lib.catalog.finish_run(run_id, asdict(report))
     log.info("pass %s: %s", root, report.summary())
     return report
+
+
+def _import_states(lib, root: Path, ready: list[Path], stats: dict, attempts: dict, seen: dict, report: PassReport,
+                   usable) -> list[int]:
+    """Each ready file's state recorded (done, retry with backoff, or set aside with its reason); returns the
+    ids of the new photos and clips the rest of the pass works on."""
+    rows = {r["path"]: r for r in rows_by_path(lib.catalog.conn, sorted(set(seen["now_at"].values())),
+                                               "id, path, kind, status, error")}
+    failed_copy, set_aside, dest_of, now_at = seen["failed_copy"], seen["set_aside"], seen["dest_of"], seen["now_at"]
+    now, state_rows, new_ids = utcnow(), [], []
+    for p in ready:
+        st = stats[p]
+        key = shown(p)    # the catalog's text for the file (escaped where the name is not UTF-8)
+        rel = shown(p.relative_to(root).as_posix())
+        tries = attempts.get(key, 0) + 1
+        if key in set_aside:
+            why = f"not copied: {set_aside[key]}"
+            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+            report.failed.append((key, why))
+            continue
+        if key in failed_copy:
+            why = f"not copied: {failed_copy[key]}"
+            if tries >= MAX_ATTEMPTS:
+                state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+                report.failed.append((key, why))
+            else:
+                state_rows.append((key, st.st_size, st.st_mtime_ns, "retry", tries,
+                                   time.time() + BACKOFF * 2 ** (tries - 1), None, why, now))
+                report.retrying.append((key, why))
+            continue
+        dest = dest_of.get(rel)
+        dest = now_at.get(dest, dest)   # after later moves (organize runs after every pass)
+        row = rows.get(dest)
+        if row is None:
+            why = "not a photo or companion photolab takes in" if dest is None else "copied, but not in the catalog"
+            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, None, why, now))
+            report.failed.append((key, why))
+            continue
+        if row["kind"] in TAGGED_KINDS and row["status"] not in usable:
+            why = f"{row['status']}: {row['error']}"
+            state_rows.append((key, st.st_size, st.st_mtime_ns, "failed", tries, None, row["id"], why, now))
+            report.failed.append((key, why))
+            continue
+        state_rows.append((key, st.st_size, st.st_mtime_ns, "done", tries, None, row["id"], None, now))
+        if row["kind"] in TAGGED_KINDS:   # clips are deduped and filed like photos
+            new_ids.append(row["id"])
+    _record(lib, state_rows)
+    return new_ids
 
 
 def _scheduled_backup(lib) -> str:
@@ -270,45 +286,29 @@ def _scheduled_backup(lib) -> str:
     return rep.name if rep else ""
 
 
-def _people_new(lib, new_ids: list[int]) -> int:
-    """Places for the new photos; faces too once a person has named one (a library nobody names
-    faces in is not slowed by the face model). Returns the faces found."""
-    from .places import lookup_new
+def import_log(library, *, short: bool = False):
+    """Every import folder file's outcome: path, state (done / retry / failed), attempts, photo, reason.
 
-    lookup_new(lib, new_ids)   # (the places table itself is for people; a pass does not build it)
-    if not lib.catalog.query("SELECT 1 FROM faces WHERE person IS NOT NULL LIMIT 1"):
-        return 0
-    from .faces import scan_faces
+    ``short``: as a notebook shows it: the file's name for its path, an empty reason for none, and only the
+    path, state, reason and library path columns."""
+    from .store.jobs import import_log as log_of
 
-    return scan_faces(lib, photo_ids=new_ids, progress=False).faces
-
-
-def _dedupe_new(lib, new_ids: list[int]) -> int:
-    from . import dedupe
-
-    plan = dedupe.plan(lib, only=new_ids)
-    if not len(plan) or plan["keep"].all():
-        return 0
-    return dedupe.apply(lib, plan, progress=False).done
+    log = log_of(open_library(library).catalog.conn)
+    if not short:
+        return log
+    log["path"] = log["path"].map(lambda p: Path(p).name)
+    log["reason"] = log["reason"].fillna("")
+    return log[["path", "state", "reason", "library_path"]]
 
 
-def _organize_new(lib, new_ids: list[int]) -> int:
-    from .events import apply as store_events
-    from .organize import apply, plan
+def maintenance_table(done: dict):
+    """What :func:`maintain` returned, one row per item (a dict item as ``key: value, ...``), as a DataFrame."""
+    import pandas as pd
 
-    p = plan(lib, photo_ids=new_ids)   # their folders and events only, not the library
-    p = p.with_rows(p.rows[p.rows["photo_id"].isin(new_ids)])
-    if not len(p):
-        store_events(p.events)          # nothing to move: their events are stored all the same
-        return 0
-    return apply(p, progress=False).done
+    def cell(v):
+        return ", ".join(f"{a}: {b}" for a, b in v.items()) if isinstance(v, dict) else v
 
-
-def import_log(library):
-    """Every import folder file's outcome: path, state (done / retry / failed), attempts, photo, reason."""
-    lib = open_library(library)
-    return lib.catalog.dataframe("SELECT i.path, i.state, i.attempts, i.reason, p.path AS library_path, i.at "
-                                 "FROM import_state i LEFT JOIN photos p ON p.id = i.photo_id ORDER BY i.at, i.path")
+    return pd.Series({k: cell(v) for k, v in done.items()}, name="maintenance").to_frame()
 
 
 # -- the watcher -----------------------------------------------------------------------------
@@ -429,23 +429,19 @@ def maintain(library, *, apply_dedupe: bool = True) -> dict:
 def _maintain(lib, *, apply_dedupe: bool) -> dict:
     from . import dedupe
     from .fileops import clean_temp_files, prune_versions, recover
-    from .index import index_library
-    from .tagging import tag_library
-    from .train import rescore
+    from .stages import MAINTAIN, run_chain
+    from .store.meta import missing_paths
 
     out: dict = {"recovered": recover(lib)}
     out["temp_files_removed"] = len(clean_temp_files(lib.root))   # left by killed runs
-    ix = index_library(lib, progress=False)
-    out["index"] = ix.summary()
-    missing = lib.catalog.query("SELECT path FROM photos WHERE status = 'missing'")
-    out["missing"] = [r[0] for r in missing]
-    tg = tag_library(lib, progress=False)
-    out["tag"] = tg.summary()
-    out["rescored"] = rescore(lib)
-    plan = dedupe.plan(lib)
-    out["dedupe"] = dedupe.summary(plan)
-    if apply_dedupe and len(plan) and not plan["keep"].all():
-        out["quarantined"] = dedupe.apply(lib, plan, progress=False).done
+    done = run_chain(lib, MAINTAIN, options={"dedupe": {"apply": apply_dedupe}}).results
+    out["index"] = done["index"].summary()
+    out["missing"] = missing_paths(lib.catalog.conn)
+    out["tag"] = done["tag"].summary()
+    out["rescored"] = done["rescore"]
+    out["dedupe"] = dedupe.summary(done["dedupe"].plan)
+    if done["dedupe"].report is not None:
+        out["quarantined"] = done["dedupe"].report.done
     out["purged"] = dedupe.purge(lib)
     out["versions_dropped"] = prune_versions(lib)
     run = lib.catalog.start_run("maintain")
@@ -463,5 +459,21 @@ def systemd_units() -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-__all__ = ["AutomationError", "PassReport", "arrived_files", "import_log", "maintain", "run_once", "systemd_units",
-           "watch"]
+def systemd_table():
+    """The shipped units (:func:`systemd_units`) as a DataFrame: file, what it is (``Description=``) and what it
+    runs or when (the first ``ExecStart=``, ``OnCalendar=``, ``PathExists=`` or ``PathChanged=``)."""
+    import pandas as pd
+
+    def first(lines, keys):
+        return next((ln.split("=", 1)[1] for ln in lines if ln.startswith(keys)), "")
+
+    rows = []
+    for unit in systemd_units().values():
+        text = unit.read_text(errors="replace").splitlines()
+        rows.append({"file": unit.name, "what": first(text, ("Description=",)),
+                     "runs / when": first(text, ("ExecStart=", "OnCalendar=", "PathExists=", "PathChanged="))})
+    return pd.DataFrame(rows, columns=["file", "what", "runs / when"])
+
+
+__all__ = ["AutomationError", "PASS_BULK_FILES", "PassReport", "arrived_files", "import_log", "maintain",
+           "maintenance_table", "run_once", "systemd_table", "systemd_units", "watch"]

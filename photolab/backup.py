@@ -57,6 +57,7 @@ from pathlib import Path, PurePosixPath
 from .catalog import CATALOG_FILE, STATE_DIR
 from .errors import PhotolabError
 from .library import open_library
+from .store.backups import paths_by_sha, seal_copy
 
 log = logging.getLogger(__name__)
 
@@ -350,12 +351,6 @@ def _engine(lib, repository: str | None, password_file, *, need_repo: bool = Tru
 
 
 # -- what changed, and when ----------------------------------------------------------------------
-_CHANGES = ("SELECT max(created_at) FROM journal", "SELECT max(copied_at) FROM gather_log",
-            "SELECT max(indexed_at) FROM photos", "SELECT max(at) FROM labels", "SELECT max(at) FROM reviews",
-            "SELECT max(at) FROM ratings", "SELECT max(saved_at) FROM versions", "SELECT max(named_at) FROM faces",
-            "SELECT max(at) FROM event_edits")
-
-
 def _parse(s: str | None) -> _dt.datetime | None:
     if not s:
         return None
@@ -366,13 +361,9 @@ def _parse(s: str | None) -> _dt.datetime | None:
 def last_change(library) -> _dt.datetime | None:
     """When the library last changed, as far as the catalog records it: files gathered, indexed, moved,
     quarantined, purged or rewritten, and a person's labels, reviews, ratings, names and event edits."""
-    cat = open_library(library).catalog
-    times = []
-    for sql in _CHANGES:
-        with contextlib.suppress(sqlite3.Error):
-            t = _parse(cat.query(sql)[0][0])
-            if t:
-                times.append(t)
+    from .store.backups import change_times
+
+    times = [t for t in map(_parse, change_times(open_library(library).catalog.conn)) if t]
     return max(times) if times else None
 
 
@@ -526,9 +517,7 @@ def _copy_catalog(lib, staging: Path) -> tuple[_dt.datetime, int, _dt.datetime]:
         dst = sqlite3.connect(str(tmp))
         try:
             src.backup(dst)
-            dst.execute("PRAGMA journal_mode=DELETE")   # one self-contained file
-            photos = dst.execute("SELECT count(*) FROM photos WHERE kind IN ('photo', 'raw') "
-                                 "AND status NOT IN ('missing', 'quarantined')").fetchone()[0]
+            photos = seal_copy(dst)   # one self-contained file
         finally:
             dst.close()
             src.close()
@@ -588,7 +577,9 @@ def backup(library, *, to: str | None = None, password_file: str | os.PathLike |
         if progress:
             from tqdm.auto import tqdm
 
-            total = lib.catalog.query("SELECT coalesce(sum(size), 0) FROM photos")[0][0]
+            from .store.backups import total_size
+
+            total = total_size(lib.catalog.conn)
             bar = tqdm(total=total, desc="backup", unit="B", unit_scale=True)
             args.append("--progress")
         try:
@@ -809,9 +800,7 @@ def verify(library, *, sample: int = 20, seed: int | None = None, full: bool = F
     files = [i for i in items if i.get("type") == "-" and not i["path"].startswith(STATE_DIR + "/")]
     rng = random.Random(seed)
     picked = rng.sample(files, min(sample, len(files)))
-    by_sha: dict[str, list[str]] = {}
-    for r in lib.catalog.query("SELECT path, sha256 FROM photos WHERE sha256 IS NOT NULL"):
-        by_sha.setdefault(r["sha256"], []).append(r["path"])
+    by_sha = paths_by_sha(lib.catalog.conn)
     identical, differ, changed = 0, [], []
     if picked:
         from .fileops import sha256_file

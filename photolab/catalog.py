@@ -465,6 +465,7 @@ class Catalog:
         self._lock = filelock.FileLock(str(self.path.with_name(LOCK_FILE)), timeout=lock_timeout)
         self._depth = 0
         self._pass: list | None = None   # inside one_backup_for(): the backups asked for
+        self._bulk: int | None = None    # and the batch size below which it takes none
         # a library on a read-only mount (or a folder this user cannot write) is opened for reading
         self.read_only = self.path.is_file() and (not os.access(self.path.parent, os.W_OK)
                                                   or not os.access(self.path, os.W_OK))
@@ -648,7 +649,11 @@ class Catalog:
         if self._pass is not None:
             first = not self._pass
             self._pass.append(reason)
-            if reason.startswith("after-") or not first:
+            if self._bulk is not None:   # only before the first batch of ``bulk`` files or more
+                if not reason.startswith("before-") or (files or 0) < self._bulk or self._bulk_done:
+                    return None
+                self._bulk_done = True
+            elif reason.startswith("after-") or not first:
                 return None
         folder = self.path.parent / BACKUP_DIR
         gens = list_backups(self.path.parent.parent) if self.path.parent.name == STATE_DIR else sorted(
@@ -686,20 +691,22 @@ class Catalog:
         return dest
 
     @contextlib.contextmanager
-    def one_backup_for(self, what: str) -> Iterator[None]:
+    def one_backup_for(self, what: str, *, bulk: int | None = None) -> Iterator[None]:
         """Several small batches as one change (a watcher pass): the first backup asked for inside is made
         as :meth:`backup` decides (the state before them); later ``before-`` ones are left out (what changed
         since is these batches' own journaled work), and the ``after-`` ones become one ``after-<what>``
-        backup at the end, so a 500,000-photo catalog is copied at most twice rather than once per batch."""
+        backup at the end, so a 500,000-photo catalog is copied at most twice rather than once per batch.
+        With ``bulk``: one backup at most, only before the first batch of ``bulk`` files or more; a change of
+        fewer files (journaled, so undoable) copies no catalog."""
         if self._pass is not None:
             yield
             return
-        self._pass = []
+        self._pass, self._bulk, self._bulk_done = [], bulk, False
         try:
             yield
         finally:
-            asked, self._pass = self._pass, None
-            if any(r.startswith("after-") for r in asked):
+            asked, self._pass, self._bulk = self._pass, None, None
+            if bulk is None and any(r.startswith("after-") for r in asked):
                 self.backup(f"after-{what}")
 
     def _change_marks(self) -> tuple:

@@ -320,37 +320,5 @@ def warm(spec: dict) -> dict:
     return {"version": bb.version, "runtime": run.runtime, "device": run.device}
 
 
-def tag_batch(rows, root: str, spec: dict) -> dict:
-    """The labeling pass's pixel work for a batch of ``(photo id, catalog path, kind)``: everything
-    :func:`photolab.tagging._flush` writes, as plain data. Nothing is written here."""
-    import numpy as np
-
-    from .tagging import _prepare
-
-    bb, run = worker_model(spec)
-    ok, xs, failed = [], [], []
-    for pid, rel, kind in rows:
-        try:
-            x, hashes, q, thumb = _prepare(worker_path(root, rel), kind, bb.input_size, bb.crop_pct, bb.mean, bb.std)
-        except Exception as exc:  # noqa: BLE001 - a photo that does not decode is reported by path, never fatal
-            failed.append((pid, f"{type(exc).__name__}: {exc}"))
-            continue
-        ok.append((pid, hashes, q, thumb))
-        xs.append(x)
-    emb = probs = None
-    if xs:
-        emb, probs = run(np.stack(xs))
-        emb, probs = np.asarray(emb, dtype=np.float32), np.asarray(probs, dtype=np.float32)
-    return {"ok": ok, "embeddings": emb, "probs": probs, "failed": failed, "pid": os.getpid(),
-            "device": run.device}
-
-
-def scan_batch(rows, root: str) -> list:
-    """The face scan's work for a batch of ``(photo id, catalog path, kind)``: ``(id, faces, error)`` each."""
-    from .faces import _scan_one
-
-    return [_scan_one((pid, str(worker_path(root, rel)), kind)) for pid, rel, kind in rows]
-
-
 __all__ = ["ClusterError", "check_root", "probe_photo", "connect", "dashboard_link", "model_spec", "parse_address", "run_batches",
-           "scan_batch", "tag_batch", "warm", "worker_info", "worker_model", "worker_path", "workers"]
+           "warm", "worker_info", "worker_model", "worker_path", "workers"]

@@ -102,13 +102,13 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     Returns:
         0 when every stage ran (bad files are reported, not fatal).
     """
-    from .gather import gather
-    from .index import USABLE, index_library
-    from .library import init_library
     from . import dedupe
-    from .organize import apply, plan, preview_tree
-    from .metadata import write_metadata
-    from .tagging import accepted_tags, export_csv, tag_library
+    from .index import USABLE
+    from .library import init_library
+    from .organize import preview_tree
+    from .stages import DEMO, run_chain
+    from .store.meta import present_photos
+    from .tagging import accepted_tags, export_csv
 
     library = Path(library).resolve()
     sample = Path(sample) if sample else default_sample()
@@ -122,40 +122,38 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     made = make_duplicates(sample, lib.root / "made-duplicates")
 
     print(f"photolab demo: library {lib.root}")
+
+    def say(name, out, run):
+        if name == "gather":
+            print(f"  gather : {out.summary()}")
+        elif name == "index":
+            print(f"  index  : {out.summary()}")
+        elif name == "tag":
+            print(f"  tag    : {out.summary()}")
+            (lib.state / "exports").mkdir(exist_ok=True)
+            print(f"  csv    : {export_csv(lib, lib.state / 'exports' / 'tags.csv')}")
+        elif name == "dedupe":
+            print(f"  dedupe : {dedupe.summary(out.plan)}; {out.report.summary()} into quarantine")
+        elif name == "faces":
+            print(f"  people : {out.summary()}; places from GPS: {len(run.results['places'])} suggested "
+                  "(names and places wait for you)")
+        elif name == "organize":
+            print(f"  organize: {out.report.summary()} (undo: photolab undo {lib.root} {out.report.batch})")
+        elif name == "metadata":
+            print(f"  metadata: {out.summary()}; earlier bytes kept in .photolab/versions/")
+
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="photolab-demo-") as tmp:
         phone = Path(tmp) / "phone"          # a phone's clip, gathered from outside the library
         clip = make_clip(sample, phone)
-        g = gather([sample] + ([phone] if clip else []), lib, progress=False)
-    print(f"  gather : {g.summary()}")
-    ix = index_library(lib, progress=False)
-    print(f"  index  : {ix.summary()}")
-    tg = tag_library(lib, progress=False)
-    print(f"  tag    : {tg.summary()}")
-    (lib.state / "exports").mkdir(exist_ok=True)
-    csv_path = export_csv(lib, lib.state / "exports" / "tags.csv")
-    print(f"  csv    : {csv_path}")
-    dups = dedupe.plan(lib)
-    quarantined = dedupe.apply(lib, dups, progress=False)
-    print(f"  dedupe : {dedupe.summary(dups)}; {quarantined.summary()} into quarantine")
-    from .faces import cluster_faces, scan_faces
-    from .places import suggest_places
+        done = run_chain(lib, DEMO, on_done=say,
+                         options={"gather": {"sources": [sample] + ([phone] if clip else [])},
+                                  "dedupe": {"apply": "always"}}).results
+    ix, tg, dups, fs, pl = done["index"], done["tag"], done["dedupe"].plan, done["faces"], done["places"]
+    moves, wdf = done["organize"].plan, done["metadata"].frame()
 
-    fs = scan_faces(lib, progress=False)
-    cluster_faces(lib)
-    pl = suggest_places(lib)
-    print(f"  people : {fs.summary()}; places from GPS: {len(pl)} suggested (names and places wait for you)")
-    moves = plan(lib)
-    organized = apply(lib, moves, progress=False)
-    print(f"  organize: {organized.summary()} (undo: photolab undo {lib.root} {organized.batch})")
-    written = write_metadata(lib, progress=False)
-    wdf = written.frame()
-    print(f"  metadata: {written.summary()}; earlier bytes kept in .photolab/versions/")
-
-    rows = lib.catalog.query(
-        "SELECT id, path, kind, status, captured_at, captured_source, gps_lat, duration, codec, width, height "
-        "FROM photos WHERE status != 'missing'")
+    rows = present_photos(lib.catalog.conn)
     n_photos = sum(1 for r in rows if r["kind"] in ("photo", "raw") and r["status"] in USABLE)
     clips = [r for r in rows if r["kind"] == "video" and r["status"] in USABLE]
     with_gps = sum(1 for r in rows if r["gps_lat"] is not None)

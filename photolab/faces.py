@@ -211,7 +211,7 @@ def scan_faces(library, photo_ids=None, *, workers: int | None = None, progress:
     stack = contextlib.ExitStack()   # the cluster's client, closed when the scan ends either way
     pool = None
     if cluster is not None:
-        from .cluster import FACE_CHUNK, check_root, connect, probe_photo, run_batches, scan_batch
+        from .cluster import FACE_CHUNK, check_root, connect, probe_photo, run_batches
 
         client = stack.enter_context(connect(cluster, progress=progress))
         root = str(worker_root) if worker_root is not None else str(lib.root)
@@ -635,4 +635,11 @@ def named_faces(library, photo_ids=None, *, include_suggestions: bool = False) -
 __all__ = ["CONFIDENT", "TOLERANCE", "FaceModelError", "apply", "clusters", "cluster_faces", "confirm_faces",
            "count_scores", "detect", "faces", "identify", "merge_clusters", "name_cluster", "name_faces", "named_faces",
            "people", "person_path", "plan_confirm", "reject_faces", "scan_faces", "split_faces", "to_stored",
-           "unname_faces"]
+           "scan_batch", "unname_faces"]
+
+
+def scan_batch(rows, root: str) -> list:
+    """The face scan's work for a batch of ``(photo id, catalog path, kind)``: ``(id, faces, error)`` each."""
+    from .cluster import worker_path
+
+    return [_scan_one((pid, str(worker_path(root, rel)), kind)) for pid, rel, kind in rows]

@@ -89,7 +89,12 @@ class FindBrowser(W.VBox):
         n = len(self.results)
         more = f" (the first {self.limit})" if n == self.limit else ""
         self._status.value = f"{n} photo{'s' if n != 1 else ''}{more} for <code>{html.escape(self.query)}</code>"
-        self._grid.children = [self._card(r) for r in self.results.itertuples(index=False)]
+        from .store import find as store
+
+        # the thumbnails of every card in one read, not the photo's details once per card
+        rows = store.result_rows(self.lib.catalog.conn, [int(i) for i in self.results["photo_id"]])
+        thumbs = {pid: r[2] for pid, r in rows.items()}
+        self._grid.children = [self._card(r, thumbs.get(int(r.photo_id))) for r in self.results.itertuples(index=False)]
         return self.results
 
     def select(self, photo_id: int) -> dict:
@@ -127,14 +132,17 @@ class FindBrowser(W.VBox):
     def thumbnail(self, photo_id: int) -> bytes:
         """The cached thumbnail's bytes (one made from the file where the labeling pass left none)."""
         from .store import find as store
-        from .widgets import _thumb_bytes
 
         info = store.photo_details(self.lib.catalog.conn, int(photo_id))
-        thumb = str(self.lib.state / "features" / info["thumb"]) if info.get("thumb") else None
-        return _thumb_bytes(thumb, self.lib.abs(info["path"]), THUMB)
+        return self._thumbnail(info.get("thumb"), info["path"])
 
-    def _card(self, r):
-        img = W.Image(value=self.thumbnail(r.photo_id), format="jpeg",
+    def _thumbnail(self, thumb: str | None, path: str) -> bytes:
+        from .widgets import _thumb_bytes
+
+        return _thumb_bytes(str(self.lib.state / "features" / thumb) if thumb else None, self.lib.abs(path), THUMB)
+
+    def _card(self, r, thumb: str | None):
+        img = W.Image(value=self._thumbnail(thumb, r.path), format="jpeg",
                       layout=W.Layout(max_width=f"{THUMB}px", max_height=f"{THUMB}px", object_fit="contain"))
         img.add_class("photolab-find-thumb")
         name = r.path.rsplit("/", 1)[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 from .library import open_library
+from .store.meta import count_photos, quick_check
 
 MIN_FREE_GB = 2.0
 
@@ -19,7 +20,7 @@ def check(library):
     lib = None
     try:
         lib = open_library(library)
-        n = lib.catalog.query("SELECT count(*) FROM photos")[0][0]
+        n = count_photos(lib.catalog.conn)
         rows.append(("catalog", True, f"{lib.root}: schema {lib.catalog.version}, {n} files cataloged"))
     except Exception as exc:  # noqa: BLE001 - reported, not raised: this is a check
         rows.append(("catalog", False, str(exc)))
@@ -59,6 +60,12 @@ def check(library):
     return pd.DataFrame(rows, columns=["check", "ok", "detail"])
 
 
+def not_ready(status) -> str:
+    """The failed checks of :func:`check`'s table as one line (``check: detail; ...``), or "" when all passed."""
+    bad = status[~status["ok"].astype(bool)]
+    return "; ".join(f"{c}: {d}" for c, d in zip(bad["check"], bad["detail"]))
+
+
 def _leftover_rows(lib) -> list[tuple[str, bool, str]]:
     """The catalog's own integrity, and what a killed process can leave (see :mod:`photolab.repair`)."""
     from .catalog import list_backups
@@ -67,7 +74,7 @@ def _leftover_rows(lib) -> list[tuple[str, bool, str]]:
     fix = f"run `photolab repair {lib.root}`"
     rows = []
     try:
-        bad = [r[0] for r in lib.catalog.query("PRAGMA quick_check")]
+        bad = quick_check(lib.catalog.conn)
         ok = bad == ["ok"]
         rows.append(("catalog file", ok, "SQLite quick_check: ok" if ok else
                      f"{lib.catalog.path} is damaged ({bad[0]}); restore a backup with "
@@ -153,4 +160,4 @@ def _backup_row(lib) -> tuple[str, bool, str]:
         return ("backup", False, str(exc))
 
 
-__all__ = ["check"]
+__all__ = ["check", "not_ready"]

@@ -97,8 +97,9 @@ def _catalog_is_lost(path: Path) -> bool:
     try:
         conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True)
         try:
-            return conn.execute("PRAGMA user_version").fetchone()[0] == 0 and not conn.execute(
-                "SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+            from .store.meta import has_no_schema
+
+            return has_no_schema(conn)
         finally:
             conn.close()
     except sqlite3.Error:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .library import open_library
+from .store import stats
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,9 @@ def thumbs(library, photo_ids) -> dict[int, Path]:
     lib = open_library(library)
     ids = [int(i) for i in photo_ids]
     out: dict[int, Path] = {}
-    for k in range(0, len(ids), 900):
-        part = ids[k:k + 900]
-        for pid, rel in lib.catalog.conn.execute(
-                f"SELECT photo_id, thumb FROM features WHERE photo_id IN ({', '.join('?' * len(part))})", part):
-            if rel and (lib.state / "features" / rel).is_file():
-                out[int(pid)] = lib.state / "features" / rel
+    for pid, rel in stats.thumbs(lib.catalog.conn, ids):
+        if rel and (lib.state / "features" / rel).is_file():
+            out[int(pid)] = lib.state / "features" / rel
     return out
 
 
@@ -111,9 +109,7 @@ def tag_counts(library, *, per_tag: int = 3):
     thr = thresholds(lib)
     for y, (tag, n) in enumerate(items):
         ax.text(n + top * 0.01, y, str(n), va="center", fontsize=9)
-        rows = lib.catalog.query(
-            "SELECT s.photo_id FROM scores s WHERE s.tag = ? AND s.score >= ? ORDER BY s.score DESC LIMIT ?",
-            (tag, thr.get(tag, 0.5), per_tag))
+        rows = stats.top_scored(lib.catalog.conn, tag, thr.get(tag, 0.5), per_tag)
         files = thumbs(lib, [r[0] for r in rows])
         for k, r in enumerate(rows):
             f = files.get(int(r[0]))
@@ -164,22 +160,20 @@ def timeline(library, events=None, *, years: int = 12, label: int = 6):
     and the largest ``label`` events of each year named.
 
     Args:
-        events: :func:`photolab.events.detect_events`'s table (read from the catalog when None).
+        events: an events table (:func:`photolab.events.events`, or a plan's ``rows``); when None, the
+            events are grouped now, in memory (:func:`photolab.events.plan`): drawing writes nothing.
     """
     import matplotlib.dates as mdates
 
     from .events import parse_time
-    from .index import USABLE
 
     lib = open_library(library)
     if events is None:
-        from .events import detect_events
+        from .events import plan as plan_events
 
-        events = detect_events(lib)
+        events = plan_events(lib).rows
     days: dict[_dt.date, int] = {}
-    for (value,) in lib.catalog.conn.execute(
-            f"SELECT captured_at FROM photos WHERE captured_at IS NOT NULL AND status IN "
-            f"({', '.join('?' * len(USABLE))})", USABLE):
+    for value in stats.capture_times(lib.catalog.conn):
         t = parse_time(value)
         if t is not None:
             days[t.date()] = days.get(t.date(), 0) + 1
@@ -247,13 +241,8 @@ def photo_map(library, *, margin_deg: float = 2.0):
     """
     from matplotlib.collections import PolyCollection
 
-    from .index import USABLE
-
     lib = open_library(library)
-    rows = lib.catalog.query(
-        f"SELECT p.gps_lat, p.gps_lon, pl.city, pl.confirmed FROM photos p LEFT JOIN places pl ON pl.photo_id = p.id "
-        f"WHERE p.gps_lat IS NOT NULL AND p.gps_lon IS NOT NULL AND p.status IN ({', '.join('?' * len(USABLE))})",
-        USABLE)
+    rows = stats.gps_positions(lib.catalog.conn)
     fig = figure(8, 5)
     ax = fig.add_subplot()
     if not rows:
@@ -309,8 +298,7 @@ def metadata_cards(library, report, *, limit: int = 24) -> str:
     ids = list(dict.fromkeys(int(i) for i in df["photo_id"]))[:limit]
     decided = decisions_for_writing(lib, photo_ids=ids)
     files = thumbs(lib, ids)
-    paths = {r[0]: r[1] for r in lib.catalog.query(
-        f"SELECT id, path FROM photos WHERE id IN ({', '.join('?' * len(ids))})", ids)} if ids else {}
+    paths = stats.paths(lib.catalog.conn, ids)
     cards = []
     for pid in ids:
         rows = df[df["photo_id"] == pid]
@@ -356,8 +344,7 @@ def gallery(library, *, per_tag: int = 8, size: int = 120) -> str:
     lib = open_library(library)
     parts = []
     for tag, t in thresholds(lib).items():
-        rows = lib.catalog.query("SELECT s.photo_id, s.score FROM scores s WHERE s.tag = ? AND s.score >= ? "
-                                 "ORDER BY s.score DESC LIMIT ?", (tag, t, per_tag))
+        rows = stats.top_scored(lib.catalog.conn, tag, t, per_tag)
         files = thumbs(lib, [r[0] for r in rows])
         cells = [f"<figure style='display:inline-block;margin:2px;text-align:center'>"
                  f"<img src='{data_uri(files[int(r[0])])}' style='max-width:{size}px;max-height:{size}px'>"

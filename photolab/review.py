@@ -23,8 +23,8 @@ import logging
 import numpy as np
 
 from .catalog import utcnow
-from .index import USABLE
 from .library import open_library
+from .store import review as store
 from .taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,8 @@ def _strata(lib):
     """Usable photos with features and their stratum: year | top folder | camera | first-pass top tag."""
     import pandas as pd
 
-    usable = ", ".join("?" * len(USABLE))
-    df = lib.catalog.dataframe(
-        "SELECT p.id AS photo_id, p.path, p.captured_at, p.camera_make FROM photos p "
-        "JOIN features f ON f.photo_id = p.id "
-        f"WHERE p.kind IN ('photo', 'raw', 'video') AND p.status IN ({usable}) ORDER BY p.id", USABLE)
-    top = lib.catalog.dataframe(
-        "SELECT photo_id, tag, max(score) AS score FROM scores WHERE source IN ('prior', 'starter') "
-        "GROUP BY photo_id")
+    df = store.strata_photos(lib.catalog.conn)
+    top = store.first_pass_top_tags(lib.catalog.conn)
     best = dict(zip(top["photo_id"], np.where(top["score"] >= 0.5, top["tag"], "none"))) if len(top) else {}
     year = df["captured_at"].fillna("").str[:4].replace("", "undated")
     folder = df["path"].str.split("/").str[0].where(df["path"].str.contains("/"), ".")
@@ -92,9 +86,7 @@ def sample(library, n: int = 1000, *, seed: int = 0, name: str = "default", refr
     lib = open_library(library)
     cat = lib.catalog
     if not refresh:
-        stored = cat.dataframe(
-            "SELECT s.photo_id, p.path, s.stratum, s.seed FROM samples s JOIN photos p ON p.id = s.photo_id "
-            "WHERE s.name = ? ORDER BY s.photo_id", (name,))
+        stored = store.stored_sample(cat.conn, name)
         if len(stored) and (len(stored) == n or stored["seed"].iloc[0] == seed and len(stored) <= n):
             return stored.drop(columns="seed")
     df = _strata(lib)
@@ -109,9 +101,7 @@ def sample(library, n: int = 1000, *, seed: int = 0, name: str = "default", refr
     out = (pd.concat(picked) if picked else df.iloc[:0]).sort_values("photo_id")[["photo_id", "path", "stratum"]]
     now = utcnow()
     with cat.write() as db:
-        db.execute("DELETE FROM samples WHERE name = ?", (name,))
-        db.executemany("INSERT INTO samples(name, photo_id, stratum, seed, created) VALUES (?,?,?,?,?)",
-                       [(name, int(r.photo_id), r.stratum, seed, now) for r in out.itertuples()])
+        store.replace_sample(db, name, [(int(r.photo_id), r.stratum, seed, now) for r in out.itertuples()])
     return out.reset_index(drop=True)
 
 
@@ -120,7 +110,7 @@ def labels(library, *, photo_ids=None):
     """A person's labels as a wide DataFrame: photo id x tag, 1 / 0, NaN where not labeled."""
     lib = open_library(library)
     tax = load_taxonomy(lib)
-    long = lib.catalog.dataframe("SELECT photo_id, tag, value FROM labels")
+    long = store.label_rows(lib.catalog.conn)
     wide = long.pivot(index="photo_id", columns="tag", values="value") if len(long) else None
     import pandas as pd
 
@@ -132,15 +122,38 @@ def labels(library, *, photo_ids=None):
 
 def _scored_labels(lib, tag: str, photo_ids=None):
     """(labels, scores) arrays for photos with both a label and a score for ``tag``."""
-    rows = lib.catalog.query("SELECT l.photo_id, l.value, s.score FROM labels l JOIN scores s "
-                             "ON s.photo_id = l.photo_id AND s.tag = l.tag WHERE l.tag = ? AND s.score IS NOT NULL",
-                             (tag,))
+    rows = store.scored_labels(lib.catalog.conn, tag)
     if photo_ids is not None:
         keep = {int(i) for i in photo_ids}
         rows = [r for r in rows if r[0] in keep]
     y = np.array([r[1] for r in rows], dtype=int)
     s = np.array([r[2] for r in rows], dtype=float)
     return y, s
+
+
+def _scored_labels_by_tag(lib, photo_ids=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`_scored_labels` of every tag at once, from one pass over the labels (tags without any: absent)."""
+    keep = None if photo_ids is None else {int(i) for i in photo_ids}
+    by_tag: dict[str, list] = {}
+    for tag, pid, value, score in store.scored_labels_all(lib.catalog.conn):
+        if keep is None or pid in keep:
+            by_tag.setdefault(tag, []).append((value, score))
+    return {t: (np.array([r[0] for r in rows], dtype=int), np.array([r[1] for r in rows], dtype=float))
+            for t, rows in by_tag.items()}
+
+
+_NO_LABELS = (np.zeros(0, dtype=int), np.zeros(0, dtype=float))
+
+
+def _curve(y: np.ndarray, s: np.ndarray):
+    """Precision and recall at every threshold of scores ``s`` for labels ``y``."""
+    import pandas as pd
+    from sklearn.metrics import precision_recall_curve
+
+    if not y.sum():
+        return pd.DataFrame(columns=["threshold", "precision", "recall"])
+    p, r, t = precision_recall_curve(y, s)
+    return pd.DataFrame({"threshold": t, "precision": p[:-1], "recall": r[:-1]})
 
 
 def tag_metrics(library, *, photo_ids=None):
@@ -154,9 +167,10 @@ def tag_metrics(library, *, photo_ids=None):
     lib = open_library(library)
     tax = load_taxonomy(lib)
     thr = thresholds(lib, tax)
+    labeled = _scored_labels_by_tag(lib, photo_ids)
     out = []
     for tag in tax.names:
-        y, s = _scored_labels(lib, tag, photo_ids)
+        y, s = labeled.get(tag, _NO_LABELS)
         row = {"tag": tag, "category": tax[tag].category, "threshold": thr[tag], "positives": int(y.sum()),
                "negatives": int(len(y) - y.sum()), "ap": np.nan, "precision": np.nan, "recall": np.nan, "f1": np.nan}
         if y.sum() and (1 - y).sum():
@@ -174,16 +188,9 @@ def tag_metrics(library, *, photo_ids=None):
 
 def pr_curve(library, tag: str, *, photo_ids=None):
     """Precision and recall at every threshold for ``tag`` on the labeled photos."""
-    import pandas as pd
-    from sklearn.metrics import precision_recall_curve
-
     lib = open_library(library)
     tag = load_taxonomy(lib).resolve(tag) or tag
-    y, s = _scored_labels(lib, tag, photo_ids)
-    if not y.sum():
-        return pd.DataFrame(columns=["threshold", "precision", "recall"])
-    p, r, t = precision_recall_curve(y, s)
-    return pd.DataFrame({"threshold": t, "precision": p[:-1], "recall": r[:-1]})
+    return _curve(*_scored_labels(lib, tag, photo_ids))
 
 
 def suggest_thresholds(library, *, target_precision: float | None = None, photo_ids=None, min_positives: int = 3):
@@ -201,10 +208,11 @@ def suggest_thresholds(library, *, target_precision: float | None = None, photo_
     lib = open_library(library)
     tax = load_taxonomy(lib)
     thr = thresholds(lib, tax)
+    labeled = _scored_labels_by_tag(lib, photo_ids)
     out = []
     for tag in tax.names:
-        curve = pr_curve(lib, tag, photo_ids=photo_ids)
-        y, _ = _scored_labels(lib, tag, photo_ids)
+        y, s = labeled.get(tag, _NO_LABELS)
+        curve = _curve(y, s)
         row = {"tag": tag, "current": thr[tag], "suggested": thr[tag], "precision": np.nan, "recall": np.nan,
                "f1": np.nan, "positives": int(y.sum())}
         if y.sum() >= min_positives and len(curve):
@@ -275,10 +283,12 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     if not sel.all():
         ids, paths, captured, thumbs = ids[sel], paths[sel], captured[sel], thumbs[sel]
     labels = store.all_labels(conn)
-    d = decision_arrays(lib, tax, ids, labels=labels)
+    raw = _queue_scores(store.score_matrix(lib), ids, names)
+    d = decision_arrays(lib, tax, ids, labels=labels, matrix=_Gathered(raw))
     C, conf = d["confidences"], d["confidence"]
-    has_any = ~np.isnan(C).all(axis=1) if len(names) else np.zeros(len(ids), dtype=bool)
-    weakest = np.argmin(np.where(np.isnan(C), np.inf, C), axis=1) if len(names) else np.zeros(len(ids), int)
+    has_any = ~np.isnan(conf) if len(names) else np.zeros(len(ids), dtype=bool)   # conf: the NaN-ignoring minimum
+    # the first tag at the least confidence (as argmin with NaN as infinity; a photo with no score: 0)
+    weakest = np.argmax(C == conf[:, None], axis=1) if len(names) else np.zeros(len(ids), int)
     with np.errstate(invalid="ignore"):
         low = has_any & (conf < cut)
     # people and place tags no person confirmed: always queued
@@ -335,20 +345,51 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     has = np.array([bool(t) for t in th], dtype=bool)
     th[has] = state + th[has]
     th[~has] = None
-    cols: dict = {"path": paths[take], "thumb": th, "captured_at": captured[take]}
-    S, Ct = d["scores"][take], C[take]
-    for j, t in enumerate(names):
-        cols[f"score:{t}"] = S[:, j]
-        cols[f"confidence:{t}"] = Ct[:, j]
-    cols["tags"] = joined_tags(d["accepted"][take], names)
-    cols["confidence"] = np.nan_to_num(conf[take], nan=0.0)
-    cols["reason"] = reasons[take]
-    df = pd.DataFrame(cols, index=pd.Index(qids, name="id"))
+    index = pd.Index(qids, name="id")
+    # the score and confidence columns (score:<tag>, confidence:<tag>, tag by tag) as one float block, built
+    # in place: a frame from one column array each copies every column again
+    F = np.stack([d["scores"][take], C[take]], axis=2).reshape(len(take), 2 * len(names))
+    df = pd.concat([
+        pd.DataFrame({"path": paths[take], "thumb": th, "captured_at": captured[take]}, index=index),
+        pd.DataFrame(F, columns=[c for t in names for c in (f"score:{t}", f"confidence:{t}")], index=index),
+        pd.DataFrame({"tags": joined_tags(d["accepted"][take], names),
+                      "confidence": np.nan_to_num(conf[take], nan=0.0), "reason": reasons[take]}, index=index),
+    ], axis=1)
     if front:
         n = min(len(front), len(df))
         df.iloc[:n, df.columns.get_loc("reason")] = [f"typical of a group of similar photos; {r}"
                                                      for r in df["reason"].iloc[:n]]
     return df
+
+
+class _Gathered:
+    """Scores already gathered for :func:`photolab.tagging.decision_arrays` (what it reads through ``columns``)."""
+
+    def __init__(self, raw: np.ndarray):
+        self.raw = raw
+
+    def columns(self, photo_ids, tags) -> np.ndarray:
+        assert self.raw.shape == (len(photo_ids), len(tags))
+        return self.raw
+
+
+def _queue_scores(m, ids: np.ndarray, names: list[str]) -> np.ndarray:
+    """``m.columns(ids, names)`` of a score matrix ``m`` (NaN where a photo or tag has no score), gathered a
+    row at a time: one pass over the matrix, not one strided pass for each tag."""
+    pos = m.rows(ids)
+    col = {t: j for j, t in enumerate(m.tags)}
+    have = [k for k, t in enumerate(names) if t in col]
+    out = np.full((len(ids), len(names)), np.nan)
+    if not have or not len(ids) or not len(m.ids):
+        return out
+    ok = pos >= 0
+    got = m.S[np.ix_(np.where(ok, pos, 0), [col[names[k]] for k in have])]   # one gather of rows and columns
+    if not ok.all():
+        got[~ok] = np.nan
+    if len(have) == len(names):
+        return got
+    out[:, have] = got
+    return out
 
 
 TYPICAL_FRONT = 48
@@ -363,7 +404,7 @@ def _typical_picks(lib, candidates: list[int], n: int, seed: int) -> list[int]:
     than uncertain ones)."""
     from sklearn.cluster import MiniBatchKMeans
 
-    done = [r[0] for r in lib.catalog.query("SELECT r.photo_id FROM reviews r JOIN features f ON f.photo_id = r.photo_id")]
+    done = store.reviewed_with_features(lib.catalog.conn)
     if len(done) >= TYPICAL_MAX_CLUSTERS:   # past the first few hundred reviews: uncertainty leads
         return []
     if len(candidates) > TYPICAL_FIT_MAX:    # a large library: a random share stands for the rest
@@ -458,9 +499,8 @@ def confirm(library, photo_id: int, tags, *, rating: int | None = None, who: str
     prev = snapshot(lib, pid)
     now = utcnow()
     with lib.catalog.write() as db:
-        db.executemany("INSERT OR REPLACE INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)",
-                       [(pid, t, int(t in want), who, now) for t in names])
-        db.execute("INSERT OR REPLACE INTO reviews(photo_id, who, at) VALUES (?,?,?)", (pid, who, now))
+        store.put_labels(db, [(pid, t, int(t in want), who, now) for t in names])
+        store.mark_reviewed(db, pid, who, now)
     if rating is not None:
         set_rating(lib, pid, rating)
     return prev
@@ -470,12 +510,7 @@ def snapshot(library, photo_id: int) -> dict:
     """A photo's labels, review mark and rating as they are now (what :func:`restore_labels` takes)."""
     lib = open_library(library)
     pid = int(photo_id)
-    return {"photo_id": pid,
-            "labels": [tuple(r) for r in lib.catalog.query(
-                "SELECT tag, value, who, at FROM labels WHERE photo_id = ?", (pid,))],
-            "review": [tuple(r) for r in lib.catalog.query("SELECT who, at FROM reviews WHERE photo_id = ?", (pid,))],
-            "rating": [tuple(r) for r in lib.catalog.query(
-                "SELECT rating, source, at FROM ratings WHERE photo_id = ?", (pid,))]}
+    return {"photo_id": pid, **store.photo_state(lib.catalog.conn, pid)}
 
 
 def restore_labels(library, previous: dict) -> None:
@@ -483,35 +518,20 @@ def restore_labels(library, previous: dict) -> None:
     lib = open_library(library)
     pid = int(previous["photo_id"])
     with lib.catalog.write() as db:
-        db.execute("DELETE FROM labels WHERE photo_id = ?", (pid,))
-        db.executemany("INSERT INTO labels(photo_id, tag, value, who, at) VALUES (?,?,?,?,?)",
-                       [(pid, *r) for r in previous["labels"]])
-        db.execute("DELETE FROM reviews WHERE photo_id = ?", (pid,))
-        db.executemany("INSERT INTO reviews(photo_id, who, at) VALUES (?,?,?)", [(pid, *r) for r in previous["review"]])
-        db.execute("DELETE FROM ratings WHERE photo_id = ?", (pid,))
-        db.executemany("INSERT INTO ratings(photo_id, rating, source, at) VALUES (?,?,?,?)",
-                       [(pid, *r) for r in previous["rating"]])
+        store.restore_photo_state(db, pid, previous["labels"], previous["review"], previous["rating"])
 
 
 def progress(library, *, sample_name: str | None = None) -> tuple[int, int]:
     """(photos reviewed, photos in the sample or library)."""
     lib = open_library(library)
-    if sample_name:
-        return tuple(lib.catalog.query(
-            "SELECT (SELECT count(*) FROM samples s JOIN reviews r ON r.photo_id = s.photo_id WHERE s.name = ?1), "
-            "(SELECT count(*) FROM samples WHERE name = ?1)", (sample_name,))[0])
-    return tuple(lib.catalog.query("SELECT (SELECT count(*) FROM reviews), (SELECT count(*) FROM features)")[0])
+    return store.progress_counts(lib.catalog.conn, sample_name)
 
 
 def disputed(library, *, margin: float = 0.85):
     """Labels the current scores strongly disagree with (likely mistakes): a label 1 scored
     below ``1 - margin`` or a label 0 scored above ``margin``."""
     lib = open_library(library)
-    return lib.catalog.dataframe(
-        "SELECT l.photo_id, p.path, l.tag, l.value AS label, round(s.score, 3) AS score, s.source, l.who, l.at "
-        "FROM labels l JOIN scores s ON s.photo_id = l.photo_id AND s.tag = l.tag JOIN photos p ON p.id = l.photo_id "
-        "WHERE s.score IS NOT NULL AND ((l.value = 1 AND s.score < ?1) OR (l.value = 0 AND s.score > ?2)) "
-        "ORDER BY abs(l.value - s.score) DESC", (1 - margin, margin))
+    return store.disputed_labels(lib.catalog.conn, 1 - margin, margin)
 
 
 __all__ = ["confirm", "disputed", "labels", "pr_curve", "progress", "restore_labels", "review_queue", "sample", "snapshot",

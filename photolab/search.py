@@ -25,6 +25,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ DEFAULT_LIMIT = 100
 LIKE_K = 200               # like: returns at most this many neighbours ...
 LIKE_MIN = 0.1             # ... with at least this cosine similarity
 LIKE_SHORTLIST = 4000      # above this many photos, exact cosines only for the nearest in the PCA projection
+BOUNDED_MAX = 50_000       # a query its terms bound to at most this many photos reads only their rows
 RESULT_COLUMNS = ["photo_id", "path", "why", "score", "captured_at"]
 ALBUM_MANIFEST = ".photolab-album.json"
 
@@ -56,15 +58,16 @@ class _Eval:
     leaves: list               # (label, mask, score) of the positive terms, for "why"
 
 
+class _Unbounded(Exception):
+    """A term that can match photos no catalog query names (a date range, a negation)."""
+
+
 class _Ctx:
     def __init__(self, lib, query_text: str, tree):
         self.lib, self.conn, self.text = lib, lib.catalog.conn, query_text
-        any_status = any(t.field == "status" for t, _ in Q.terms(tree))
-        ids, captured, usable = _universe(lib)
-        if any_status:
-            self.ids, self.captured = ids, captured
-        else:
-            self.ids, self.captured = ids[usable], captured[usable]
+        self.ids: np.ndarray | None = None       # the photos the query is evaluated over (see load_universe)
+        self.captured: np.ndarray | None = None
+        self._seen: list | None = None
         self._tax = None
         self._names: dict[str, dict[str, str]] = {}
         self._tagged: bool | None = None
@@ -93,8 +96,51 @@ class _Ctx:
             raise QueryError(f'query term "{term.text}" needs the tagging pass, which this library has not had yet; '
                              f"run `photolab tag {self.lib.root}` first")
 
+    def load_universe(self, tree) -> None:
+        """The photos ``tree`` is evaluated over: every photo a query can return, or, when each of its
+        terms matches only photos its catalog query names (no date range, no negation), those photos
+        alone, read by id; a photo outside them cannot match, so the result is the same."""
+        any_status = any(t.field == "status" for t, _ in Q.terms(tree))
+        try:
+            bound = self._bound(tree)
+        except _Unbounded:
+            bound = None
+        if bound is not None and len(bound) <= BOUNDED_MAX:
+            ids, captured, usable = _universe(self.lib, bound)
+        else:
+            ids, captured, usable = _universe(self.lib)
+        if any_status:
+            self.ids, self.captured = ids, captured
+        else:
+            self.ids, self.captured = ids[usable], captured[usable]
+
+    def _bound(self, node) -> np.ndarray | None:
+        """The ids ``node`` can match at most (None: any photo); its terms are checked in the order
+        :meth:`eval` takes them, so an error is the one evaluation would raise."""
+        if isinstance(node, Q.Term):
+            if node.field == "date":
+                _date_range(node)
+                return None
+            self._seen = []
+            try:
+                self.term(node)
+                return np.unique(np.concatenate(self._seen)) if self._seen else np.zeros(0, np.int64)
+            finally:
+                self._seen = None
+        if isinstance(node, Q.Not):
+            self._bound(node.child)
+            return None
+        parts = [self._bound(c) for c in node.children]
+        if isinstance(node, Q.And):
+            known = [p for p in parts if p is not None]
+            return None if not known else reduce(np.intersect1d, known)
+        return None if any(p is None for p in parts) else np.unique(np.concatenate(parts))
+
     def mask_of(self, pids, scores=None) -> tuple[np.ndarray, np.ndarray | None]:
         pids = np.asarray(pids, dtype=np.int64)
+        if self._seen is not None:   # bounding (load_universe): note the ids, match nothing yet
+            self._seen.append(pids)
+            return np.zeros(0, dtype=bool), (None if scores is None else np.zeros(0, np.float32))
         mask = np.zeros(len(self.ids), dtype=bool)
         score = None if scores is None else np.full(len(self.ids), np.nan, np.float32)
         if len(pids) and len(self.ids):
@@ -204,13 +250,13 @@ class _Ctx:
         pids = np.array([r[0] for r in rows], dtype=np.int64)
         sc = np.array([r[1] for r in rows], dtype=np.float32)
         mask, score = self.mask_of(pids, sc)
-        for pid, value, s in store.tag_label_scores(self.conn, name):   # a person's labels come on top
-            m, _ = self.mask_of([pid])
-            if value:
-                mask |= m
-                score[m] = 1.0
-            else:
-                mask &= ~m
+        labeled = store.tag_label_scores(self.conn, name)   # a person's labels come on top
+        if labeled:
+            yes, _ = self.mask_of([r[0] for r in labeled if r[1]])
+            no, _ = self.mask_of([r[0] for r in labeled if not r[1]])
+            mask |= yes
+            score[yes] = 1.0
+            mask &= ~no
         if self.taxonomy[name].source == "head" and not len(rows):
             log.info("%s: no photo has a score for %s yet (train a head on corrections)", self.lib.root, name)
         return f"tag {name}", mask, score
@@ -411,20 +457,26 @@ def _date_range(t: Q.Term) -> tuple[str | None, str | None]:
     return _period(v, t)
 
 
-def _universe(lib) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _universe(lib, only=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, captured_at as text, usable) of every photo a query can return, kept with the open catalog
     between queries until anyone commits to it (a library of 100,000 photos takes a quarter second to
-    read, a query on the kept arrays a few milliseconds)."""
+    read, a query on the kept arrays a few milliseconds); ``only``: of those ids only, read by id."""
     cat = lib.catalog
+    if only is not None:
+        return _universe_arrays(store.universe(cat.conn, [int(i) for i in only]))
     stamp = store.change_stamp(cat.conn)
     hit = getattr(cat, "_find_universe", None)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    rows = store.universe(cat.conn)
+    out = _universe_arrays(store.universe(cat.conn))
+    cat._find_universe = (stamp, out)
+    return out
+
+
+def _universe_arrays(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     captured = np.array([r[1] or "" for r in rows], dtype="U40") if rows else np.zeros(0, "U40")
     usable = np.fromiter((bool(r[2]) for r in rows), dtype=bool, count=len(rows))
-    cat._find_universe = (stamp, (ids, captured, usable))
     return ids, captured, usable
 
 
@@ -463,6 +515,7 @@ def find(library, query: str, *, limit: int | None = DEFAULT_LIMIT):
     tree0 = Q.parse(query)   # syntax errors first, before anything is read
     ctx = _Ctx(lib, query, tree0)
     tree = Q.parse(query, known_phrase=ctx.known_phrase)
+    ctx.load_universe(tree)
     res = ctx.eval(tree)
     pos = np.flatnonzero(res.mask)
     score = res.score[pos] if res.score is not None else np.full(len(pos), np.nan, np.float32)

@@ -197,15 +197,9 @@ def rename_tag(library, old: str, new: str, *, merge: bool = False) -> Taxonomy:
     tmp.write_text(text, encoding="utf-8")
     shutil.copymode(tax.path, tmp)
     os.replace(tmp, tax.path)
+    from .store.tags import record_tag_change, rename_tag_rows   # every table the schema says names a tag
+
     with lib.catalog.write() as db:
-        for table, column in _TAGGED_TABLES:
-            if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone():
-                db.execute(f"UPDATE OR REPLACE {table} SET {column} = ? WHERE {column} = ?", (final, old_name))
-        db.execute("INSERT INTO tag_history(old, new, action, at) VALUES (?,?,?,?)",
-                   (old_name, final, "merge" if merge else "rename", utcnow()))
+        rename_tag_rows(db, old_name, final)
+        record_tag_change(db, old_name, final, "merge" if merge else "rename", utcnow())
     return parsed
-
-
-# Catalog tables whose rows name a tag; later stages add theirs here.
-_TAGGED_TABLES: list[tuple[str, str]] = [("scores", "tag"), ("scores_stash", "tag"), ("labels", "tag"),
-                                         ("thresholds", "tag")]

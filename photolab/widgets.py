@@ -18,6 +18,7 @@ import traitlets
 
 from . import dedupe, review
 from .library import open_library
+from .store import review as store
 from .tagging import SCORE_MEANING
 from .taxonomy import load_taxonomy
 
@@ -264,9 +265,15 @@ class ReviewGrid(W.VBox):
 
         return accepted_tags(self.lib, photo_ids=[int(photo_id)]).get(int(photo_id), set())
 
-    def _shown_tags(self, pid: int) -> list[str]:
+    def _page_tags(self) -> dict[int, set[str]]:
+        """The tags of every photo on the page as they stand now: the thresholds and labels read once."""
+        from .tagging import accepted_tags
+
+        return accepted_tags(self.lib, photo_ids=self.page_ids)
+
+    def _shown_tags(self, pid: int, have: set[str] | None = None) -> list[str]:
         row = self._rows.loc[pid] if pid in self._rows.index else None
-        have = self.tags_of(pid)
+        have = self.tags_of(pid) if have is None else have
         near = []
         if row is not None:
             scored = [(abs(float(row[f"confidence:{t}"])), t) for t in self.tax.names
@@ -337,9 +344,9 @@ class ReviewGrid(W.VBox):
 
     def show_large(self, photo_id: int) -> None:
         """Show the photo large under the grid."""
-        row = self.lib.catalog.query("SELECT path FROM photos WHERE id = ?", (int(photo_id),))
-        if row:
-            self._large.value = _thumb_bytes(None, self.lib.abs(row[0]["path"]), size=900)
+        path = store.photo_path(self.lib.catalog.conn, int(photo_id))
+        if path is not None:
+            self._large.value = _thumb_bytes(None, self.lib.abs(path), size=900)
             self._large.layout.display = ""
 
     # -- view -------------------------------------------------------------------------------
@@ -353,18 +360,15 @@ class ReviewGrid(W.VBox):
             self._progress.value = (f"<b>{done} reviewed</b> · nothing waiting for review: every tag is confident "
                                     "or confirmed. Next: retrain on your corrections (04_retrain), or lower the "
                                     "confidence cut to see more photos.")
-        cards = []
-        for pid in self.page_ids:
-            cards.append(self._card(pid))
-        self._grid.children = cards
+        tags = self._page_tags()   # one read of the thresholds and labels for the page, not one per card
+        self._grid.children = [self._card(pid, tags.get(pid, set())) for pid in self.page_ids]
 
-    def _card(self, pid: int):
+    def _card(self, pid: int, have: set[str]):
         row = self._rows.loc[pid]
-        have = self.tags_of(pid)
         img = W.Image(value=_thumb_bytes(row["thumb"], self.lib.abs(row["path"])), format="jpeg",
                       layout=W.Layout(max_width="200px", max_height="200px"))
         toggles = []
-        for tag in self._shown_tags(pid):
+        for tag in self._shown_tags(pid, have):
             score = row.get(f"score:{tag}")
             label = tag if score != score or score is None else f"{tag} {float(score):.2f}"
             b = W.ToggleButton(value=tag in have, description=label, layout=W.Layout(width="auto"))
@@ -399,25 +403,29 @@ class ThresholdTuner(W.VBox):
     def __init__(self, library, *, tags=None, sample_name: str | None = None, autosave: bool = True,
                  strip: int = 6, **kwargs):
         super().__init__(**kwargs)
+        from .store.scores import score_matrix
         from .tagging import thresholds as stored
 
         self.lib = open_library(library)
         tax = load_taxonomy(self.lib)
         self.autosave, self.strip = autosave, strip
-        ids = None
-        if sample_name:
-            ids = {r[0] for r in self.lib.catalog.query("SELECT photo_id FROM samples WHERE name = ?", (sample_name,))}
+        conn = self.lib.catalog.conn
+        ids = store.sample_ids(conn, sample_name) if sample_name else None
         self._ids = ids
-        scored = {r[0] for r in self.lib.catalog.query("SELECT DISTINCT tag FROM scores WHERE score IS NOT NULL")}
+        # every tag's scores from the library's score matrix (kept current through the catalog's change log),
+        # not a read of every score row of every tag
+        m = score_matrix(self.lib)
+        col = {t: j for j, t in enumerate(m.tags)}
+        scored = {t for t, j in col.items() if len(m.ids) and not np.isnan(m.S[:, j]).all()}
         self.tags = [t for t in (tags or tax.names) if t in scored]
+        in_sample = None if ids is None else np.isin(m.ids, np.fromiter(ids, dtype=np.int64, count=len(ids)))
         self._scores: dict[str, tuple] = {}
         for t in self.tags:
-            rows = [(pid, sc) for pid, sc in self.lib.catalog.conn.execute(
-                "SELECT photo_id, score FROM scores WHERE tag = ? AND score IS NOT NULL", (t,))
-                if ids is None or pid in ids]
-            self._scores[t] = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=float))
-        thumbs = {r[0]: r[1] for r in self.lib.catalog.query("SELECT photo_id, thumb FROM features")}
-        self._thumbs = {k: str(self.lib.state / "features" / v) for k, v in thumbs.items() if v}
+            s = m.S[:, col[t]]
+            have = ~np.isnan(s) if in_sample is None else ~np.isnan(s) & in_sample
+            pids, s = m.ids[have], s[have]
+            order = np.lexsort((pids, s))   # as the (tag, score) index gives them: by score
+            self._scores[t] = (pids[order], s[order])
         cur = stored(self.lib)
         self._sliders, self._counts = {}, {}
         rows = []
@@ -440,7 +448,8 @@ class ThresholdTuner(W.VBox):
         for t in self.tags:
             self._update_counts(t)
         if self.tags:   # the detail starts on the tag that the most reviewed photos have: its curve says most
-            have = {t: self.reviewed(t)[1] for t in self.tags}
+            labeled = review._scored_labels_by_tag(self.lib, self._ids)   # one read of the labels, not one per tag
+            have = {t: int(labeled[t][0].sum()) if t in labeled else 0 for t in self.tags}
             self.tag = max(self.tags, key=lambda t: (have[t], -self.tags.index(t)))
 
     def reviewed(self, tag: str) -> tuple[int, int]:
@@ -508,13 +517,15 @@ class ThresholdTuner(W.VBox):
         ids, s = self._scores[tag]
         t = self.thresholds[tag]
         order = np.argsort(s)
-        above = [i for i in order if s[i] >= t][: self.strip]
-        below = [i for i in order[::-1] if s[i] < t][: self.strip]
+        above = order[s[order] >= t][: self.strip].tolist()
+        rev = order[::-1]
+        below = rev[s[rev] < t][: self.strip].tolist()
+        thumbs = store.thumbs(self.lib.catalog.conn, [int(ids[i]) for i in above + below])   # the strip's only
         rows = []
         for title, picks in ((f"just above {t:.2f} (tagged {tag})", above), (f"just below {t:.2f} (not tagged)", below)):
             cards = []
             for i in picks:
-                f = self._thumbs.get(int(ids[i]))
+                f = str(self.lib.state / "features" / thumbs[int(ids[i])]) if thumbs.get(int(ids[i])) else None
                 if not f or not Path(f).is_file():
                     continue
                 cards.append(W.VBox([W.Image(value=Path(f).read_bytes(), format="jpeg",

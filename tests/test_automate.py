@@ -280,3 +280,26 @@ def test_units_and_model_data_ship_in_the_wheel(tmp_path):
         assert f"photolab/data/systemd/{unit}" in names
     assert {"photolab/data/starter_head.safetensors", "photolab/data/starter_head.json",
             "photolab/data/taxonomy.txt", "photolab/data/rules.txt"} <= names
+
+
+def test_a_pass_over_few_files_copies_no_catalog_and_a_bulk_pass_one(tmp_path, monkeypatch):
+    """A pass that files and writes a few photos takes no catalog backup (its moves are journaled); a pass with a
+    batch of PASS_BULK_FILES files or more takes exactly one, before that batch."""
+    from photolab.catalog import list_backups
+
+    lib = photolab.init_library(tmp_path / "lib")
+    imp = tmp_path / "import"
+    imp.mkdir()
+    shutil.copyfile(SAMPLE / "kde_Kite.jpg", imp / "kde_Kite.jpg")
+    photolab.index_library(lib, progress=False)          # the day's first backup, made outside any pass
+    before = list_backups(lib.root)
+    rep = automate.run_once(lib, imp, stable_seconds=0.2)
+    assert rep.gathered == 1 and rep.organized == 1
+    assert list_backups(lib.root) == before, "a pass over one photo copied the catalog"
+    monkeypatch.setattr(automate, "PASS_BULK_FILES", 1)   # every batch counts as bulk: one copy, not more
+    for name in ("coffee.png", "mate_Dune.jpg"):
+        shutil.copyfile(SAMPLE / name, imp / name)
+    rep = automate.run_once(lib, imp, stable_seconds=0.2)
+    assert rep.gathered == 2 and rep.organized == 2
+    made = [p for p in list_backups(lib.root) if p not in before]
+    assert len(made) == 1 and "-before-" in made[0].name, made

@@ -187,7 +187,7 @@ def _file_new_photo(lib, shared_data, days: int) -> int:
     import pandas as pd
     from PIL import Image
 
-    from photolab import automate
+    from photolab import stages
 
     first = lib.catalog.query("SELECT min(captured_at) FROM photos WHERE captured_source = 'DateTimeOriginal'")[0][0]
     when = pd.Timestamp(first).tz_localize(None) + pd.Timedelta(days=days)
@@ -198,7 +198,7 @@ def _file_new_photo(lib, shared_data, days: int) -> int:
         im.convert("RGB").crop((0, 0, 200, 200)).save(lib.root / "import9" / "new.jpg", exif=exif)
     photolab.index_library(lib, progress=False)
     nid = lib.catalog.query("SELECT id FROM photos WHERE path = 'import9/new.jpg'")[0][0]
-    automate._organize_new(lib, [nid])
+    stages.run_chain(lib, ["organize"], ids=[nid])      # the watcher pass's organize stage
     return nid
 
 

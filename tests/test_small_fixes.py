@@ -11,7 +11,8 @@ import os
 import pytest
 
 import photolab
-from photolab import automate, organize
+from photolab import organize
+from photolab.stages import run_chain
 from photolab.organize import RulesError
 from photolab.taxonomy import TaxonomyError, load_taxonomy
 
@@ -84,7 +85,7 @@ def test_a_watch_pass_keeps_the_library_copy_and_sets_the_new_import_aside(tmp_p
     photolab.index_library(library, progress=False)
     new_ids = [r[0] for r in library.catalog.query("SELECT id FROM photos WHERE path LIKE 'import/%'")]
     assert len(new_ids) == 2
-    assert automate._dedupe_new(library, new_ids) == 2
+    assert run_chain(library, ["dedupe"], ids=new_ids).results["dedupe"].done == 2
     status = {r[0]: r[1] for r in library.catalog.query("SELECT path, status FROM photos")}
     for n in names:
         assert status[f"photos/{n}"] == "ok"

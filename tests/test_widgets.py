@@ -83,7 +83,9 @@ def test_pictures_from_a_real_library(lib):
     fig = plots.pr_curve(curve, 0.4, "dog")
     assert fig.axes[0].get_ylabel().startswith("precision")
 
+    before = list(lib.catalog.conn.iterdump())
     fig = plots.timeline(lib)
+    assert list(lib.catalog.conn.iterdump()) == before                         # drawing stores no events
     assert len(fig.axes) >= 3 and "events" in fig.get_suptitle()
     assert all(a.get_ylabel().isdigit() for a in fig.axes)                    # one row per year
 
