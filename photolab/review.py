@@ -306,11 +306,14 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     keep = low | by_person
     k_low, k_person = np.flatnonzero(low), np.flatnonzero(by_person)
     reasons = np.full(len(ids), "", dtype=object)
-    if len(k_low):   # one text per (tag, confidence) pair, not per photo
-        key = weakest[k_low] * 100_000 + np.rint(conf[k_low] * 10_000).astype(np.int64)
-        uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
-        text = np.array([f"least sure about {names[weakest[k_low[f]]]} (confidence {conf[k_low[f]]:.2f})"
-                         for f in first], dtype=object)
+    if len(k_low):   # one text per (tag, confidence as shown) pair, not per photo
+        shown, at = np.unique(conf[k_low], return_inverse=True)
+        shown = np.array([f"{c:.2f}" for c in shown])          # each distinct confidence formatted once
+        labels2, group = np.unique(shown, return_inverse=True)
+        key = weakest[k_low] * len(labels2) + group[at.ravel()]
+        uniq, inv = np.unique(key, return_inverse=True)
+        text = np.array([f"least sure about {names[u // len(labels2)]} (confidence {labels2[u % len(labels2)]})"
+                         for u in uniq.tolist()], dtype=object)
         reasons[k_low] = text[inv.ravel()]
     if len(k_person):
         open_tags = joined_tags(open_[k_person], [names[j] for j in sens])
