@@ -382,8 +382,8 @@ class _Gathered:
 
 
 def _queue_scores(m, ids: np.ndarray, names: list[str]) -> np.ndarray:
-    """``m.columns(ids, names)`` of a score matrix ``m`` (NaN where a photo or tag has no score): one gather of
-    whole rows, then the tags copied over in runs of neighbouring columns, not one strided pass per tag. When
+    """``m.columns(ids, names)`` of a score matrix ``m`` (NaN where a photo or tag has no score): the rows
+    gathered straight into place, a run of neighbouring columns at a time, not one strided pass per tag. When
     the queue's photos and tags are the matrix' own, its array itself (the caller only reads it)."""
     if list(m.tags) == list(names) and np.array_equal(m.ids, ids):
         return m.S
@@ -397,7 +397,7 @@ def _queue_scores(m, ids: np.ndarray, names: list[str]) -> np.ndarray:
         return out
     pos = m.rows(ids)
     ok = pos >= 0
-    rows = m.S.take(np.where(ok, pos, 0), axis=0)
+    rows = np.where(ok, pos, 0)
     k = 0
     while k < len(src):
         if src[k] < 0:
@@ -407,7 +407,8 @@ def _queue_scores(m, ids: np.ndarray, names: list[str]) -> np.ndarray:
         e = k
         while e + 1 < len(src) and src[e + 1] == src[e] + 1:
             e += 1
-        out[:, k:e + 1] = rows[:, src[k]:src[e] + 1]
+        # straight into place (mode="clip": unbuffered; the positions are in range)
+        np.take(m.S[:, src[k]:src[e] + 1], rows, axis=0, out=out[:, k:e + 1], mode="clip")
         k = e + 1
     if not ok.all():
         out[~ok] = np.nan
