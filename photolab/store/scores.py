@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from operator import itemgetter
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
