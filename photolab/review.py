@@ -274,7 +274,6 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     names = tax.names
     conn = lib.catalog.conn
     ids, paths, captured, thumbs = store.usable_photos(conn)
-    paths, captured, thumbs = (np.array(x, dtype=object) for x in (paths, captured, thumbs))
     sel = np.ones(len(ids), dtype=bool)
     if sample_name is not None:
         sel &= np.isin(ids, np.asarray(store.sample_members(conn, sample_name), dtype=np.int64))
@@ -307,15 +306,20 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     keep = low | by_person
     k_low, k_person = np.flatnonzero(low), np.flatnonzero(by_person)
     reasons = np.full(len(ids), "", dtype=object)
-    if len(k_low):   # one text per (tag, confidence) pair, not per photo
-        key = weakest[k_low] * 100_000 + np.rint(conf[k_low] * 10_000).astype(np.int64)
-        uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
-        text = np.array([f"least sure about {names[weakest[k_low[f]]]} (confidence {conf[k_low[f]]:.2f})"
-                         for f in first], dtype=object)
+    if len(k_low):   # one text per (tag, confidence as shown) pair, not per photo
+        shown, at = np.unique(conf[k_low], return_inverse=True)
+        shown = np.array([f"{c:.2f}" for c in shown])          # each distinct confidence formatted once
+        labels2, group = np.unique(shown, return_inverse=True)
+        key = weakest[k_low] * len(labels2) + group[at.ravel()]
+        uniq, inv = np.unique(key, return_inverse=True)
+        text = np.array([f"least sure about {names[u // len(labels2)]} (confidence {labels2[u % len(labels2)]})"
+                         for u in uniq.tolist()], dtype=object)
         reasons[k_low] = text[inv.ravel()]
     if len(k_person):
-        reasons[k_person] = [f"{t.replace(';', ', ')}: people and place tags need a person"
-                             for t in joined_tags(open_[k_person], [names[j] for j in sens])]
+        open_tags = joined_tags(open_[k_person], [names[j] for j in sens])
+        uniq, inv = np.unique(open_tags.astype(str), return_inverse=True)   # one text per set of open tags
+        text = np.array([f"{t.replace(';', ', ')}: people and place tags need a person" for t in uniq], dtype=object)
+        reasons[k_person] = text[inv.ravel()]
     kept = np.flatnonzero(keep)
     conf0 = np.nan_to_num(conf[kept], nan=0.0)
     by_path = np.argsort(paths[kept], kind="stable")      # the tie-break of equal confidence
@@ -348,10 +352,14 @@ def review_queue(library, *, cut: float = REVIEW_CUT, limit: int | None = None, 
     index = pd.Index(qids, name="id")
     # the score and confidence columns (score:<tag>, confidence:<tag>, tag by tag) as one float block, built
     # in place: a frame from one column array each copies every column again
-    F = np.stack([d["scores"][take], C[take]], axis=2).reshape(len(take), 2 * len(names))
+    F = np.empty((len(take), len(names), 2))
+    np.take(d["scores"], take, axis=0, out=F[:, :, 0], mode="clip")   # gathered in place: no copy between
+    np.take(C, take, axis=0, out=F[:, :, 1], mode="clip")
+    F = F.reshape(len(take), 2 * len(names))
     df = pd.concat([
         pd.DataFrame({"path": paths[take], "thumb": th, "captured_at": captured[take]}, index=index),
-        pd.DataFrame(F, columns=[c for t in names for c in (f"score:{t}", f"confidence:{t}")], index=index),
+        pd.DataFrame(F, columns=[c for t in names for c in (f"score:{t}", f"confidence:{t}")], index=index,
+                     copy=False),   # F is this frame's own: no second copy of it
         pd.DataFrame({"tags": joined_tags(d["accepted"][take], names),
                       "confidence": np.nan_to_num(conf[take], nan=0.0), "reason": reasons[take]}, index=index),
     ], axis=1)
@@ -374,21 +382,36 @@ class _Gathered:
 
 
 def _queue_scores(m, ids: np.ndarray, names: list[str]) -> np.ndarray:
-    """``m.columns(ids, names)`` of a score matrix ``m`` (NaN where a photo or tag has no score), gathered a
-    row at a time: one pass over the matrix, not one strided pass for each tag."""
-    pos = m.rows(ids)
+    """``m.columns(ids, names)`` of a score matrix ``m`` (NaN where a photo or tag has no score): the rows
+    gathered straight into place, a run of neighbouring columns at a time, not one strided pass per tag. When
+    the queue's photos and tags are the matrix' own, its array itself (the caller only reads it)."""
+    if list(m.tags) == list(names) and np.array_equal(m.ids, ids):
+        return m.S
     col = {t: j for j, t in enumerate(m.tags)}
-    have = [k for k, t in enumerate(names) if t in col]
-    out = np.full((len(ids), len(names)), np.nan)
-    if not have or not len(ids) or not len(m.ids):
+    src = [col.get(t, -1) for t in names]
+    out = np.empty((len(ids), len(names)))
+    if not len(ids):
         return out
+    if not len(m.ids) or max(src, default=-1) < 0:
+        out.fill(np.nan)
+        return out
+    pos = m.rows(ids)
     ok = pos >= 0
-    got = m.S[np.ix_(np.where(ok, pos, 0), [col[names[k]] for k in have])]   # one gather of rows and columns
+    rows = np.where(ok, pos, 0)
+    k = 0
+    while k < len(src):
+        if src[k] < 0:
+            out[:, k] = np.nan
+            k += 1
+            continue
+        e = k
+        while e + 1 < len(src) and src[e + 1] == src[e] + 1:
+            e += 1
+        # straight into place (mode="clip": unbuffered; the positions are in range)
+        np.take(m.S[:, src[k]:src[e] + 1], rows, axis=0, out=out[:, k:e + 1], mode="clip")
+        k = e + 1
     if not ok.all():
-        got[~ok] = np.nan
-    if len(have) == len(names):
-        return got
-    out[:, have] = got
+        out[~ok] = np.nan
     return out
 
 
@@ -402,8 +425,6 @@ def _typical_picks(lib, candidates: list[int], n: int, seed: int) -> list[int]:
     """The most typical photo of each of the largest clusters no reviewed photo covers yet
     (TypiClust, Hacohen et al. 2022: in the low-budget regime typical examples teach a head more
     than uncertain ones)."""
-    from sklearn.cluster import MiniBatchKMeans
-
     done = store.reviewed_with_features(lib.catalog.conn)
     if len(done) >= TYPICAL_MAX_CLUSTERS:   # past the first few hundred reviews: uncertainty leads
         return []
@@ -416,9 +437,7 @@ def _typical_picks(lib, candidates: list[int], n: int, seed: int) -> list[int]:
     k = int(min(len(ids), len(done) + n, TYPICAL_MAX_CLUSTERS))
     if k < 2:
         return []
-    with _one_thread():
-        labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3 if len(ids) <= 1000 else 1,
-                                 batch_size=2048).fit_predict(emb)
+    labels = _kmeans(emb, k, seed, n_init=3 if len(ids) <= 1000 else 1)
     covered = set(labels[len(candidates):])
     sizes = np.bincount(labels, minlength=k)
     picks = []
@@ -441,13 +460,9 @@ def _typical_picks(lib, candidates: list[int], n: int, seed: int) -> list[int]:
 
 def _interleave_by_cluster(lib, ids: list[int], seed: int) -> list[int]:
     """Round-robin over k-means clusters of the embeddings, each cluster in its own (confidence) order."""
-    from sklearn.cluster import MiniBatchKMeans
-
     emb = _embeddings(lib, ids)
     k = int(min(len(ids) // 4, max(2, np.sqrt(len(ids)))))
-    with _one_thread():
-        labels = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3 if len(ids) <= 500 else 1,
-                                 batch_size=1024).fit_predict(emb)
+    labels = _kmeans(emb, k, seed, n_init=3 if len(ids) <= 500 else 1)
     queues: dict[int, list[int]] = {}
     for pid, c in zip(ids, labels):   # ids arrive least confident first
         queues.setdefault(int(c), []).append(pid)
@@ -457,6 +472,77 @@ def _interleave_by_cluster(lib, ids: list[int], seed: int) -> list[int]:
             order.append(q.pop(0))
         rounds = [q for q in rounds if q]
     return order
+
+
+KMEANS_STEPS = 30   # Lloyd steps at most (a few thousand photos settle in fewer)
+
+
+def _kmeans(X: np.ndarray, k: int, seed: int, *, n_init: int = 1, steps: int = KMEANS_STEPS) -> np.ndarray:
+    """Cluster labels of the rows of ``X`` by k-means: greedy k-means++ seeding (2 + log k candidates a
+    step, the one that lowers the potential most), then Lloyd steps until no label changes; the best of
+    ``n_init`` seedings (least inertia). Plain numpy on the few thousand rows the queue clusters: no
+    estimator library to import, reproducible with ``seed``."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = len(X)
+    k = int(max(1, min(k, n)))
+    rng = np.random.default_rng(seed)
+    sq = np.einsum("ij,ij->i", X, X)
+    best, best_inertia = np.zeros(n, dtype=np.int64), np.inf
+    with _one_thread():
+        for _ in range(max(1, n_init)):
+            centers = X[_plusplus(X, sq, k, rng)].astype(np.float32)
+            labels = np.full(n, -1, dtype=np.int64)
+            for _ in range(max(1, steps)):
+                d = _sq_dist(X, sq, centers)
+                new = np.argmin(d, axis=1)
+                if np.array_equal(new, labels):
+                    break
+                labels = new
+                counts = np.bincount(labels, minlength=k)
+                onehot = np.zeros((n, k), dtype=np.float32)
+                onehot[np.arange(n), labels] = 1.0
+                sums = onehot.T @ X
+                full = counts > 0
+                centers[full] = sums[full] / counts[full, None]
+                if not full.all():   # an empty cluster takes the points farthest from their centre
+                    far = np.argsort(-d[np.arange(n), labels])[:int((~full).sum())]
+                    centers[~full] = X[far]
+            d = _sq_dist(X, sq, centers)
+            labels = np.argmin(d, axis=1)
+            inertia = float(d[np.arange(n), labels].sum())
+            if inertia < best_inertia:
+                best, best_inertia = labels, inertia
+    return best
+
+
+def _sq_dist(X: np.ndarray, sq: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of the rows of ``X`` (``sq``: their squared norms) to ``centers``."""
+    d = X @ centers.T
+    d *= -2
+    d += sq[:, None]
+    d += np.einsum("ij,ij->i", centers, centers)[None, :]
+    return np.maximum(d, 0, out=d)
+
+
+def _plusplus(X: np.ndarray, sq: np.ndarray, k: int, rng) -> np.ndarray:
+    """Row positions of ``k`` k-means++ seeds (Arthur & Vassilvitskii 2007, greedy)."""
+    n = len(X)
+    trials = 2 + int(np.log(k))
+    seeds = [int(rng.integers(n))]
+    closest = _sq_dist(X, sq, X[seeds])[:, 0]
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:   # fewer distinct rows than clusters: any row not taken yet
+            rest = np.setdiff1d(np.arange(n), seeds)
+            seeds.append(int(rest[0]) if len(rest) else seeds[-1])
+            continue
+        cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * total)
+        cand = np.minimum(cand, n - 1)
+        d = np.minimum(closest[:, None], _sq_dist(X, sq, X[cand]))
+        pick = int(np.argmin(d.sum(axis=0)))
+        seeds.append(int(cand[pick]))
+        closest = d[:, pick]
+    return np.array(seeds, dtype=np.int64)
 
 
 def _one_thread():

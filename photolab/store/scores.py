@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -397,23 +398,35 @@ def labels_since(conn: sqlite3.Connection, at: str) -> set[tuple]:
 
 
 # -- what the review queue and the CSV export read beside the scores --------------------------------------
-def usable_photos(conn: sqlite3.Connection) -> tuple[np.ndarray, list, list, list]:
-    """(ids, paths, capture times, thumbnails) of every usable photo with features, in id order: one pass
-    over the photo rows and one over the narrow feature index (not the feature rows), joined here."""
+def usable_photos(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, paths, capture times, thumbnails) of every usable photo with features, in id order, as arrays
+    (int64, then object arrays of str / None): one pass over the photo rows and one over the narrow feature
+    index (not the feature rows), joined here by position."""
     usable = ", ".join("?" * len(USABLE))
     photos = _plain(conn).execute(f"SELECT id, path, captured_at FROM photos NOT INDEXED WHERE status IN ({usable}) "
                                   "ORDER BY id", USABLE).fetchall()
     feats = _plain(conn).execute("SELECT photo_id, thumb FROM features INDEXED BY features_thumb "
                                  "ORDER BY photo_id").fetchall()
-    pid = np.fromiter((r[0] for r in photos), dtype=np.int64, count=len(photos))
-    fid = np.fromiter((r[0] for r in feats), dtype=np.int64, count=len(feats))
-    pos = np.clip(np.searchsorted(fid, pid), 0, max(len(fid) - 1, 0))
-    have = np.flatnonzero(fid[pos] == pid) if len(fid) else np.zeros(0, dtype=np.int64)
-    if len(have) < len(photos):
-        photos = [photos[i] for i in have.tolist()]
-    _, paths, captured = zip(*photos) if photos else ((), (), ())
-    thumbs = [feats[i][1] for i in pos[have].tolist()]
-    return pid[have], list(paths), list(captured), thumbs
+    if not photos or not feats:
+        return np.zeros(0, dtype=np.int64), *(np.zeros(0, dtype=object) for _ in range(3))
+    first, second, third = itemgetter(0), itemgetter(1), itemgetter(2)   # columns by map: no tuple per row
+    pid = np.fromiter(map(first, photos), dtype=np.int64, count=len(photos))
+    fid = np.fromiter(map(first, feats), dtype=np.int64, count=len(feats))
+    paths, captured = _objects(map(second, photos), len(photos)), _objects(map(third, photos), len(photos))
+    thumbs = _objects(map(second, feats), len(feats))
+    del photos, feats
+    pos = np.clip(np.searchsorted(fid, pid), 0, len(fid) - 1)
+    have = fid[pos] == pid
+    if not have.all():
+        pid, paths, captured, pos = pid[have], paths[have], captured[have], pos[have]
+    return pid, paths, captured, thumbs[pos]
+
+
+def _objects(values, n: int) -> np.ndarray:
+    """A 1-d object array of the ``n`` ``values`` (str / None)."""
+    out = np.empty(n, dtype=object)
+    out[:] = list(values)
+    return out
 
 
 def usable_photos_by_path(conn: sqlite3.Connection, chunk: int = 20000):
