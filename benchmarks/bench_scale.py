@@ -247,18 +247,23 @@ def remove_arrivals(root: Path, new: list[int]) -> None:
 
 
 def ten_new_photos(folder: Path) -> None:
-    """10 real photos no library holds yet: crops of the sample photos, with their capture dates."""
+    """10 real photos no library holds yet: crops of the sample photos, with their capture dates. Each run
+    on a kept library (``--reuse``) cuts other crops, so its photos are new to the library too."""
     folder.mkdir(parents=True, exist_ok=True)
+    runs = folder.parent / "watch-runs"
+    run = int(runs.read_text()) if runs.is_file() else 0
+    runs.write_text(str(run + 1))
     srcs = sorted(p for p in SAMPLE.glob("*.jpg"))
     for k in range(10):
-        src = srcs[k % len(srcs)]
+        src = srcs[(k + 3 * run) % len(srcs)]
         with Image.open(src) as im:
             exif = im.getexif()
             w, h = im.size
-            f = 0.6 + 0.03 * k
-            box = (int(w * (1 - f) * (k % 3) / 2), int(h * (1 - f) * (k % 2)), 0, 0)
+            f = 0.6 + 0.03 * k - 0.011 * (run % 9)
+            box = (int(w * (1 - f) * ((k + run) % 3) / 2), int(h * (1 - f) * ((k + run) % 2)), 0, 0)
             box = (box[0], box[1], box[0] + int(w * f), box[1] + int(h * f))
-            im.convert("RGB").crop(box).save(folder / f"NEW_{k:02d}.jpg", quality=88, exif=exif)
+            name = f"NEW_{k:02d}.jpg" if run == 0 else f"NEW_{run}_{k:02d}.jpg"
+            im.convert("RGB").crop(box).save(folder / name, quality=88, exif=exif)
 
 
 def line(name: str, r: dict) -> str:
