@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 import photolab
-from photolab import backup as bk
+from photolab.core import backup as bk
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -79,7 +79,7 @@ def main() -> int:
         print(f"second snapshot : {second.seconds:6.1f} s  (unchanged library)      "
               f"added {second.added / 1e6:8.3f} MB  ({second.added} bytes)")
 
-        from photolab.metadata import WriteOptions, set_rating, write_metadata
+        from photolab.stages.metadata import WriteOptions, set_rating, write_metadata
 
         ids = [r[0] for r in lib.catalog.query("SELECT id FROM photos ORDER BY id")][:: 100]
         for pid in ids:

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 import photolab
-from photolab import dedupe
-from photolab.catalog import utcnow
+from photolab.stages import dedupe
+from photolab.store.catalog import utcnow
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 DIM = 1280

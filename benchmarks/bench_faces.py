@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import photolab
-from photolab import faces as F
-from photolab.tagging import decode
+from photolab.stages import faces as F
+from photolab.stages.tagging import decode
 
 REPO = Path(__file__).resolve().parents[1]
 EXTS = {".jpg", ".jpeg", ".png"}

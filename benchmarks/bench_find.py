@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 import photolab
-from photolab.catalog import utcnow
-from photolab.search import find
+from photolab.store.catalog import utcnow
+from photolab.stages.search import find
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 PLACES = [("Italy", "Tuscany", "Arezzo"), ("Italy", "Lazio", "Rome"), ("France", "Brittany", "Brest"),
@@ -37,9 +37,9 @@ PLACES = [("Italy", "Tuscany", "Arezzo"), ("Italy", "Lazio", "Rome"), ("France",
 
 def synthetic(lib, n: int, rng) -> None:
     """Insert n synthetic photos with features, prior scores, capture times, places and ratings."""
-    from photolab.tagging import prior_matrix, prior_scores
-    from photolab.taxonomy import load_taxonomy
-    from photolab import things
+    from photolab.stages.tagging import prior_matrix, prior_scores
+    from photolab.core.taxonomy import load_taxonomy
+    from photolab.features import things
 
     real = lib.catalog.query("SELECT model, embedding FROM features")
     model = real[0]["model"]

@@ -30,14 +30,14 @@ from pathlib import Path
 from PIL import Image
 
 import photolab
-import photolab.index as index_mod
+import photolab.stages.index as index_mod
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
 
 def build(root: Path, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
-    from photolab.media import register_heif
+    from photolab.features.media import register_heif
 
     register_heif()
     sources = []
@@ -118,8 +118,8 @@ def _read_bytes() -> int:
 def bench_video(megabytes: int, folder: Path) -> None:
     import os
 
-    from photolab.exif import PhotoInfo
-    from photolab.video import poster_frame, read_video_info
+    from photolab.features.exif import PhotoInfo
+    from photolab.features.video import poster_frame, read_video_info
 
     card = folder / "card"
     card.mkdir()

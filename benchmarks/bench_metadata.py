@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import photolab
-from photolab import metadata as md
-from photolab.tagging import set_labels
+from photolab.stages import metadata as md
+from photolab.stages.tagging import set_labels
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [REPO / "sample_data", REPO.parent / "shared" / "data" / "photos"]

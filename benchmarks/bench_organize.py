@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 import photolab
-from photolab import organize
-from photolab.fileops import undo
+from photolab.stages import organize
+from photolab.core.fileops import undo
 
 
 def build(root: Path, n: int) -> int:

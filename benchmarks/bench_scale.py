@@ -16,7 +16,7 @@ the machine may be shared):
 - a watcher pass with 10 new real photos (gather, index, tag, dedupe, people,
   organize, metadata; the model loaded before the clock starts);
 - ``review_queue``; ``export-csv``;
-- a ``find`` query (``photolab.search.find``, what ``photolab find`` runs) for two tags, ``dog beach``.
+- a ``find`` query (``photolab.stages.search.find``, what ``photolab find`` runs) for two tags, ``dog beach``.
 
     python benchmarks/bench_scale.py N [--keep DIR [--reuse]] [--only STEP,...]
 
@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_dedupe  # noqa: E402
 
 import photolab  # noqa: E402
-from photolab.catalog import utcnow  # noqa: E402
+from photolab.store.catalog import utcnow  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 PER_DAY = 50
@@ -100,7 +100,7 @@ def build(root: Path, n: int) -> dict:
                            ((pid, tag, None if made[tag][0] == "none" else float(s[a, b]), *made[tag])
                             for a, pid in enumerate(part) for b, tag in enumerate(tags)))
     _touch_files(root, (r[0] for r in lib.catalog.query("SELECT path FROM photos WHERE path NOT LIKE 'camera/%'")))
-    from photolab.events import detect_events
+    from photolab.stages.events import detect_events
 
     detect_events(lib)
     # the score matrix as the library's labeling pass leaves it (tag_library makes it at the end of a large
@@ -115,7 +115,7 @@ def build(root: Path, n: int) -> dict:
 
 # -- the steps, each run in a process of its own --------------------------------------------------
 def step_dedupe(root: Path, arg: str) -> str:
-    from photolab import dedupe
+    from photolab.stages import dedupe
 
     for p in (root / ".photolab" / "features").glob("dedupe-*"):
         p.unlink()
@@ -124,7 +124,7 @@ def step_dedupe(root: Path, arg: str) -> str:
 
 
 def step_new(root: Path, arg: str) -> str:
-    from photolab import dedupe
+    from photolab.stages import dedupe
 
     new = json.loads(arg)
     sub = dedupe.plan(root, only=new)
@@ -133,7 +133,7 @@ def step_new(root: Path, arg: str) -> str:
 
 def step_watch(root: Path, arg: str) -> str:
     from photolab.automate import run_once
-    from photolab.backbone import engine, load_backbone
+    from photolab.features.backbone import engine, load_backbone
 
     model = load_backbone()        # from the user's model cache, as `photolab watch` loads it
     engine(model)                  # its checked ONNX export made once per user (not per pass), before the clock
@@ -144,21 +144,21 @@ def step_watch(root: Path, arg: str) -> str:
 
 
 def step_review(root: Path, arg: str) -> str:
-    from photolab.review import review_queue
+    from photolab.stages.review import review_queue
 
     q = review_queue(root)
     return f"{len(q)} photos queued"
 
 
 def step_export(root: Path, arg: str) -> str:
-    from photolab.tagging import export_csv
+    from photolab.stages.tagging import export_csv
 
     out = export_csv(root, Path(arg))
     return f"{out.stat().st_size / 1e6:.0f} MB written"
 
 
 def step_find(root: Path, arg: str) -> str:
-    from photolab.search import find
+    from photolab.stages.search import find
 
     res = find(root, arg)   # as `photolab find`: the first 100, best first
     return f"{len(res)} photos shown for {arg!r}"

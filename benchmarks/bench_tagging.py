@@ -47,8 +47,8 @@ import numpy as np
 from PIL import Image
 
 import photolab
-from photolab.backbone import engine, load_backbone
-from photolab.tagging import BATCH_SIZE, THUMB_SIZE, _prepare, decode
+from photolab.features.backbone import engine, load_backbone
+from photolab.stages.tagging import BATCH_SIZE, THUMB_SIZE, _prepare, decode
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -70,7 +70,7 @@ def build(folder: Path, n: int) -> list[Path]:
 
 def bench_cluster(lib, bb, address: str) -> None:
     """The local pass and the cluster pass on the same photos, one after the other."""
-    from photolab.cluster import connect, model_spec, warm
+    from photolab.features.cluster import connect, model_spec, warm
 
     def cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
@@ -237,7 +237,7 @@ def main() -> int:
                 bb.model(torch.from_numpy(arr.transpose(2, 0, 1).copy())[None])
         naive = 8 / (time.perf_counter() - t)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        from photolab.starter import QUALITY, load_starter, measure_inputs
+        from photolab.features.starter import QUALITY, load_starter, measure_inputs
 
         st = load_starter()
         emb16 = np.zeros((BATCH_SIZE, bb.num_features), np.float16)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 import photolab
-from photolab import train
-from photolab.catalog import utcnow
+from photolab.stages import train
+from photolab.store.catalog import utcnow
 
 DIM = 1280
 TAGS = ["birthday", "wedding", "party", "portrait", "group", "dog", "beach", "food"]
@@ -76,7 +76,7 @@ def main() -> int:
         written = train.use_head(lib, report.version)
         rescore = time.perf_counter() - t
         print(f"re-score         : {rescore:6.1f} s for {n} embeddings ({written} scores written; target <= 10 s)")
-        from photolab.widgets import ReviewGrid
+        from photolab.ui.widgets import ReviewGrid
 
         t = time.perf_counter()
         grid = ReviewGrid(lib, page_size=48)
@@ -86,7 +86,7 @@ def main() -> int:
         page = time.perf_counter() - t
         print(f"review grid      : queue of {len(grid.queue)} built in {opened:.1f} s; a 48-photo page renders in "
               f"{page:.2f} s (target <= 1 s)")
-        from photolab import review
+        from photolab.stages import review
 
         with lib.catalog.write() as db:   # the cold start: 100 photos reviewed so far
             db.execute("DELETE FROM reviews")

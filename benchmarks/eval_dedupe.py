@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 import photolab
-from photolab import dedupe
+from photolab.stages import dedupe
 
 SIMILAR_KINDS = {"hdr_pair", "stereo_pair"}
 NOT_GROUPED = {"singleton", "distractor"}

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 import photolab
-from photolab import faces as F
+from photolab.stages import faces as F
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 
 import photolab
-from photolab.tagging import decisions, thresholds
+from photolab.stages.tagging import decisions, thresholds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 

@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 import photolab
-from photolab import review, train
+from photolab.stages import review, train
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

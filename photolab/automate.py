@@ -44,11 +44,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import PhotolabError
-from .catalog import utcnow
-from .library import open_library
-from .names import shown
-from .store.watch import (TAGGED_KINDS, follow_moves, import_states, latest_copies, rows_by_path)
+from photolab.core.errors import PhotolabError
+from photolab.store.catalog import utcnow
+from photolab.core.library import open_library
+from photolab.core.names import shown
+from photolab.store.watch import (TAGGED_KINDS, follow_moves, import_states, latest_copies, rows_by_path)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def arrived_files(library, import_dir, *, stable_seconds: float = STABLE_SECONDS
 
 
 def _record(lib, rows: list[tuple]) -> None:
-    from .store.jobs import record_imports
+    from photolab.store.jobs import record_imports
 
     with lib.catalog.write() as db:
         record_imports(db, rows)
@@ -163,11 +163,11 @@ def run_once(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, sho
     The catalog is copied (a backup generation) only before a batch that moves or rewrites
     :data:`PASS_BULK_FILES` files or more, at most once per pass: a pass over a few new photos copies no
     catalog, whatever the size of the library (its moves are journaled and undoable)."""
-    from .backup import checked
-    from .fileops import recover
-    from .index import USABLE
-    from .stages import WATCH_PASS, run_chain
-    from .store.jobs import source_id as source_of
+    from photolab.core.backup import checked
+    from photolab.core.fileops import recover
+    from photolab.stages.index import USABLE
+    from photolab.stages import WATCH_PASS, run_chain
+    from photolab.store.jobs import source_id as source_of
 
     stop = should_stop or (lambda: False)
     start = time.perf_counter()
@@ -280,7 +280,7 @@ def _import_states(lib, root: Path, ready: list[Path], stats: dict, attempts: di
 
 def _scheduled_backup(lib) -> str:
     """A snapshot when one is due (a repository configured, ``every_hours`` passed, the library changed)."""
-    from .backup import scheduled
+    from photolab.core.backup import scheduled
 
     rep = scheduled(lib)
     return rep.name if rep else ""
@@ -291,7 +291,7 @@ def import_log(library, *, short: bool = False):
 
     ``short``: as a notebook shows it: the file's name for its path, an empty reason for none, and only the
     path, state, reason and library path columns."""
-    from .store.jobs import import_log as log_of
+    from photolab.store.jobs import import_log as log_of
 
     log = log_of(open_library(library).catalog.conn)
     if not short:
@@ -351,7 +351,7 @@ def watch(library, import_dir, *, stable_seconds: float = STABLE_SECONDS, poll: 
                 if gather_from:
                     _gather_from(lib, gather_from)
                 if model is None and any(root.iterdir()):   # loaded once, kept between passes
-                    from .backbone import load_backbone
+                    from photolab.features.backbone import load_backbone
 
                     model = load_backbone(fallback_dir=lib.state / "models" / "backbone")
                 report = run_once(lib, root, stable_seconds=stable_seconds, should_stop=stop.is_set, model=model)
@@ -394,7 +394,7 @@ def _observer(root: Path, poll: bool, changed: threading.Event, last_change: lis
 
 def _gather_from(lib, patterns) -> None:
     """Copy (reading only) from every mounted folder matching ``patterns`` (a camera's or phone's DCIM)."""
-    from .gather import gather
+    from photolab.stages.gather import gather
 
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     folders = sorted({f for pat in patterns for f in glob.glob(os.path.expandvars(os.path.expanduser(pat)))})
@@ -417,7 +417,7 @@ def maintain(library, *, apply_dedupe: bool = True) -> dict:
     """The quarterly check-up: catalog against the disk, re-tag and re-score what changed,
     dedupe across the whole library, purge quarantine past retention, trim metadata versions.
     It first checks for a fresh backup snapshot (``out["backup"]``; refused with ``require_backup = yes``)."""
-    from .backup import checked, guard
+    from photolab.core.backup import checked, guard
 
     lib = open_library(library)
     warning = guard(lib, "maintain", quiet=True)
@@ -427,10 +427,10 @@ def maintain(library, *, apply_dedupe: bool = True) -> dict:
 
 
 def _maintain(lib, *, apply_dedupe: bool) -> dict:
-    from . import dedupe
-    from .fileops import clean_temp_files, prune_versions, recover
-    from .stages import MAINTAIN, run_chain
-    from .store.meta import missing_paths
+    from photolab.stages import dedupe
+    from photolab.core.fileops import clean_temp_files, prune_versions, recover
+    from photolab.stages import MAINTAIN, run_chain
+    from photolab.store.meta import missing_paths
 
     out: dict = {"recovered": recover(lib)}
     out["temp_files_removed"] = len(clean_temp_files(lib.root))   # left by killed runs

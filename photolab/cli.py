@@ -7,11 +7,11 @@ import contextlib
 import logging
 import sys
 import threading
-from . import __version__
+from photolab import __version__
 
 
 def _cmd_init(args) -> int:
-    from .library import init_library
+    from photolab.core.library import init_library
 
     lib = init_library(args.library)
     print(f"library ready at {lib.root} (catalog {lib.catalog.path}, schema v{lib.catalog.version})")
@@ -19,8 +19,8 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_gather(args) -> int:
-    from .gather import gather
-    from .library import init_library
+    from photolab.stages.gather import gather
+    from photolab.core.library import init_library
 
     lib = init_library(args.into)
     report = gather(args.sources, lib, progress=not args.quiet)
@@ -37,7 +37,7 @@ def _cmd_gather(args) -> int:
 
 
 def _cmd_index(args) -> int:
-    from .index import index_library
+    from photolab.stages.index import index_library
 
     report = index_library(args.library, workers=args.workers, progress=not args.quiet, force=args.force)
     print(f"index: {report.summary()}")
@@ -50,9 +50,9 @@ def _cmd_index(args) -> int:
 
 
 def _cmd_tag(args) -> int:
-    from .backbone import DEFAULT_MODEL, load_backbone
-    from .library import open_library
-    from .tagging import crops_setting, set_crops, tag_library
+    from photolab.features.backbone import DEFAULT_MODEL, load_backbone
+    from photolab.core.library import open_library
+    from photolab.stages.tagging import crops_setting, set_crops, tag_library
 
     lib = open_library(args.library)
     if args.crops is not None and args.crops != crops_setting(lib):
@@ -77,7 +77,7 @@ def _cmd_tag(args) -> int:
 
 
 def _cmd_export_csv(args) -> int:
-    from .tagging import export_csv
+    from photolab.stages.tagging import export_csv
 
     out = export_csv(args.library, args.out)
     print(f"wrote {out}")
@@ -85,8 +85,8 @@ def _cmd_export_csv(args) -> int:
 
 
 def _cmd_events(args) -> int:
-    from .events import detect_events
-    from .organize import load_rules
+    from photolab.stages.events import detect_events
+    from photolab.stages.organize import load_rules
 
     df = detect_events(args.library, options=load_rules(args.library).events)
     for eid, r in df.iterrows():
@@ -96,7 +96,7 @@ def _cmd_events(args) -> int:
 
 
 def _cmd_organize(args) -> int:
-    from .organize import apply, load_rules, plan, preview_tree, write_plan_csv
+    from photolab.stages.organize import apply, load_rules, plan, preview_tree, write_plan_csv
 
     df = plan(args.library, rules=load_rules(args.library, path=args.rules))
     if args.plan_csv:
@@ -127,14 +127,14 @@ def _print_report(stage: str, report, extra: str = "") -> None:
 
 
 def _cmd_undo(args) -> int:
-    from .fileops import undo
+    from photolab.core.fileops import undo
 
     _print_report("undo", undo(args.library, args.batch))
     return 0
 
 
 def _cmd_dedupe(args) -> int:
-    from . import dedupe
+    from photolab.stages import dedupe
 
     df = dedupe.plan(args.library, options=dedupe.DedupeOptions(per_event=args.per_event))
     if args.plan_csv:
@@ -154,14 +154,14 @@ def _cmd_dedupe(args) -> int:
 
 
 def _cmd_restore_duplicates(args) -> int:
-    from .dedupe import restore
+    from photolab.stages.dedupe import restore
 
     _print_report("restore", restore(args.library, args.what))
     return 0
 
 
 def _cmd_purge(args) -> int:
-    from .dedupe import purge, quarantine_batches, retention_days, set_retention
+    from photolab.stages.dedupe import purge, quarantine_batches, retention_days, set_retention
 
     if args.retention_days is not None:
         set_retention(args.library, args.retention_days)
@@ -176,7 +176,7 @@ def _cmd_purge(args) -> int:
 
 
 def _cmd_write_metadata(args) -> int:
-    from .metadata import WriteOptions, write_metadata
+    from photolab.stages.metadata import WriteOptions, write_metadata
 
     where = "sidecar" if args.sidecar else "both" if args.both else "in-file"
     unreviewed = tuple(c.strip() for c in (args.include_unreviewed or "").split(",") if c.strip())
@@ -199,7 +199,7 @@ def _cmd_write_metadata(args) -> int:
 
 
 def _cmd_read_metadata(args) -> int:
-    from .metadata import import_metadata
+    from photolab.stages.metadata import import_metadata
 
     df = import_metadata(args.library, progress=not args.quiet)
     tagged = (df["tags"] != "").sum()
@@ -212,8 +212,8 @@ def _cmd_read_metadata(args) -> int:
 
 
 def _cmd_restore(args) -> int:
-    from .library import open_library
-    from .metadata import restore, versions
+    from photolab.core.library import open_library
+    from photolab.stages.metadata import restore, versions
 
     lib = open_library(args.library)
     if args.list:
@@ -226,7 +226,7 @@ def _cmd_restore(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from .review import sample
+    from photolab.stages.review import sample
 
     df = sample(args.library, args.n, seed=args.seed, name=args.name, refresh=args.refresh)
     strata = df["stratum"].nunique() if len(df) else 0
@@ -238,12 +238,12 @@ def _cmd_sample(args) -> int:
 def _cmd_thresholds(args) -> int:
     import pandas as pd
 
-    from .review import set_thresholds, suggest_thresholds, tag_metrics
+    from photolab.stages.review import set_thresholds, suggest_thresholds, tag_metrics
 
     ids = None
     if args.sample:
-        from .library import open_library
-        from .store.meta import sample_ids
+        from photolab.core.library import open_library
+        from photolab.store.meta import sample_ids
 
         ids = sample_ids(open_library(args.library).catalog.conn, args.sample)
     df = suggest_thresholds(args.library, target_precision=args.target_precision, photo_ids=ids)
@@ -260,7 +260,7 @@ def _cmd_thresholds(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .train import heads, train, use_head
+    from photolab.stages.train import heads, train, use_head
 
     if args.list:
         df = heads(args.library)
@@ -278,7 +278,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from .automate import run_with_sources
+    from photolab.automate import run_with_sources
 
     report = run_with_sources(args.library, args.import_dir, gather_from=args.gather_from,
                               stable_seconds=args.stable_seconds, progress=not args.quiet)
@@ -293,7 +293,7 @@ def _cmd_run(args) -> int:
 def _cmd_watch(args) -> int:
     import signal
 
-    from .automate import watch
+    from photolab.automate import watch
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -306,7 +306,7 @@ def _cmd_watch(args) -> int:
 
 
 def _cmd_maintain(args) -> int:
-    from .automate import maintain
+    from photolab.automate import maintain
 
     out = maintain(args.library, apply_dedupe=not args.no_dedupe)
     for k, v in out.items():
@@ -318,8 +318,8 @@ def _cmd_maintain(args) -> int:
 
 
 def _cmd_find(args) -> int:
-    from .search import RESULT_COLUMNS, find, link_into
-    from .library import open_library
+    from photolab.stages.search import RESULT_COLUMNS, find, link_into
+    from photolab.core.library import open_library
 
     lib = open_library(args.library)
     df = find(lib, " ".join(args.query), limit=args.limit or None)
@@ -343,7 +343,7 @@ def _cmd_find(args) -> int:
 
 
 def _cmd_places(args) -> int:
-    from .places import confirm_places, places, suggest_places
+    from photolab.stages.places import confirm_places, places, suggest_places
 
     df = suggest_places(args.library)
     if args.confirm_event is not None:
@@ -360,7 +360,7 @@ def _cmd_places(args) -> int:
 
 
 def _cmd_faces(args) -> int:
-    from .faces import cluster_faces, clusters, confirm_faces, faces, name_cluster, people, scan_faces
+    from photolab.stages.faces import cluster_faces, clusters, confirm_faces, faces, name_cluster, people, scan_faces
 
     if args.name is not None:
         cluster, _, name = args.name.partition("=")
@@ -393,13 +393,13 @@ def _cmd_faces(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .health import check
+    from photolab.core.health import check
 
     df = check(args.library)
     for r in df.itertuples():
         print(f"  {'ok  ' if r.ok else 'FAIL'} {r.check:20s} {r.detail}")
     if args.cluster:
-        from .cluster import connect, workers
+        from photolab.features.cluster import connect, workers
 
         with connect(args.cluster, progress=not args.quiet) as client:
             for addr, info in sorted(workers(client).items()):
@@ -410,7 +410,7 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_repair(args) -> int:
-    from .catalog import list_backups
+    from photolab.store.catalog import list_backups
 
     if args.list_backups:
         gens = list_backups(args.library)
@@ -419,13 +419,13 @@ def _cmd_repair(args) -> int:
         print(f"{len(gens)} catalog backup generations under {args.library}/.photolab/backups/")
         return 0
     if args.restore_catalog is not None:
-        from .repair import restore_catalog
+        from photolab.core.repair import restore_catalog
 
         used, kept = restore_catalog(args.library, None if args.restore_catalog == "newest" else args.restore_catalog)
         print(f"catalog restored from {used.name}" + (f"; the replaced catalog is kept as {kept.name}" if kept else ""))
         print(f"next: `photolab index {args.library}` catalogs what changed on disk since that backup")
         return 0
-    from .repair import repair
+    from photolab.core.repair import repair
 
     report = repair(args.library)
     print(f"repair: {report.summary()}")
@@ -440,7 +440,7 @@ def _cmd_repair(args) -> int:
 
 def _guarded(library, action: str):
     """The backup check before a bulk change: its warning as one line of the report (or a refusal)."""
-    from .backup import checked, guard
+    from photolab.core.backup import checked, guard
 
     warning = guard(library, action, quiet=True)
     if warning:
@@ -449,7 +449,7 @@ def _guarded(library, action: str):
 
 
 def _cmd_backup(args) -> int:
-    from . import backup as bk
+    from photolab.core import backup as bk
 
     lib = args.library
     settings_given = any(v is not None for v in (args.keep_last, args.keep_days, args.every_hours,
@@ -494,7 +494,7 @@ def _cmd_backup(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from photolab.demo import run_demo
 
     return run_demo(args.library, sample=args.sample, fresh=not args.keep)
 
@@ -750,8 +750,8 @@ def _one_line(exc: BaseException, args) -> str:
     import sqlite3
     from pathlib import Path
 
-    from .catalog import CATALOG_FILE, STATE_DIR, explain
-    from .errors import PhotolabError
+    from photolab.store.catalog import CATALOG_FILE, STATE_DIR, explain
+    from photolab.core.errors import PhotolabError
 
     if isinstance(exc, PhotolabError):
         return str(exc)
@@ -778,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .errors import PhotolabError
+    from photolab.core.errors import PhotolabError
 
     try:
         return int(args.func(args) or 0)

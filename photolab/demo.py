@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .catalog import STATE_DIR
+from photolab.store.catalog import STATE_DIR
 
 DEMO_MARKER = "DEMO_LIBRARY"
 
@@ -102,13 +102,13 @@ def run_demo(library: str | Path = "demo-library", *, sample: str | Path | None 
     Returns:
         0 when every stage ran (bad files are reported, not fatal).
     """
-    from . import dedupe
-    from .index import USABLE
-    from .library import init_library
-    from .organize import preview_tree
-    from .stages import DEMO, run_chain
-    from .store.meta import present_photos
-    from .tagging import accepted_tags, export_csv
+    from photolab.stages import dedupe
+    from photolab.stages.index import USABLE
+    from photolab.core.library import init_library
+    from photolab.stages.organize import preview_tree
+    from photolab.stages import DEMO, run_chain
+    from photolab.store.meta import present_photos
+    from photolab.stages.tagging import accepted_tags, export_csv
 
     library = Path(library).resolve()
     sample = Path(sample) if sample else default_sample()

@@ -25,16 +25,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import PhotolabError
+from photolab.core.errors import PhotolabError
 
 #: stage -> the module whose ``apply(plan)`` carries its plans out
 APPLIERS = {
-    "organize": "photolab.organize",
-    "dedupe": "photolab.dedupe",
-    "events": "photolab.events",
-    "places": "photolab.places",
-    "faces": "photolab.faces",
-    "metadata": "photolab.metadata",
+    "organize": "photolab.stages.organize",
+    "dedupe": "photolab.stages.dedupe",
+    "events": "photolab.stages.events",
+    "places": "photolab.stages.places",
+    "faces": "photolab.stages.faces",
+    "metadata": "photolab.stages.metadata",
 }
 
 #: DataFrame methods that choose (or order) rows: on a plan they give a plan with the rows they chose

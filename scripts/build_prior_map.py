@@ -46,7 +46,7 @@ ANCHORS: dict[str, tuple[list[str], dict[str, float]]] = {
 
 
 def main(out: Path) -> None:
-    from photolab.backbone import imagenet_classes
+    from photolab.features.backbone import imagenet_classes
 
     hypernyms, lemmas = load_nouns()
     senses = load_index()

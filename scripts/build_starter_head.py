@@ -170,7 +170,7 @@ def scaled(X, fit, dim: int, mgain: float):
     """(mean, effective scale) over the ``fit`` rows: the colour measures (the last columns, after the
     embedding's ``dim`` and the base measures) at ``mgain`` times their standardized scale, so they are
     less penalised than the embedding."""
-    from photolab.starter import BASE_MEASURES
+    from photolab.features.starter import BASE_MEASURES
 
     mu, sd = X[fit].mean(0), X[fit].std(0) + 1e-4
     sd = sd.copy()
@@ -207,7 +207,7 @@ def loso(X, P, Pw, Y, Wt, rows, tr, settings, dim) -> None:
 
 
 def starter_tags_():
-    from photolab.starter import starter_tags
+    from photolab.features.starter import starter_tags
 
     return starter_tags()
 
@@ -218,9 +218,9 @@ def main() -> int:
     from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
     from sklearn.model_selection import StratifiedKFold
 
-    from photolab.backbone import load_backbone, packaged_weights
-    from photolab.starter import measure_inputs, starter_tags
-    from photolab.tagging import prior_matrix, prior_scores
+    from photolab.features.backbone import load_backbone, packaged_weights
+    from photolab.features.starter import measure_inputs, starter_tags
+    from photolab.stages.tagging import prior_matrix, prior_scores
     from starter_features import cached
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -348,7 +348,7 @@ def main() -> int:
     rng = np.random.default_rng(SEED)
     val_idx = np.flatnonzero(va)
     check = sorted(rng.choice(val_idx, CHECK_PHOTOS, replace=False).tolist())
-    from photolab.starter import Starter
+    from photolab.features.starter import Starter
 
     st = Starter(tags=covered, weight=tensors["weight"], measure_weight=tensors["measure_weight"],
                  prior_weight=tensors["prior_weight"], bias=tensors["bias"], backbone=bb.version)
@@ -372,7 +372,7 @@ def main() -> int:
         "features": ["embedding (1280, float16 as the catalog stores it)",
                      "measures: log1p(1000*sharpness), brightness, dark_frac, clipped_frac, log1p(colorfulness), "
                      "warm_frac, warm_top_frac, blue_frac, blue_top_frac, saturation, top_lift "
-                     f"(photolab.tagging.color_measures); the colour measures weighted {color_gain} "
+                     f"(photolab.stages.tagging.color_measures); the colour measures weighted {color_gain} "
                      f"(other tags {mgain}x)",
                      f"prior log-odds of the tag (clipped to [1e-4, 1-1e-4]), weighted {gain}x"],
         "training": {"data": "everyday/labels.csv split=train; masked over known", "C": c_value, "prior_gain": gain,

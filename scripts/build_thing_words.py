@@ -28,7 +28,7 @@ def _word(lemma: str) -> str:
 
 
 def build() -> dict:
-    from photolab.backbone import imagenet_classes
+    from photolab.features.backbone import imagenet_classes
 
     hypernyms, lemmas = load_nouns()
     senses = load_index()

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from photolab.starter import QUALITY  # noqa: E402  the pass's image measures, in order
+from photolab.features.starter import QUALITY  # noqa: E402  the pass's image measures, in order
 
 
 def extract(images: Path, files: list[str], bb=None, *, batch: int = 16, workers: int = 2, progress: bool = True):
     """(embeddings N x D float32 from float16, ImageNet probabilities N x 1000, raw measures N x 11)."""
     from tqdm.auto import tqdm
 
-    from photolab.backbone import engine, load_backbone
-    from photolab.tagging import _prepare
+    from photolab.features.backbone import engine, load_backbone
+    from photolab.stages.tagging import _prepare
 
     bb = bb or load_backbone()
     run = engine(bb, threads=1)
@@ -63,7 +63,7 @@ def cached(images: Path, files: list[str], cache: Path | None, bb=None, **kw):
 
 
 if __name__ == "__main__":
-    from photolab.backbone import load_backbone
+    from photolab.features.backbone import load_backbone
 
     images, listing, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     names = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]

@@ -77,7 +77,7 @@ def library(tmp_path):
 @pytest.fixture(scope="session")
 def tagged_sample(tmp_path_factory):
     """The bundled sample gathered, indexed and tagged once per test run (copy it before changing it)."""
-    from photolab.notebook import setup
+    from photolab.ui.notebook import setup
 
     root = tmp_path_factory.mktemp("tagged-sample") / "library"
     setup(root, SAMPLE).close()

@@ -102,7 +102,7 @@ def test_every_runner_runs_the_one_stage_chain(monkeypatch, tmp_path):
         assert item.doc and item.writes, item.name
     sources = {m: Path(importlib.import_module(name).__file__).read_text()
                for m, name in (("automate", "photolab.automate"), ("demo", "photolab.demo"),
-                               ("notebook", "photolab.notebook"))}
+                               ("notebook", "photolab.ui.notebook"))}
     assert sources["automate"].count("run_chain(") == 2   # the watcher pass and maintenance
     assert "run_chain(" in sources["demo"] and "run_chain(" in sources["notebook"]
     for m, text in sources.items():   # no stage is called directly any more

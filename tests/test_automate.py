@@ -20,7 +20,7 @@ import pytest
 
 import photolab
 from photolab import automate
-from photolab.metadata import read_metadata
+from photolab.stages.metadata import read_metadata
 
 from conftest import SAMPLE
 
@@ -285,7 +285,7 @@ def test_units_and_model_data_ship_in_the_wheel(tmp_path):
 def test_a_pass_over_few_files_copies_no_catalog_and_a_bulk_pass_one(tmp_path, monkeypatch):
     """A pass that files and writes a few photos takes no catalog backup (its moves are journaled); a pass with a
     batch of PASS_BULK_FILES files or more takes exactly one, before that batch."""
-    from photolab.catalog import list_backups
+    from photolab.store.catalog import list_backups
 
     lib = photolab.init_library(tmp_path / "lib")
     imp = tmp_path / "import"

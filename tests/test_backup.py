@@ -18,7 +18,7 @@ import pytest
 
 import photolab
 from photolab import automate
-from photolab import backup as bk
+from photolab.core import backup as bk
 from photolab.cli import main
 
 from conftest import SAMPLE
@@ -46,8 +46,8 @@ def make_library(root: Path, photos=JPEGS) -> Path:
     for p in photos:
         shutil.copyfile(p, src / p.name)
     lib = photolab.init_library(root)
-    from photolab.gather import gather
-    from photolab.index import index_library
+    from photolab.stages.gather import gather
+    from photolab.stages.index import index_library
 
     gather([src], lib, progress=False)
     index_library(lib, workers=1, progress=False)
@@ -106,7 +106,7 @@ def test_backup_restore_dedupe_and_encryption(tmp_path, capsys):
     (root / gone).unlink()
     with photolab.open_library(root) as lib:
         pid = lib.catalog.query("SELECT id FROM photos WHERE path = ?", (rewritten,))[0][0]
-    from photolab.metadata import set_rating
+    from photolab.stages.metadata import set_rating
 
     set_rating(root, pid, 4)
     assert main(["-q", "write-metadata", str(root)]) == 0
@@ -204,7 +204,7 @@ def test_sigkill_mid_backup_leaves_the_library_and_next_backup_works(tmp_path):
     with open(root / "holiday.mp4", "wb") as f:
         for _ in range(24):
             f.write(os.urandom(8 << 20))
-    from photolab.index import index_library
+    from photolab.stages.index import index_library
 
     index_library(root, workers=1, progress=False)
     repo = tmp_path / "repo"
@@ -269,14 +269,14 @@ def test_guard_before_organize(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "require_backup = yes" in err[0] and "refused" in err[0]
     assert photos_of(root2) == files
-    from photolab import organize
+    from photolab.stages import organize
 
     with pytest.raises(bk.BackupRequiredError):               # the Python API asks the same question
         organize.apply(root2, organize.plan(root2), progress=False)
     assert photos_of(root2) == files
     with pytest.raises(bk.BackupRequiredError):
         automate.maintain(root2)
-    from photolab import dedupe
+    from photolab.stages import dedupe
 
     with pytest.raises(bk.BackupRequiredError):
         dedupe.apply(root2, dedupe.plan(root2), progress=False)
@@ -292,14 +292,14 @@ def test_guard_before_organize(tmp_path, capsys):
     # that move is a change: the next bulk action asks for a new snapshot
     assert not bk.status(root2).fresh
     with pytest.raises(bk.BackupRequiredError):
-        from photolab.metadata import write_metadata
+        from photolab.stages.metadata import write_metadata
 
         write_metadata(root2, progress=False)
     write_metadata(root2, progress=False, dry_run=True)          # a dry run changes nothing: no check
 
 
 def test_status_check_and_the_watchers_scheduled_snapshot(tmp_path):
-    from photolab.health import check
+    from photolab.core.health import check
 
     root = make_library(tmp_path / "lib", JPEGS[:2])
     st = bk.status(root)
@@ -315,7 +315,7 @@ def test_status_check_and_the_watchers_scheduled_snapshot(tmp_path):
     row = check(root).set_index("check").loc["backup"]
     assert row["ok"] and "last snapshot" in row["detail"] and "minutes ago" in row["detail"]
     assert automate.run_once(root, imp, stable_seconds=0).snapshot == ""        # nothing changed since
-    from photolab.metadata import set_rating
+    from photolab.stages.metadata import set_rating
 
     set_rating(root, 1, 3)
     assert automate.run_once(root, imp, stable_seconds=0).snapshot == ""        # changed, but not due yet

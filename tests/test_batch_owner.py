@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.fileops import Move, batch_owner, execute, recover
-from photolab.tagging import set_labels
+from photolab.core.fileops import Move, batch_owner, execute, recover
+from photolab.stages.tagging import set_labels
 
 from conftest import SAMPLE
 
@@ -100,7 +100,7 @@ def test_a_dead_owners_batch_is_recovered(tmp_path):
         path = lib.catalog.query("SELECT path FROM photos ORDER BY path LIMIT 1")[0][0]
     code = (
         "import os, sys, photolab\n"
-        "from photolab.fileops import batch_owner, _journal_planned\n"
+        "from photolab.core.fileops import batch_owner, _journal_planned\n"
         "lib = photolab.open_library(sys.argv[1])\n"
         "with batch_owner(lib, 'b-dead'):\n"
         "    _journal_planned(lib.catalog, 'b-dead', [('move', sys.argv[2], 'moved/x.jpg', None, {})])\n"
@@ -130,7 +130,7 @@ def test_own_interrupted_batch_is_recovered_in_the_same_process(tmp_path):
         path = lib.catalog.query("SELECT path FROM photos ORDER BY path LIMIT 1")[0][0]
         try:
             with batch_owner(lib, "b-gave-up"):
-                from photolab.fileops import _journal_planned
+                from photolab.core.fileops import _journal_planned
 
                 _journal_planned(lib.catalog, "b-gave-up", [("move", path, "elsewhere/x.jpg", None, {})])
                 raise KeyboardInterrupt

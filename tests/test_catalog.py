@@ -8,7 +8,7 @@ import time
 import pytest
 
 import photolab
-from photolab.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, CatalogError
+from photolab.store.catalog import MIGRATIONS, SCHEMA_VERSION, Catalog, CatalogError
 
 
 def test_init_creates_state_and_current_schema(tmp_path):
@@ -50,7 +50,7 @@ def test_migrates_an_old_catalog_forward(tmp_path, monkeypatch):
 
 
 def test_migration_applies_in_steps(tmp_path, monkeypatch):
-    import photolab.catalog as catalog_mod
+    import photolab.store.catalog as catalog_mod
 
     path = tmp_path / "catalog.sqlite"
     Catalog(path).close()

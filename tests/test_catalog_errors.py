@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.catalog import BACKUPS_DAILY, BACKUPS_RECENT, CatalogError, _rotate_backups, list_backups
-from photolab.library import LibraryError
-from photolab.repair import restore_catalog
-from photolab.tagging import set_labels
+from photolab.store.catalog import BACKUPS_DAILY, BACKUPS_RECENT, CatalogError, _rotate_backups, list_backups
+from photolab.core.library import LibraryError
+from photolab.core.repair import restore_catalog
+from photolab.stages.tagging import set_labels
 
 from test_crash_recovery import small_library
 from test_organize import tree
@@ -91,7 +91,7 @@ def test_read_only_library_reads_and_refuses_changes_in_one_line(tmp_path, mount
     mount(["--bind", "-o", "ro", str(root)], mount_point)
     if os.access(mount_point, os.W_OK):
         pytest.skip("the read-only bind mount is writable here")
-    out = cli("export-csv", mount_point, tmp_path / "out.csv", ok=True)
+    cli("export-csv", mount_point, tmp_path / "out.csv", ok=True)
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert rows[0].startswith("path,captured_at,tags,score:")
     assert cli("check", mount_point).returncode in (0, 1)

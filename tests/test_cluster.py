@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import photolab
-from photolab.index import USABLE
-from photolab.tagging import tag_library
+from photolab.stages.index import USABLE
+from photolab.stages.tagging import tag_library
 
 from conftest import REPO, SAMPLE, copy_tree
 
@@ -179,7 +179,7 @@ FACES = ["train__obama__obama.jpg", "train__biden__biden.jpg", "test__obama1.jpg
 
 
 def faces_by_file(root: Path):
-    from photolab.faces import faces
+    from photolab.stages.faces import faces
 
     lib = photolab.open_library(root)
     df = faces(lib)
@@ -195,7 +195,7 @@ def faces_by_file(root: Path):
 
 
 def test_face_scan_on_the_cluster_finds_the_same_faces(shared_data, tmp_path):
-    from photolab.faces import scan_faces
+    from photolab.stages.faces import scan_faces
 
     src = shared_data / "faces" / "images"
     names = sorted(p.name for p in src.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -249,7 +249,7 @@ def test_cli_faces_on_a_cluster_through_a_worker_root(shared_data, tmp_path):
 
 
 def test_bad_addresses_are_one_line_errors(tmp_path):
-    from photolab.cluster import ClusterError, parse_address
+    from photolab.features.cluster import ClusterError, parse_address
 
     assert parse_address("local:2") == ("local", 2)
     assert parse_address("tcp://192.168.1.10:8786") == ("scheduler", "tcp://192.168.1.10:8786")
@@ -281,7 +281,7 @@ photolab.init_library({str(lib)!r}).close()
 photolab.index_library({str(lib)!r}, progress=False)
 assert cli.main(['-q', 'tag', {str(lib)!r}]) == 0
 cli.main(['-q', 'check', {str(lib)!r}])
-from photolab.faces import scan_faces
+from photolab.stages.faces import scan_faces
 scan_faces({str(lib)!r}, progress=False, workers=1)
 print('DASK', sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))
 """
@@ -293,7 +293,7 @@ print('DASK', sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'dist
 
 
 def test_the_model_runs_on_the_cpu_here_and_says_so(tmp_path):
-    from photolab.backbone import engine, load_backbone, model_device, nvidia_gpu_present
+    from photolab.features.backbone import engine, load_backbone, model_device, nvidia_gpu_present
 
     if nvidia_gpu_present():
         pytest.skip("this machine has an NVIDIA GPU: the CPU-only behaviour is not what runs here")
@@ -301,7 +301,7 @@ def test_the_model_runs_on_the_cpu_here_and_says_so(tmp_path):
     assert model_device() == ("onnxruntime", "cpu")
     run = engine(load_backbone(), device="auto")
     assert run.device == "cpu" and run.runtime == "onnxruntime"
-    from photolab.backbone import BackboneError
+    from photolab.features.backbone import BackboneError
 
     with pytest.raises(BackboneError, match="no GPU"):
         engine(load_backbone(), device="cuda")
@@ -309,7 +309,7 @@ def test_the_model_runs_on_the_cpu_here_and_says_so(tmp_path):
 
 def test_a_local_cluster_listens_on_127_0_0_1_only_and_check_lists_its_workers(untagged, capsys):
     from photolab import cli
-    from photolab.cluster import connect
+    from photolab.features.cluster import connect
 
     with connect("local:2", progress=False) as client:
         info = client.scheduler_info()

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab import dedupe, organize
-from photolab.fileops import recover, undo
-from photolab.health import check
-from photolab.tagging import set_labels
+from photolab.stages import dedupe, organize
+from photolab.core.fileops import recover, undo
+from photolab.core.health import check
+from photolab.stages.tagging import set_labels
 
 from conftest import SAMPLE
 from test_organize import catalog_matches_disk, tree

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import photolab
-from photolab import dedupe
+from photolab.stages import dedupe
 
 from conftest import SAMPLE
 from test_organize import catalog_matches_disk, tree
@@ -111,13 +111,13 @@ def test_undo_of_a_quarantine_batch_puts_statuses_back(lib):
     before = {r["path"]: r["status"] for r in lib.catalog.query("SELECT path, status FROM photos")}
     report = dedupe.apply(lib, dedupe.plan(lib), progress=False)
     assert lib.catalog.query("SELECT count(*) FROM photos WHERE status = 'quarantined'")[0][0] == report.done
-    photolab.fileops.undo(lib)                                      # the newest batch: the quarantine
+    photolab.core.fileops.undo(lib)                                      # the newest batch: the quarantine
     after = {r["path"]: r["status"] for r in lib.catalog.query("SELECT path, status FROM photos")}
     assert after == before
 
 
 def test_labels_of_set_aside_copies_move_to_the_keeper(lib):
-    from photolab.catalog import utcnow
+    from photolab.store.catalog import utcnow
 
     copy = lib.catalog.query("SELECT id FROM photos WHERE path = 'exports/path-gray.jpg'")[0][0]
     keeper = lib.catalog.query("SELECT id FROM photos WHERE path = 'camera/kde_Path.jpg'")[0][0]
@@ -155,7 +155,7 @@ def test_restore_one_file(lib):
 def test_purge_respects_the_retention(lib):
     plan = dedupe.plan(lib)
     report = dedupe.apply(lib, plan, progress=False)
-    with pytest.raises(photolab.fileops.FileOpError, match="retention is 7 days"):
+    with pytest.raises(photolab.core.fileops.FileOpError, match="retention is 7 days"):
         dedupe.purge(lib, batch=report.batch)                        # refused even when named
     assert dedupe.purge(lib) == 0                                   # nothing old enough
     assert (lib.state / "quarantine" / report.batch).is_dir()
@@ -220,7 +220,7 @@ def test_split_group_takes_files_out_and_keeps_a_keeper(lib):
 
 
 def test_review_widget_changes_keeper_splits_and_dismisses(lib):
-    from photolab.widgets import DedupeReview
+    from photolab.ui.widgets import DedupeReview
 
     plan = dedupe.plan(lib)
     review = DedupeReview(lib, plan)

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image, ImageOps
 
 import photolab
-from photolab import faces as F
-from photolab import metadata
+from photolab.stages import faces as F
+from photolab.stages import metadata
 
 from conftest import REPO, SAMPLE
 from test_metadata import exiftool, needs_exiftool
@@ -141,7 +141,7 @@ def test_clusters_group_one_person_and_can_be_split_merged_rejected_and_named(li
 
 
 def test_widget_names_splits_rejects_and_restarts(lib):
-    from photolab.widgets import FaceNamer
+    from photolab.ui.widgets import FaceNamer
 
     F.cluster_faces(lib)
     w = FaceNamer(lib)
@@ -311,7 +311,7 @@ def test_an_import_pass_suggests_known_people_on_new_photos(lib, tmp_path, share
     new = df[df["file"] == "new_obama.jpg"]
     assert list(new["suggestion"]) == ["Barack Obama"] and new["status"].iloc[0] == "confident"
     # a suggestion is not written into the file until a person confirms it
-    from photolab.metadata import read_metadata
+    from photolab.stages.metadata import read_metadata
 
     assert "Barack Obama" not in read_metadata(lib.root / new["path"].iloc[0])["keywords"]
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import photolab
-from photolab import query as Q
-from photolab.search import AlbumError, find, link_into
-from photolab.query import QueryError
+from photolab.stages import query as Q
+from photolab.stages.search import AlbumError, find, link_into
+from photolab.stages.query import QueryError
 
 
 def names(df) -> set[str]:
@@ -23,7 +23,7 @@ def names(df) -> set[str]:
 @pytest.fixture(scope="module")
 def backbone():
     """The packaged model, loaded once for this module (converted weights in the user cache)."""
-    from photolab.backbone import load_backbone
+    from photolab.features.backbone import load_backbone
 
     return load_backbone()
 
@@ -33,9 +33,9 @@ def lib(tmp_path_factory, backbone):
     """sample_data as a library: indexed, tagged, places looked up, the astronaut's face named, two ratings."""
     from conftest import SAMPLE, copy_tree
 
-    from photolab.faces import name_faces, scan_faces
-    from photolab.metadata import set_rating
-    from photolab.places import suggest_places
+    from photolab.stages.faces import name_faces, scan_faces
+    from photolab.stages.metadata import set_rating
+    from photolab.stages.places import suggest_places
 
     root = copy_tree(SAMPLE, tmp_path_factory.mktemp("find") / "lib")
     lib = photolab.init_library(root)
@@ -56,7 +56,7 @@ def lib(tmp_path_factory, backbone):
 
 def expected_tag(lib, tag: str) -> set[str]:
     """Photos with ``tag`` accepted, as the tagging stage decides it (the reference find must agree with)."""
-    from photolab.tagging import accepted_tags
+    from photolab.stages.tagging import accepted_tags
 
     acc = accepted_tags(lib)
     by_id = {v: k for k, v in lib.ids.items()}
@@ -145,8 +145,8 @@ def test_things_beyond_the_taxonomy(lib):
 
 def test_things_score_through_the_backbones_own_classifier(lib):
     """The classifier read with numpy from the converted weights gives the model's own top-5 back."""
-    from photolab import things
-    from photolab.backbone import imagenet_classes
+    from photolab.features import things
+    from photolab.features.backbone import imagenet_classes
 
     ids, probs = things.class_probabilities(lib)
     classes = imagenet_classes()
@@ -166,7 +166,7 @@ def test_like(lib):
     rel = find(lib, "like:kde_Kite.jpg", limit=5)   # a path relative to the library works too
     assert list(rel["photo_id"]) == list(by_id["photo_id"])
     # every other photo, ranked by cosine of the cached unit embeddings
-    from photolab.search import unit_embeddings
+    from photolab.stages.search import unit_embeddings
 
     ids, emb, _ = unit_embeddings(lib)
     e = emb[:].astype(np.float32)   # a row view over the memory-mapped cache
@@ -261,7 +261,7 @@ def test_album_links_refresh_and_refusals(lib, tmp_path):
 def test_find_widget_search_select_more_like_this(lib):
     import ipywidgets as W
 
-    from photolab.find_widget import FindBrowser
+    from photolab.ui.find_widget import FindBrowser
 
     b = FindBrowser(lib, limit=6)
     df = b.search("dog OR cat")
@@ -391,7 +391,7 @@ def test_like_finds_the_12_variants_in_the_top_15(labeled_lib):
 def test_places_from_gps_on_real_camera_photos(shared_data, tmp_path):
     from conftest import copy_tree
 
-    from photolab.places import suggest_places
+    from photolab.stages.places import suggest_places
 
     lib = photolab.init_library(copy_tree(shared_data / "photos", tmp_path / "photos"))
     photolab.index_library(lib, progress=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.gather import GatherError
+from photolab.stages.gather import GatherError
 
 from conftest import SAMPLE
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.fileops import TMP_PREFIX, clean_temp_files, temp_name
-from photolab.names import library_name, shown
+from photolab.core.fileops import TMP_PREFIX, clean_temp_files, temp_name
+from photolab.core.names import library_name, shown
 
 from conftest import REPO, SAMPLE
 
@@ -99,7 +99,7 @@ def test_odd_names_are_gathered_once_and_nothing_stops_the_batch(odd_source, lib
     # the rest of the chain takes the copies in
     ix = photolab.index_library(library, progress=False)
     assert ix.by_status["ok"] == 8, ix.problems
-    from photolab import organize
+    from photolab.stages import organize
 
     moves = organize.plan(library)
     done = organize.apply(library, moves, progress=False)
@@ -182,8 +182,8 @@ def test_stale_temp_files_of_dead_processes_are_removed_live_ones_kept(tmp_path,
 # -- SIGKILL at random moments -------------------------------------------------------------
 CHILD = """
 import sys
-from photolab.gather import gather
-from photolab.library import open_library
+from photolab.stages.gather import gather
+from photolab.core.library import open_library
 lib = open_library(sys.argv[2])
 print("ready", flush=True)
 gather([sys.argv[1]], lib, progress=False)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.exif import parse_exif_datetime, parse_filename_datetime
-from photolab.index import STATUSES
+from photolab.features.exif import parse_exif_datetime, parse_filename_datetime
+from photolab.stages.index import STATUSES
 
 from conftest import SAMPLE
 
@@ -95,7 +95,7 @@ def test_unreadable_permission(library):
 def test_reindex_is_incremental(sample_copy, library, monkeypatch):
     photolab.gather([sample_copy], library, progress=False)
     photolab.index_library(library, progress=False)
-    import photolab.index as index_mod
+    import photolab.stages.index as index_mod
 
     opened = []
     real = index_mod.inspect_file

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 import photolab
-from photolab.index import STATUSES
+from photolab.stages.index import STATUSES
 
 from conftest import copy_tree
 

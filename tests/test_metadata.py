@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab import metadata as md
-from photolab.fileops import FileOpError, undo
-from photolab.tagging import set_labels
+from photolab.stages import metadata as md
+from photolab.core.fileops import FileOpError, undo
+from photolab.stages.tagging import set_labels
 
 from conftest import SAMPLE
 
@@ -165,7 +165,7 @@ def test_sidecar_naming_existing_sidecar_updated_and_read_only_files(tmp_path):
                                           "c.jpg": SAMPLE / "mate_Wood.jpg"})
     # b has a Lightroom-style sidecar of its own with another app's data
     (lib.root / "b.xmp").write_bytes(md.EMPTY_PACKET)
-    from photolab.metadata import _pyexiv2
+    from photolab.stages.metadata import _pyexiv2
     with _pyexiv2().ImageData((lib.root / "b.xmp").read_bytes()) as img:
         img.modify_xmp({"Xmp.dc.title": {'lang="x-default"': "Dunes"}, "Xmp.dc.subject": ["sand"]})
         (lib.root / "b.xmp").write_bytes(img.get_bytes())
@@ -222,7 +222,7 @@ def test_unparsable_xmp_is_never_rewritten_in_place_a_sidecar_carries_the_tags(t
 
 
 def test_refusals_name_the_reason_and_change_nothing(tmp_path):
-    from photolab.fileops import Rewrite, rewrite
+    from photolab.core.fileops import Rewrite, rewrite
 
     lib = make_library(tmp_path / "lib", {"a.jpg": SAMPLE / "mate_Dune.jpg"})
     pid = ids(lib)["a.jpg"]
@@ -258,7 +258,7 @@ def test_cli_write_metadata_dry_run_and_restore(tmp_path, capsys):
 
 
 def test_versions_pruned_to_retention_but_never_below_two(tmp_path):
-    from photolab.fileops import prune_versions
+    from photolab.core.fileops import prune_versions
 
     lib = make_library(tmp_path / "lib", {"a.jpg": SAMPLE / "mate_Storm.jpg"})
     pid = ids(lib)["a.jpg"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.tagging import set_labels
+from photolab.stages.tagging import set_labels
 
 from conftest import SAMPLE, SHARED
 

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import photolab
-from photolab import metadata as md
-from photolab.metadata import write as md_write
-from photolab.tagging import set_labels
+from photolab.stages import metadata as md
+from photolab.stages.metadata import write as md_write
+from photolab.stages.tagging import set_labels
 
 from conftest import SAMPLE
 

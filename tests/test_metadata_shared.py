@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab import metadata as md
-from photolab.index import USABLE
-from photolab.tagging import set_labels
+from photolab.stages import metadata as md
+from photolab.stages.index import USABLE
+from photolab.stages.tagging import set_labels
 
 from conftest import copy_tree
 from test_metadata import EXIFTOOL, as_list, exiftool, needs_exiftool

@@ -23,7 +23,7 @@ def _tags_exported(lib_dir: Path) -> None:
 
 def _organized_and_undone(lib_dir: Path) -> None:
     import photolab
-    from photolab.fileops import batches
+    from photolab.core.fileops import batches
 
     with photolab.open_library(lib_dir) as lib:
         done = batches(lib)
@@ -36,7 +36,7 @@ def _organized_and_undone(lib_dir: Path) -> None:
 
 def _deduped_and_restored(lib_dir: Path) -> None:
     import photolab
-    from photolab.fileops import batches
+    from photolab.core.fileops import batches
 
     with photolab.open_library(lib_dir) as lib:
         done = batches(lib)
@@ -46,7 +46,7 @@ def _deduped_and_restored(lib_dir: Path) -> None:
 
 def _metadata_written_and_restored(lib_dir: Path) -> None:
     import photolab
-    from photolab.metadata import read_metadata
+    from photolab.stages.metadata import read_metadata
 
     with photolab.open_library(lib_dir) as lib:
         ops = {r["batch"].split("-")[1] for r in lib.catalog.query("SELECT DISTINCT batch FROM journal")}
@@ -90,7 +90,7 @@ def _passed(lib_dir: Path) -> None:
 
 def _people_named_and_written(lib_dir: Path) -> None:
     import photolab
-    from photolab.metadata import read_metadata
+    from photolab.stages.metadata import read_metadata
 
     with photolab.open_library(lib_dir) as lib:
         named = lib.catalog.query("SELECT p.path FROM faces f JOIN photos p ON p.id = f.photo_id "
@@ -108,7 +108,7 @@ def _checked(lib_dir: Path) -> None:
 
 def _found(lib_dir: Path) -> None:
     import photolab
-    from photolab.search import find
+    from photolab.stages.search import find
 
     with photolab.open_library(lib_dir) as lib:
         assert {Path(p).name for p in find(lib, "dog OR cat")["path"]} >= {"pug.heic", "chelsea.png"}

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 import photolab
-from photolab import events as ev
-from photolab import fileops
-from photolab import organize as org
-from photolab.catalog import utcnow
-from photolab.fileops import recover, undo
+from photolab.stages import events as ev
+from photolab.core import fileops
+from photolab.stages import organize as org
+from photolab.store.catalog import utcnow
+from photolab.core.fileops import recover, undo
 
 from conftest import SAMPLE
 
@@ -280,7 +280,7 @@ def test_moves_without_hard_links_copy_verify_and_keep_times(lib_with_photos, mo
     """Across filesystems (link() fails with EXDEV) a move is a verified copy, then the original goes."""
     import errno
 
-    from photolab import fileops
+    from photolab.core import fileops
 
     lib = lib_with_photos
     before = tree(lib.root)
@@ -357,7 +357,7 @@ def test_place_terms_and_field_file_the_tuscany_photos_once_confirmed(shared_dat
     by that rule, a rejected place never counts, and undo restores the tree."""
     from conftest import copy_tree
 
-    from photolab.places import confirm_places, suggest_places
+    from photolab.stages.places import confirm_places, suggest_places
 
     root = tmp_path / "lib"
     lib = photolab.init_library(root)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.fileops import recover, undo
+from photolab.core.fileops import recover, undo
 
 from conftest import SAMPLE, SHARED
 from test_organize import catalog_matches_disk, tree

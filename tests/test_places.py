@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 import photolab
-from photolab import metadata, places
-from photolab.events import detect_events
+from photolab.stages import metadata, places
+from photolab.stages.events import detect_events
 
 from conftest import SAMPLE
 from test_metadata import as_list, exiftool, needs_exiftool

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab import dedupe, events, organize, places, plans
-from photolab import faces as F
-from photolab.catalog import CATALOG_FILE, STATE_DIR
+from photolab.stages import dedupe, events, organize, places
+from photolab import plans
+from photolab.stages import faces as F
+from photolab.store.catalog import CATALOG_FILE, STATE_DIR
 
 from conftest import copy_tree
 
@@ -222,7 +223,7 @@ def test_an_older_organize_plan_keeps_the_events_stored_since(other, shared_data
 
 def test_an_events_plan_is_stored_as_planned_when_nothing_changed(other, caplog):
     p = events.plan(other)
-    with caplog.at_level("WARNING", logger="photolab.events"):
+    with caplog.at_level("WARNING", logger="photolab.stages.events"):
         assert events.apply(p) == len(p.rows)
     assert not [r for r in caplog.records if "grouped again" in r.getMessage()]
     stored = events.events(other)
@@ -232,7 +233,7 @@ def test_an_events_plan_is_stored_as_planned_when_nothing_changed(other, caplog)
     a, b = list(stored.index)[:2]
     events.merge_events(other, a, b)
     merged = len(events.events(other))
-    with caplog.at_level("WARNING", logger="photolab.events"):
+    with caplog.at_level("WARNING", logger="photolab.stages.events"):
         events.apply(other, older)
     assert len(events.events(other)) == merged < len(older.rows)
     assert [r for r in caplog.records if "grouped again" in r.getMessage()]

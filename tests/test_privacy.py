@@ -47,7 +47,7 @@ def test_onnxruntime_is_loaded_with_its_telemetry_off(tmp_path):
         "    [h.make_tensor_value_info('x', TensorProto.FLOAT, [1])], [h.make_tensor_value_info('y', TensorProto.FLOAT, [1])])\n"
         "m = h.make_model(g, opset_imports=[h.make_opsetid('', 17)]); m.ir_version = 8\n"
         f"onnx.save(m, {str(tmp_path / 'relu.onnx')!r})\n"
-        "from photolab.privacy import onnxruntime\n"
+        "from photolab.core.privacy import onnxruntime\n"
         "ort = onnxruntime()\n"
         f"s = ort.InferenceSession({str(tmp_path / 'relu.onnx')!r}, providers=['CPUExecutionProvider'])\n"
         "import numpy as np; print(s.run(None, {'x': np.array([-1.0], dtype=np.float32)})[0])\n")
@@ -131,7 +131,7 @@ def test_a_whole_pass_makes_no_outside_connection_and_writes_no_telemetry(tmp_pa
     lib = tmp_path / "library"
     script = (
         "import photolab, sys\n"
-        "from photolab.tagging import tag_library\n"
+        "from photolab.stages.tagging import tag_library\n"
         f"lib = photolab.init_library({str(lib)!r})\n"
         f"photolab.gather([{str(src)!r}], lib, progress=False)\n"
         "photolab.index_library(lib, progress=False)\n"

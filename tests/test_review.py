@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import photolab
-from photolab import review, train
-from photolab.tagging import accepted_tags, set_labels, thresholds
+from photolab.stages import review, train
+from photolab.stages.tagging import accepted_tags, set_labels, thresholds
 
 from conftest import SAMPLE
 
@@ -232,7 +232,7 @@ def test_new_photos_get_the_active_heads_scores(lib, tmp_path):
 
 
 def test_review_grid_clicks_are_stored_at_once_and_undo(lib):
-    from photolab.widgets import ReviewGrid
+    from photolab.ui.widgets import ReviewGrid
 
     grid = ReviewGrid(lib, page_size=4, cut=1.01)
     assert len(grid.page_ids) == 4 and len(grid._grid.children) == 4
@@ -269,7 +269,7 @@ def test_review_grid_clicks_are_stored_at_once_and_undo(lib):
 
 
 def test_threshold_tuner_sliders_store_and_count(lib):
-    from photolab.widgets import ThresholdTuner
+    from photolab.ui.widgets import ThresholdTuner
 
     tuner = ThresholdTuner(lib)
     assert "dog" in tuner.tags and "party" not in tuner.tags      # unscored head tags have no slider

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 import photolab
-from photolab import review
-from photolab.catalog import SCHEMA_VERSION, utcnow
+from photolab.stages import review
+from photolab.store.catalog import SCHEMA_VERSION, utcnow
 from photolab.store import scores as store
-from photolab.tagging import decisions, set_labels, set_threshold
+from photolab.stages.tagging import decisions, set_labels, set_threshold
 
 
 def _library(root, n: int = 60, seed: int = 0):
@@ -153,7 +153,7 @@ def test_index_of_named_files_reads_only_those(tmp_path):
 
 
 def test_a_pass_of_several_batches_copies_the_catalog_once_after(tmp_path):
-    from photolab.catalog import list_backups
+    from photolab.store.catalog import list_backups
 
     lib = _library(tmp_path / "lib", n=5)
     cat = lib.catalog

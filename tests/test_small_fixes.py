@@ -11,10 +11,10 @@ import os
 import pytest
 
 import photolab
-from photolab import organize
+from photolab.stages import organize
 from photolab.stages import run_chain
-from photolab.organize import RulesError
-from photolab.taxonomy import TaxonomyError, load_taxonomy
+from photolab.stages.organize import RulesError
+from photolab.core.taxonomy import TaxonomyError, load_taxonomy
 
 from conftest import REPO, SAMPLE
 

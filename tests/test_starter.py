@@ -12,9 +12,9 @@ import pytest
 from conftest import refused_connections
 
 import photolab
-from photolab.backbone import load_backbone, packaged_weights
-from photolab.starter import StarterError, default_path, load_starter, starter_for
-from photolab.tagging import decisions, tag_library
+from photolab.features.backbone import load_backbone, packaged_weights
+from photolab.features.starter import StarterError, default_path, load_starter, starter_for
+from photolab.stages.tagging import decisions, tag_library
 
 pytestmark = pytest.mark.slow
 
@@ -121,8 +121,8 @@ def test_twenty_corrections_do_not_end_worse_than_the_starter(shared_data, tmp_p
     least as well as the starter alone."""
     from sklearn.metrics import average_precision_score
 
-    from photolab.tagging import set_labels
-    from photolab.train import train
+    from photolab.stages.tagging import set_labels
+    from photolab.stages.train import train
 
     with open(shared_data / "everyday" / "labels.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "val" and "person" in r["known"].split(";")
@@ -174,8 +174,8 @@ def test_colour_measures_of_older_features_come_from_the_thumbnail(tmp_path, bac
     cached thumbnail once, stores them, and scores as a fresh pass does, within the thumbnail's rounding."""
     from conftest import SAMPLE
 
-    from photolab.starter import COLOR_MEASURES
-    from photolab.train import _measures
+    from photolab.features.starter import COLOR_MEASURES
+    from photolab.stages.train import _measures
 
     files = ["kde_Kite.jpg", "mate_Dune.jpg", "chelsea.png", "coffee.png"]
     lib = _library(tmp_path, SAMPLE, files)
@@ -202,7 +202,7 @@ def test_a_head_made_before_the_colour_measures_still_scores(tmp_path):
     the colour measures, so it scores exactly as before."""
     from safetensors.numpy import save_file
 
-    from photolab.train import HEADS_DIR, MEASURES, _load_head, _predict
+    from photolab.stages.train import HEADS_DIR, MEASURES, _load_head, _predict
 
     lib = photolab.init_library(tmp_path / "lib")
     folder = lib.state.joinpath(*HEADS_DIR)
@@ -227,7 +227,7 @@ def test_scores_of_an_older_starter_head_are_redone_on_the_next_pass(tmp_path, b
     lib = _library(tmp_path, SAMPLE, files)
     tag_library(lib, model=backbone, progress=False)
     want = decisions(lib).set_index("path")
-    from photolab.tagging import UPGRADED_KEY
+    from photolab.stages.tagging import UPGRADED_KEY
 
     with lib.catalog.write() as db:   # as an older head left them: other scores, another version
         db.execute("UPDATE scores SET score = 0.99, model = 'starter:0123456789ab' WHERE source = 'starter'")

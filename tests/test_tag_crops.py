@@ -11,9 +11,9 @@ import pytest
 from conftest import SAMPLE
 
 import photolab
-from photolab.backbone import engine, load_backbone
-from photolab.starter import QUALITY, load_starter, measure_inputs
-from photolab.tagging import (CROP_POOL, _prepare, crop_boxes, crops_setting, decisions, pool_views, prior_matrix,
+from photolab.features.backbone import engine, load_backbone
+from photolab.features.starter import QUALITY, load_starter, measure_inputs
+from photolab.stages.tagging import (CROP_POOL, _prepare, crop_boxes, crops_setting, decisions, pool_views, prior_matrix,
                               prior_scores, set_crops, tag_library)
 
 pytestmark = pytest.mark.slow
@@ -120,7 +120,7 @@ def test_the_crop_mode_is_a_library_setting(library, backbone):
         set_crops(library, 2)
     with pytest.raises(ValueError, match="crops must be one of 1, 3"):
         tag_library(library, model=backbone, progress=False, crops=5)
-    from photolab.cluster import ClusterError
+    from photolab.features.cluster import ClusterError
 
     with pytest.raises(ClusterError, match="--crops 1"):   # the setting reaches a pass not given crops
         tag_library(library, model=backbone, progress=False, cluster="local:1")

@@ -11,8 +11,8 @@ import time
 import pytest
 
 import photolab
-from photolab.backbone import load_backbone
-from photolab.tagging import tag_library
+from photolab.features.backbone import load_backbone
+from photolab.stages.tagging import tag_library
 
 from test_crash_recovery import small_library, year_folders
 

@@ -10,8 +10,8 @@ from conftest import refused_connections
 from PIL import Image, ImageFilter
 
 import photolab
-from photolab.backbone import BackboneError, load_backbone
-from photolab.tagging import confidence, decisions, export_csv, set_threshold, tag_library
+from photolab.features.backbone import BackboneError, load_backbone
+from photolab.stages.tagging import confidence, decisions, export_csv, set_threshold, tag_library
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +101,7 @@ def test_export_csv_streams_the_same_bytes_as_the_pivot(tagged, backbone, tmp_pa
     a photo without a capture time, unscored tags, a name that needs quoting, chunks that split the library."""
     import shutil
 
-    from photolab.catalog import utcnow
+    from photolab.store.catalog import utcnow
 
     lib, _ = tagged
     root = tmp_path / "lib"
@@ -172,8 +172,8 @@ def test_user_checkpoint_file_is_loaded(tmp_path, backbone):
 def test_onnx_engine_matches_torch_on_real_photos(backbone):
     from conftest import SAMPLE
 
-    from photolab.backbone import engine
-    from photolab.tagging import _prepare
+    from photolab.features.backbone import engine
+    from photolab.stages.tagging import _prepare
 
     x = np.stack([_prepare(SAMPLE / name, "photo", backbone.input_size, backbone.crop_pct, backbone.mean,
                            backbone.std)[0] for name in ("coffee.png", "chelsea.png", "kde_Kite.jpg")])
@@ -202,8 +202,8 @@ def test_pass_records_runtime_and_hashes_of_every_orientation(tagged):
 
 def test_a_persons_labels_decide_over_scores_everywhere(tagged):
     """decisions (the CSV), tag_counts and accepted_tags agree once a person has corrected tags."""
-    from photolab.catalog import utcnow
-    from photolab.tagging import accepted_tags, tag_counts
+    from photolab.store.catalog import utcnow
+    from photolab.stages.tagging import accepted_tags, tag_counts
 
     lib, _ = tagged
     ids = {r["path"].split("/")[-1]: r["id"] for r in lib.catalog.query("SELECT id, path FROM photos")}
@@ -228,7 +228,7 @@ def test_libraries_share_the_user_model_cache(tmp_path, monkeypatch):
     again, and a cache that cannot be written falls back to the library's own folder."""
     from conftest import SAMPLE
 
-    from photolab.backbone import engine, user_cache_dir
+    from photolab.features.backbone import engine, user_cache_dir
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("PHOTOLAB_CACHE_DIR", str(cache))

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from photolab.taxonomy import CATEGORIES, TaxonomyError, load_taxonomy, parse_taxonomy, rename_tag
+from photolab.core.taxonomy import CATEGORIES, TaxonomyError, load_taxonomy, parse_taxonomy, rename_tag
 
 
 def test_default_taxonomy_is_sensible():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import photolab
-from photolab.video import parse_iso6709
+from photolab.features.video import parse_iso6709
 
 from conftest import SAMPLE, SHARED
 from videos import make_clip, reencode
@@ -209,7 +209,7 @@ def test_a_gathered_clip_is_not_read_again_for_its_checksum(tmp_path, library, m
     changed after the copy (newer than it), or placed in the library by hand, is hashed as before."""
     import os
 
-    from photolab import index as index_mod
+    from photolab.stages import index as index_mod
 
     src = tmp_path / "cam"
     src.mkdir()
@@ -239,7 +239,7 @@ def test_a_gathered_clip_is_not_read_again_for_its_checksum(tmp_path, library, m
 def test_poster_frame_at_a_tenth_in_every_container(tmp_path, ext, seconds, gop):
     """MPEG-TS has no index: a seek can land past the keyframe before the moment (nothing decodes) or on a
     later one. The poster still comes from 10 % of the clip, never a 'corrupt' verdict for a good clip."""
-    from photolab.video import poster_frame
+    from photolab.features.video import poster_frame
 
     clip = make_clip(tmp_path / f"clip.{ext}", seconds=seconds, fps=10, gop=gop)
     stats: dict = {}
@@ -257,7 +257,7 @@ def test_iso6709():
 
 # -- poster frame: thumbnail, embedding, hashes, tags -------------------------
 def test_poster_frame_is_one_seek_and_a_few_frames(tmp_path):
-    from photolab.video import poster_frame
+    from photolab.features.video import poster_frame
 
     clip = make_clip(tmp_path / "long.mp4", seconds=60, fps=10, gop=20, image=SAMPLE / "kde_Kite.jpg")
     stats: dict = {}
@@ -272,7 +272,7 @@ def test_poster_frame_of_a_clip_held_upright_is_upright(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from photolab.video import poster_frame
+    from photolab.features.video import poster_frame
 
     # the sensor's frame is landscape with a bright band on its left; the display matrix turns it
     # 90° counter-clockwise (ExifTool: Rotation 270), so the band is at the bottom when shown
@@ -288,7 +288,7 @@ def test_poster_frame_of_a_clip_held_upright_is_upright(tmp_path):
 
 @pytest.mark.slow
 def test_videos_get_features_tags_and_show_with_the_photos(tmp_path, library):
-    from photolab.tagging import decisions
+    from photolab.stages.tagging import decisions
 
     src = phone_dump(tmp_path, with_shared=False)
     photolab.gather([src], library, progress=False)
@@ -316,8 +316,8 @@ def test_videos_get_features_tags_and_show_with_the_photos(tmp_path, library):
 # -- dedupe -------------------------------------------------------------------
 @pytest.mark.slow
 def test_clips_deduplicated_among_themselves_never_against_photos(tmp_path, library):
-    from photolab import dedupe
-    from photolab.video import poster_frame
+    from photolab.stages import dedupe
+    from photolab.features.video import poster_frame
 
     src = tmp_path / "cam"
     src.mkdir()
@@ -365,7 +365,7 @@ def _organized_library(tmp_path, library):
 
 
 def test_organize_files_clips_beside_the_photos_of_the_same_day_and_undo(tmp_path, library):
-    from photolab import organize
+    from photolab.stages import organize
 
     lib = _organized_library(tmp_path, library)
     before = tree(lib.root)
@@ -391,7 +391,7 @@ def test_organize_files_clips_beside_the_photos_of_the_same_day_and_undo(tmp_pat
 
 
 def test_kind_video_rule(tmp_path, library):
-    from photolab import organize
+    from photolab.stages import organize
 
     lib = _organized_library(tmp_path, library)
     rules = organize.parse_rules("kind:video -> Videos/{year}\n* -> {year}/{month:02}")
@@ -420,8 +420,8 @@ LIGHTROOM_SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 
 
 def test_keywords_of_a_clip_go_only_into_its_sidecar(tmp_path, library):
-    from photolab.metadata import read_metadata, write_metadata
-    from photolab.tagging import set_labels
+    from photolab.stages.metadata import read_metadata, write_metadata
+    from photolab.stages.tagging import set_labels
 
     src = tmp_path / "cam"
     src.mkdir()
@@ -445,7 +445,7 @@ def test_keywords_of_a_clip_go_only_into_its_sidecar(tmp_path, library):
     assert not (library.root / "cam" / "beach.mov.xmp").exists()    # the existing sidecar was updated
     assert "holiday" in read_metadata(library.root / "cam" / "beach.mov")["keywords"]
     # asked to write into the files too: a video still gets its sidecar only
-    from photolab.metadata import WriteOptions
+    from photolab.stages.metadata import WriteOptions
 
     set_labels(library, [(ids["beach.mov"], "sunset", 1)])
     again = write_metadata(library, options=WriteOptions(where="both"), progress=False).frame()

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 import photolab
-from photolab.notebook import NotebookError, is_demo_library, setup
+from photolab.ui.notebook import NotebookError, is_demo_library, setup
 
 from conftest import SAMPLE
 
@@ -51,7 +51,7 @@ def test_demo_only_on_a_demo_library(lib, tmp_path):
 
 
 def test_grid_keys_arrive_as_messages_and_the_script_ignores_text_boxes(lib):
-    from photolab.widgets import KEY_JS, ReviewGrid
+    from photolab.ui.widgets import KEY_JS, ReviewGrid
 
     grid = ReviewGrid(lib, page_size=3, cut=1.01)
     assert grid._keys_widget in grid.children and "photolab-review-grid" in grid._dom_classes
@@ -62,7 +62,7 @@ def test_grid_keys_arrive_as_messages_and_the_script_ignores_text_boxes(lib):
     grid._keys_widget._handle_custom_msg({"key": "a"}, [])
     assert not set(page) & set(grid.queue)
     assert 'closest("input, textarea, select' in KEY_JS and "document.addEventListener" not in KEY_JS
-    from photolab.tagging import SCORE_MEANING
+    from photolab.stages.tagging import SCORE_MEANING
 
     assert SCORE_MEANING in grid.children[1].value   # the grid says what a score means
 
@@ -70,8 +70,9 @@ def test_grid_keys_arrive_as_messages_and_the_script_ignores_text_boxes(lib):
 def test_pictures_from_a_real_library(lib):
     from matplotlib.collections import PolyCollection
 
-    from photolab import metadata, plots, review
-    from photolab.places import suggest_places
+    from photolab.stages import metadata, review
+    from photolab.ui import plots
+    from photolab.stages.places import suggest_places
 
     fig = plots.tag_counts(lib)
     ax = fig.axes[0]
@@ -105,7 +106,7 @@ def test_pictures_from_a_real_library(lib):
 
 
 def test_empty_pictures_say_what_to_do(tmp_path):
-    from photolab import plots
+    from photolab.ui import plots
 
     lib = photolab.init_library(tmp_path / "empty")
     assert "01_tag_library" in plots.tag_counts(lib).axes[0].texts[0].get_text()
@@ -122,9 +123,9 @@ def _files(root):
 
 def test_a_bulk_change_waits_for_the_click_and_the_undo_click_reverses_it(lib):
     """The organize moves behind an ApplyButton, driven through the buttons' own click handlers."""
-    from photolab import organize
-    from photolab.fileops import undo
-    from photolab.widgets import ApplyButton
+    from photolab.stages import organize
+    from photolab.core.fileops import undo
+    from photolab.ui.widgets import ApplyButton
 
     before = _files(lib.root)
     plan = organize.plan(lib)
@@ -148,8 +149,8 @@ def test_a_bulk_change_waits_for_the_click_and_the_undo_click_reverses_it(lib):
 
 
 def test_a_bulk_change_with_nothing_to_do_or_a_user_error_says_so_in_one_line(lib):
-    from photolab.fileops import FileOpError, undo
-    from photolab.widgets import ApplyButton
+    from photolab.core.fileops import FileOpError, undo
+    from photolab.ui.widgets import ApplyButton
 
     idle = ApplyButton("write keywords into 0 files", lambda: 1 / 0, nothing="Nothing to write.")
     assert idle.state == "nothing" and idle.button.disabled and "Nothing to write." in idle.children[0].value
@@ -162,8 +163,8 @@ def test_a_bulk_change_with_nothing_to_do_or_a_user_error_says_so_in_one_line(li
 
 
 def test_threshold_detail_starts_on_a_tag_with_reviewed_photos_and_says_why_a_curve_is_empty(lib):
-    from photolab import review
-    from photolab.widgets import ReviewGrid, ThresholdTuner
+    from photolab.stages import review
+    from photolab.ui.widgets import ReviewGrid, ThresholdTuner
 
     tuner = ThresholdTuner(lib, autosave=False)
     assert tuner.tag == tuner.tags[0] and "no photo is reviewed yet" in tuner._curve_note.value

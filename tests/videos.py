@@ -15,7 +15,7 @@ def make_clip(path, *, seconds: float = 2.0, fps: int = 10, size=(160, 120), met
     import numpy as np
     from PIL import Image
 
-    from photolab.media import register_heif
+    from photolab.features.media import register_heif
 
     register_heif()
     path = Path(path)

@@ -1,12 +1,12 @@
-"""The catalog queries of :mod:`photolab.dedupe`: the feature rows its cached matrices are built from, the
+"""The catalog queries of :mod:`photolab.stages.dedupe`: the feature rows its cached matrices are built from, the
 photo rows a plan judges, and the quarantine batches of the journal (set aside, restored, purged)."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from . import rows_in
-from .find import feature_stamps as _all_stamps
+from photolab.store import rows_in
+from photolab.store.find import feature_stamps as _all_stamps
 
 _FEATURES = "SELECT photo_id, phash8, dhash8, embedding FROM features WHERE phash8 IS NOT NULL "
 _STAMP = "computed_at || '|' || coalesce(sha256, '') || '|' || model"   # what a feature row was made from

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..starter import COLOR_MEASURES
-from . import rows_in
+from photolab.features.starter import COLOR_MEASURES
+from photolab.store import rows_in
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Matrices:
 def matrices(lib, ids=None) -> Matrices:
     """The cached feature matrices, current as of this call, of every photo with features or of ``ids``
     (those with features, in id order)."""
-    from .. import dedupe
+    from photolab.stages import dedupe
 
     m = dedupe._feature_matrix(lib, save=True)
     out = Matrices(np.asarray(m["ids"]), m["emb"], m["low"], m["ph8"], m["dh8"])

@@ -1,13 +1,13 @@
 """The catalog queries behind :func:`photolab.find`, in one place: each term's query returns photo ids
 (and a score where the term has one) from an index or a small table; only :func:`universe` reads every
-photo row, and :mod:`photolab.search` keeps its result in memory until the catalog changes."""
+photo row, and :mod:`photolab.stages.search` keeps its result in memory until the catalog changes."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from ..index import USABLE
-from . import rows_in
+from photolab.stages.index import USABLE
+from photolab.store import rows_in
 
 KINDS = ("photo", "raw", "video")
 

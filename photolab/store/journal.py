@@ -1,5 +1,5 @@
 """The journal of file operations (moves, rewrites, their batches and undo) and the kept versions of
-rewritten files: the queries :mod:`photolab.fileops` and :mod:`photolab.repair` run. Each write takes the
+rewritten files: the queries :mod:`photolab.core.fileops` and :mod:`photolab.core.repair` run. Each write takes the
 connection of the caller's transaction (``with catalog.write() as db``), so what commits together stays
 together."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import rows_in
+from photolab.store import rows_in
 
 SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import rows_in
+from photolab.store import rows_in
 
 
 def _marks(values) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from ..index import USABLE
-from . import rows_in
+from photolab.stages.index import USABLE
+from photolab.store import rows_in
 
 KINDS = ("photo", "raw", "video")
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..index import USABLE
-from . import rows_in
+from photolab.stages.index import USABLE
+from photolab.store import rows_in
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
-"""The catalog queries behind the notebooks' charts (:mod:`photolab.plots`): thumbnails, the best-scoring
+"""The catalog queries behind the notebooks' charts (:mod:`photolab.ui.plots`): thumbnails, the best-scoring
 photos of a tag, capture days and GPS positions."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from ..index import USABLE
-from . import rows_in
+from photolab.stages.index import USABLE
+from photolab.store import rows_in
 
 
 def _usable() -> str:

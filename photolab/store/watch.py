@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from . import rows_in as _rows
+from photolab.store import rows_in as _rows
 
 def _ids(ids) -> list[int] | None:
     return None if ids is None else sorted({int(i) for i in ids})
