@@ -427,20 +427,20 @@ def name_cluster(library, cluster: int, name: str, *, who: str = "me", except_fa
 
 def unname_faces(library, face_ids) -> int:
     """Take a person's name (or rejection) off these faces; they get suggestions again."""
-    lib = open_library(library)
-    with lib.catalog.write() as db:
-        n = store.unname(db, _ids(face_ids))
-    identify(lib)
-    _score_counts(lib)
-    return n
+    return _change_faces(library, store.unname, face_ids)
 
 
 def reject_faces(library, face_ids) -> int:
     """Not a face, or a face nobody wants tagged (a stranger in the background): never suggested,
     never written."""
+    return _change_faces(library, store.reject, face_ids)
+
+
+def _change_faces(library, change, face_ids) -> int:
+    """Apply ``change`` (a store function) to these faces, then suggest names and count people again."""
     lib = open_library(library)
     with lib.catalog.write() as db:
-        n = store.reject(db, _ids(face_ids))
+        n = change(db, _ids(face_ids))
     identify(lib)
     _score_counts(lib)
     return n

@@ -162,12 +162,7 @@ def tag_metrics(library, *, photo_ids=None):
     import pandas as pd
     from sklearn.metrics import average_precision_score
 
-    from photolab.stages.tagging import thresholds
-
-    lib = open_library(library)
-    tax = load_taxonomy(lib)
-    thr = thresholds(lib, tax)
-    labeled = _scored_labels_by_tag(lib, photo_ids)
+    tax, thr, labeled = _labeled_scores(library, photo_ids)
     out = []
     for tag in tax.names:
         y, s = labeled.get(tag, _NO_LABELS)
@@ -184,6 +179,15 @@ def tag_metrics(library, *, photo_ids=None):
             row["f1"] = 2 * p * r / (p + r) if p == p and (p + r) else np.nan
         out.append(row)
     return pd.DataFrame(out).set_index("tag")
+
+
+def _labeled_scores(library, photo_ids):
+    """(taxonomy, thresholds, {tag: (labels, scores)}) of the labeled photos, read once."""
+    from photolab.stages.tagging import thresholds
+
+    lib = open_library(library)
+    tax = load_taxonomy(lib)
+    return tax, thresholds(lib, tax), _scored_labels_by_tag(lib, photo_ids)
 
 
 def pr_curve(library, tag: str, *, photo_ids=None):
@@ -203,12 +207,7 @@ def suggest_thresholds(library, *, target_precision: float | None = None, photo_
     """
     import pandas as pd
 
-    from photolab.stages.tagging import thresholds
-
-    lib = open_library(library)
-    tax = load_taxonomy(lib)
-    thr = thresholds(lib, tax)
-    labeled = _scored_labels_by_tag(lib, photo_ids)
+    tax, thr, labeled = _labeled_scores(library, photo_ids)
     out = []
     for tag in tax.names:
         y, s = labeled.get(tag, _NO_LABELS)
