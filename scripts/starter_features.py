@@ -19,8 +19,11 @@ import numpy as np
 from photolab.features.starter import QUALITY  # noqa: E402  the pass's image measures, in order
 
 
-def extract(images: Path, files: list[str], bb=None, *, batch: int = 16, workers: int = 2, progress: bool = True):
-    """(embeddings N x D float32 from float16, ImageNet probabilities N x 1000, raw measures N x 11)."""
+def extract(images: Path, files: list[str], bb=None, *, batch: int = 16, workers: int = 2, progress: bool = True,
+            crops: int = 1):
+    """(embeddings N x D float32 from float16, ImageNet probabilities N x 1000, raw measures N x 11); with
+    ``crops=3`` the embeddings and probabilities of every view the labeling pass's ``crops=3`` scores
+    (N x 3 x D and N x 3 x 1000, the centre view first)."""
     from tqdm.auto import tqdm
 
     from photolab.features.backbone import engine, load_backbone
@@ -30,7 +33,7 @@ def extract(images: Path, files: list[str], bb=None, *, batch: int = 16, workers
     run = engine(bb, threads=1)
 
     def prep(f):
-        x, _, q, _ = _prepare(images / f, "photo", bb.input_size, bb.crop_pct, bb.mean, bb.std)
+        x, _, q, _ = _prepare(images / f, "photo", bb.input_size, bb.crop_pct, bb.mean, bb.std, crops)
         return x, [q[k] for k in QUALITY]
 
     embs, probs, quals = [], [], []
@@ -38,9 +41,13 @@ def extract(images: Path, files: list[str], bb=None, *, batch: int = 16, workers
         bar = tqdm(total=len(files), unit="img", disable=not progress)
         for k in range(0, len(files), batch):
             got = list(pool.map(prep, files[k:k + batch]))
-            e, p = run(np.stack([g[0] for g in got]))
-            embs.append(e.astype(np.float16).astype(np.float32))
-            probs.append(p.astype(np.float32))
+            x = np.stack([g[0] for g in got]) if crops == 1 else np.concatenate([g[0] for g in got])
+            e, p = run(x)
+            e, p = e.astype(np.float16).astype(np.float32), p.astype(np.float32)
+            if crops != 1:
+                e, p = e.reshape(len(got), crops, -1), p.reshape(len(got), crops, -1)
+            embs.append(e)
+            probs.append(p)
             quals.extend(g[1] for g in got)
             bar.update(len(got))
         bar.close()
@@ -48,11 +55,13 @@ def extract(images: Path, files: list[str], bb=None, *, batch: int = 16, workers
 
 
 def cached(images: Path, files: list[str], cache: Path | None, bb=None, **kw):
-    """:func:`extract`, kept in ``cache`` (an .npz) when given and reused while the file list matches."""
+    """:func:`extract`, kept in ``cache`` (an .npz) when given and reused while the file list, the model and
+    the views match."""
+    crops = kw.get("crops", 1)
     if cache is not None and cache.is_file():
         z = np.load(cache, allow_pickle=False)
         if (list(z["files"]) == list(files) and str(z["model"]) == (bb.version if bb else str(z["model"]))
-                and z["quality"].shape[1] == len(QUALITY)):
+                and z["quality"].shape[1] == len(QUALITY) and (z["emb"].ndim == 3) == (crops != 1)):
             return z["emb"], z["probs"], z["quality"]
     emb, probs, qual = extract(images, files, bb, **kw)
     if cache is not None:

@@ -13,7 +13,7 @@ from conftest import refused_connections
 
 import photolab
 from photolab.features.backbone import load_backbone, packaged_weights
-from photolab.features.starter import StarterError, default_path, load_starter, starter_for
+from photolab.features.starter import Starter, StarterError, default_path, load_starter, starter_for
 from photolab.stages.tagging import decisions, tag_library
 
 pytestmark = pytest.mark.slow
@@ -77,6 +77,31 @@ def test_starter_reproduces_its_stored_val_scores_offline(shared_data, tmp_path,
             average_precision_score(y, want[known, j]), abs=1e-6)
 
 
+def test_three_view_scores_reproduce_their_stored_check_and_stay_calibrated(shared_data, tmp_path, backbone):
+    """crops=3 pools the views through the head's own calibration (not the plain max of three
+    probabilities, which runs high): a real three-view pass gives the scores the build stored."""
+    st = load_starter()
+    prov = st.provenance()
+    assert st.pooled is not None and st.pooled.shape == (len(st.tags), 2)
+    files = prov["check"]["files"]
+    lib = _library(tmp_path, shared_data / "everyday" / "images", files)
+    report = tag_library(lib, model=backbone, progress=False, crops=3)
+    assert report.tagged == len(files) and report.crops == 3
+    df = decisions(lib)
+    df["file"] = df.path.str.split("/").str[-1]
+    got = df.set_index("file").loc[files][[f"score:{t}" for t in prov["tags"]]].to_numpy(dtype=float)
+    assert np.abs(got - np.array(prov["check"]["scores_crops3"])).max() < 2e-3
+    # the pooled score sits below the plain max wherever the views agree that the tag is likely
+    views = np.array([[[0.9, 0.2], [0.95, 0.1], [0.92, 0.3]]])
+    two = st.subset([st.tags[0], st.tags[1]])
+    assert two.pool(views).shape == (1, 2)
+    plain = Starter(**{**two.__dict__, "pooled": None})
+    assert np.allclose(plain.pool(views), views.max(axis=1))
+    for t in ("person", "car", "cat"):
+        m = prov["val"][t]["val_crops3"]
+        assert m["ap"] >= prov["val"][t]["val_ap"] - 0.05 and 0 < m["precision"] <= 1
+
+
 def test_missing_or_damaged_weights_say_which_file_and_fall_back_to_the_prior(tmp_path, backbone):
     from conftest import SAMPLE
 
@@ -86,6 +111,19 @@ def test_missing_or_damaged_weights_say_which_file_and_fall_back_to_the_prior(tm
     bad.write_bytes(default_path().read_bytes()[:5000])   # a truncated copy
     with pytest.raises(StarterError, match=f"{bad}.*damaged"):
         load_starter(bad)
+    # a three-view calibration that does not fit the head's tags, or is not finite, is damage too
+    from safetensors.numpy import load_file, save_file
+
+    good = load_file(str(default_path()))
+    meta = {"starter": json.dumps({"tags": load_starter().tags, "backbone": load_starter().backbone})}
+    for pooled in (good["pooled"][:3], np.full_like(good["pooled"], np.nan)):
+        odd = tmp_path / "odd.safetensors"
+        save_file({**good, "pooled": pooled}, str(odd), metadata=meta)
+        with pytest.raises(StarterError, match=f"{odd}.*damaged"):
+            load_starter(odd)
+    older = tmp_path / "older.safetensors"   # a head built before the three-view calibration: the plain max
+    save_file({k: v for k, v in good.items() if k != "pooled"}, str(older), metadata=meta)
+    assert load_starter(older).pooled is None
     lib = _library(tmp_path, SAMPLE, ["chelsea.png", "coffee.png"])
     report = tag_library(lib, model=backbone, progress=False, starter=bad)
     assert str(bad) in report.note and "prior" in report.note and str(bad) in report.summary()

@@ -79,6 +79,9 @@ class Starter:
     backbone: str               # the backbone version it was trained on
     path: Path | None = None
     version: str = "starter"    # "starter:" and the first 12 hex digits of the weights file's SHA-256
+    # T x 2 (a, b): the three-view score is sigmoid(a * max over the views of logit(score) + b), calibrated as
+    # the one-view score is (Platt on out-of-fold train predictions); None (a head built before): the plain max
+    pooled: np.ndarray | None = None
 
     def scores(self, emb, measures, prior) -> np.ndarray:
         """Calibrated scores N x T from embeddings (N x D), :func:`measure_inputs` (N x 11) and the
@@ -88,12 +91,24 @@ class Starter:
              + prior_logodds(prior) * self.prior_weight.astype(np.float64) + self.bias.astype(np.float64))
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
+    def pool(self, view_scores) -> np.ndarray:
+        """A photo's calibrated scores (N x T) from its views' (N x views x T, from :meth:`scores`): the
+        highest view's log-odds, put back on the probability scale by :attr:`pooled` (the highest of several
+        calibrated probabilities runs higher than the photo's chance of having the tag)."""
+        s = np.asarray(view_scores, dtype=np.float64)
+        if self.pooled is None:
+            return s.max(axis=1)
+        s = np.clip(s, 1e-15, 1 - 1e-15)
+        z = (np.log(s) - np.log1p(-s)).max(axis=1)   # the views' log-odds; monotone, so the max commutes
+        a, b = self.pooled[:, 0].astype(np.float64), self.pooled[:, 1].astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-np.clip(a * z + b, -50, 50)))
+
     def subset(self, tags: list[str]) -> "Starter":
         """The same head restricted to ``tags`` (in that order)."""
         k = [self.tags.index(t) for t in tags]
         return Starter(tags=list(tags), weight=self.weight[k], measure_weight=self.measure_weight[k],
                        prior_weight=self.prior_weight[k], bias=self.bias[k], backbone=self.backbone, path=self.path,
-                       version=self.version)
+                       version=self.version, pooled=None if self.pooled is None else self.pooled[k])
 
     def provenance(self) -> dict:
         p = (self.path.with_name(PROVENANCE_FILE) if self.path else
@@ -120,6 +135,8 @@ def load_starter(path: str | Path | None = None) -> Starter:
             st = Starter(tags=list(meta["tags"]), weight=f.get_tensor("weight"),
                          measure_weight=f.get_tensor("measure_weight"), prior_weight=f.get_tensor("prior_weight"),
                          bias=f.get_tensor("bias"), backbone=meta["backbone"], path=p)
+            if "pooled" in f.keys():
+                st.pooled = f.get_tensor("pooled")
         import hashlib
 
         st.version = "starter:" + hashlib.sha256(p.read_bytes()).hexdigest()[:12]
@@ -129,8 +146,10 @@ def load_starter(path: str | Path | None = None) -> Starter:
     if st.measure_weight.shape == (t, len(BASE_MEASURES)):   # built before the colour measures: it weighs them 0
         st.measure_weight = np.hstack([st.measure_weight, np.zeros((t, len(COLOR_MEASURES)), st.measure_weight.dtype)])
     if not (st.weight.ndim == 2 and st.weight.shape[0] == t and st.measure_weight.shape == (t, len(QUALITY))
-            and st.prior_weight.shape == (t,) and st.bias.shape == (t,)) or not all(
-            np.isfinite(a).all() for a in (st.weight, st.measure_weight, st.prior_weight, st.bias)):
+            and st.prior_weight.shape == (t,) and st.bias.shape == (t,)
+            and (st.pooled is None or st.pooled.shape == (t, 2))) or not all(
+            np.isfinite(a).all() for a in (st.weight, st.measure_weight, st.prior_weight, st.bias)
+            if a is not None) or (st.pooled is not None and not np.isfinite(st.pooled).all()):
         raise StarterError(f"{p}: starter head weights are damaged (shapes or values do not fit its {t} tags); {fix}")
     return st
 

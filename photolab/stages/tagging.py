@@ -66,7 +66,8 @@ DIHEDRAL = (None, "ROTATE_90", "ROTATE_180", "ROTATE_270", "FLIP_LEFT_RIGHT", "F
 BATCH_SIZE = 16         # ONNX Runtime is as fast per image at 16 as at 32, with 240 MB less memory
 CROPS = (1, 3)          # views a photo's tags are scored from: the centre; or the centre and both ends of the long side
 CROPS_KEY = "tag_crops"   # meta: the library's crop mode, used by every pass not given one
-CROP_POOL = "max"       # how the views' scores make the photo's: the highest probability (chosen on everyday val)
+CROP_POOL = "max"       # how the views' scores make the photo's: the highest probability (chosen on everyday val);
+# for the starter's tags the highest view's log-odds, calibrated for three views by the head (Starter.pool)
 
 
 @dataclass
@@ -583,7 +584,8 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
         photo_ids: only these photos (a watched import's), read by id rather than a look over the library.
         crops: views per photo its tags are scored from: 1, the centre view; 3, also both ends of the long side
             (cut from the same decoded image, run through the model in the same batch; a tag's score is the
-            :data:`CROP_POOL` of the views' scores), for small subjects off centre, at about 3 times the model's
+            :data:`CROP_POOL` of the views' scores, for the starter's tags calibrated again for three views so
+            that it means what a one-view score does), for small subjects off centre, at about 3 times the model's
             work. The stored features (embedding, ImageNet top-5) stay the centre view's. Default: the library's
             setting (:func:`set_crops`, 1 unless set). Photos already tagged keep their scores unless ``force``.
         starter: use the packaged starter head for the tags it knows (``False``: the prior only; a path:
@@ -825,6 +827,15 @@ class _FirstScores:
                 sources[j] = "none"
         return pri, sources, models
 
+    def pool(self, views: np.ndarray) -> np.ndarray:
+        """A photo's scores (N x T) from its views' (N x views x T): :data:`CROP_POOL` of them, and for the
+        starter's tags its calibrated pooling (:meth:`Starter.pool`), so a three-view score means what a
+        one-view score does."""
+        out = pool_views(views)
+        if self.starter is not None and self.covered:
+            out[:, self._prior_cols] = self._sub.pool(views[:, :, self._prior_cols])
+        return out
+
 
 def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, thumbs_dir, outputs=None):
     """Score a batch of prepared photos and write their features, scores and thumbnails (the one writer).
@@ -847,7 +858,7 @@ def _flush(lib, batch, version, run, score, quality_tags, head_tags, classes, th
         pri, sources, models = score(emb16, probs, quality)
     else:   # every view scored, the photo's score pooled over them; the features kept are the centre view's
         pri, sources, models = score(emb16, probs, np.repeat(quality, views, axis=0))
-        pri = pool_views(pri.reshape(len(batch), views, -1))
+        pri = score.pool(pri.reshape(len(batch), views, -1))
         emb16, probs = emb16[::views], probs[::views]
     prior_tags = score.tags
     now = utcnow()
