@@ -376,6 +376,10 @@ def main() -> int:
         z3 = np.max([X3[v] @ w_x + bias + (wp * prior_logodds(P3[v][:, j]) if has_prior else 0.0)
                      for v in range(views)], axis=0)
         s3_va = 1 / (1 + np.exp(-(pa * z3[k_va] + pb)))
+        # the pass pools the shipped head's log-odds (A * d + B): a * their max + b is the fitted A3 * max d + B3
+        if A > 0 and A3 > 0:
+            d3 = np.max([clf.decision_function(F3tr[v]) for v in range(views)], axis=0)
+            assert np.allclose(pa * z3[k_tr] + pb, A3 * d3 + B3, atol=1e-6), tag
         pred = s_va >= 0.5
         entry.update({"val_ap": apf(y_va, s_va), "val_precision": float(precision_score(y_va, pred, zero_division=0)),
                       "val_recall": float(recall_score(y_va, pred, zero_division=0)),

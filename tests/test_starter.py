@@ -121,7 +121,9 @@ def test_missing_or_damaged_weights_say_which_file_and_fall_back_to_the_prior(tm
 
     good = load_file(str(default_path()))
     meta = {"starter": json.dumps({"tags": load_starter().tags, "backbone": load_starter().backbone})}
-    for pooled in (good["pooled"][:3], np.full_like(good["pooled"], np.nan)):
+    flipped = good["pooled"].copy()
+    flipped[0, 0] = -1.0   # a negative slope would turn the ranking upside down
+    for pooled in (good["pooled"][:3], np.full_like(good["pooled"], np.nan), flipped):
         odd = tmp_path / "odd.safetensors"
         save_file({**good, "pooled": pooled}, str(odd), metadata=meta)
         with pytest.raises(StarterError, match=f"{odd}.*damaged"):
@@ -283,3 +285,38 @@ def test_scores_of_an_older_starter_head_are_redone_on_the_next_pass(tmp_path, b
     for t in ("person", "cat", "sunset", "food", "indoor", "landscape"):
         assert got[f"score:{t}"].to_numpy() == pytest.approx(want[f"score:{t}"].to_numpy(), abs=2e-3), t
     assert (got["score:sunset"] < 0.5).all()
+
+
+def test_an_older_starter_heads_three_view_scores_are_kept_until_forced(tmp_path, backbone):
+    """In a library scored from three views the cached centre view cannot redo an older head's scores without
+    losing the views: they stay, the pass says so in one line, and ``--force`` redoes them from three views."""
+    from conftest import SAMPLE
+
+    from photolab.stages.tagging import UPGRADED_KEY, set_crops
+
+    files = ["kde_Kite.jpg", "chelsea.png"]
+    lib = _library(tmp_path, SAMPLE, files)
+    set_crops(lib, 3)
+    tag_library(lib, model=backbone, progress=False)
+    want = decisions(lib).set_index("path")
+    with lib.catalog.write() as db:   # as an older head left them
+        db.execute("UPDATE scores SET score = 0.99, model = 'starter:0123456789ab' WHERE source = 'starter'")
+        older = db.execute("SELECT count(*) FROM scores WHERE source = 'starter'").fetchone()[0]
+    lib.catalog.set_meta(UPGRADED_KEY, "starter:0123456789ab|" + backbone.version)
+    again = tag_library(lib, model=backbone, progress=False)
+    assert again.tagged == 0 and f"{older} scores by an older starter head kept" in again.note
+    assert "--force" in again.note and "\n" not in again.note
+    assert set(decisions(lib)["score:cat"]) == {0.99}
+    assert tag_library(lib, model=backbone, progress=False).note is None   # said once, not on every pass
+    forced = tag_library(lib, model=backbone, progress=False, force=True)
+    assert forced.tagged == len(files)
+    got = decisions(lib).set_index("path")
+    for t in ("person", "cat", "landscape"):
+        assert got[f"score:{t}"].to_numpy() == pytest.approx(want[f"score:{t}"].to_numpy(), abs=2e-5), t
+    # back to one view: the next pass's look redoes what is left from the cached features
+    with lib.catalog.write() as db:
+        db.execute("UPDATE scores SET model = 'starter:0123456789ab' WHERE source = 'starter'")
+    set_crops(lib, 1)
+    tag_library(lib, model=backbone, progress=False)
+    versions = {m for (m,) in lib.catalog.query("SELECT DISTINCT model FROM scores WHERE source = 'starter'")}
+    assert versions == {load_starter().version}

@@ -99,6 +99,10 @@ def test_three_view_scores_are_pooled_and_the_features_stay_the_centre_views(bot
             assert rows3[(f"src/{name}", tag)][0] == pytest.approx(want[j], abs=2e-5)
             assert rows1[(f"src/{name}", tag)][0] == pytest.approx(centre[j], abs=2e-5)
         changed += abs(rows3[(f"src/{name}", "person")][0] - rows1[(f"src/{name}", "person")][0]) > 1e-3
+        # a tag the prior scores (beach: too few everyday labels for the starter) takes the plain max of the views
+        beach = prior_scores(probs, prior_matrix(["beach"]))[:, 0]
+        assert rows3[(f"src/{name}", "beach")][0] == pytest.approx(beach.max(), abs=2e-5)
+        assert rows1[(f"src/{name}", "beach")][0] == pytest.approx(beach[0], abs=2e-5)
     assert changed   # the ends of the long side do change a photo's score
     # the run's info says which views scored the photos; a default pass's is as it was
     assert "crops" not in runs[0] and runs[1]["crops"] == f"3 views, {CROP_POOL} of their scores"

@@ -149,7 +149,8 @@ def load_starter(path: str | Path | None = None) -> Starter:
             and st.prior_weight.shape == (t,) and st.bias.shape == (t,)
             and (st.pooled is None or st.pooled.shape == (t, 2))) or not all(
             np.isfinite(a).all() for a in (st.weight, st.measure_weight, st.prior_weight, st.bias)
-            if a is not None) or (st.pooled is not None and not np.isfinite(st.pooled).all()):
+            if a is not None) or (st.pooled is not None and not (np.isfinite(st.pooled).all()
+                                                                  and (st.pooled[:, 0] > 0).all())):
         raise StarterError(f"{p}: starter head weights are damaged (shapes or values do not fit its {t} tags); {fix}")
     return st
 

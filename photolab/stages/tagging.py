@@ -693,11 +693,17 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
     report.seconds = time.perf_counter() - start
     if scorer is not None and covered:
         # once per starter head and backbone: a library-wide look for scores made without it
-        done = f"{scorer.version}|{bb.version}|{','.join(sorted(covered))}"
+        # (in a library scored from several views, an older starter head's scores stay: redoing them from the
+        # cached centre view would lose the views; the report says how to redo them)
+        done = f"{scorer.version}|{bb.version}|{','.join(sorted(covered))}" + (f"|crops={crops}" if crops != 1 else "")
         if cat.get_meta(UPGRADED_KEY) != done:
-            upgraded = upgrade_prior_scores(lib, scorer.subset(covered), bb.version)
+            upgraded, kept = upgrade_prior_scores(lib, scorer.subset(covered), bb.version, keep_older=crops != 1)
             if upgraded:
                 log.info("%d scores of photos tagged before this starter head now come from it", upgraded)
+            if kept:
+                line = (f"{kept} scores by an older starter head kept (they were scored from {crops} views); "
+                        f"`photolab tag --force` redoes them with this one")
+                report.note = f"{report.note}; {line}" if report.note else line
             cat.set_meta(UPGRADED_KEY, done)
     elif report.tagged:   # scores made without the starter head: the next pass with it looks again
         cat.del_meta(UPGRADED_KEY)
@@ -735,12 +741,14 @@ def _keep_score_matrix(lib, tagged: int) -> None:
         log.warning("%s: score matrix not updated (%s)", lib.root, exc)
 
 
-def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) -> int:
+def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000,
+                         keep_older: bool = False) -> tuple[int, int]:
     """Photos a pass scored with the prior before the starter head was there (or used), or with an older
     starter head, get this starter's scores for its tags, from their cached features (the prior from the
     stored prior score, or, under an older starter, from the cached embedding through the backbone's own
     classifier); rows a trained head set aside (``scores_stash``) too, so a rollback returns the starter's.
-    Returns the rows rewritten."""
+    ``keep_older``: leave an older starter head's rows as they are (a library scored from several views,
+    whose scores the cached centre view cannot redo). Returns (rows rewritten, older rows kept)."""
     from photolab.stages.train import _measures
 
     lib = open_library(library)
@@ -748,7 +756,7 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) 
     tags = list(starter.tags)
     col = {t: j for j, t in enumerate(tags)}
     weights = None
-    written = 0
+    written = kept = 0
     for table in ("scores", "scores_stash"):
         # 'none': a starter tag no ImageNet class votes for (sunset), left unscored by a pass without the starter
         ids = score_store.stale_starter_photos(conn, table, tags, starter.version, version)
@@ -760,6 +768,9 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) 
             older = np.zeros((len(part), len(tags)), dtype=bool)   # scored by an older starter: prior not stored
             for pid, tag, score, source in score_store.stale_starter_rows(conn, table, part, tags, starter.version,
                                                                           version):
+                if source == "starter" and keep_older:
+                    kept += 1
+                    continue
                 have[pos[pid], col[tag]] = True
                 if source == "starter":
                     older[pos[pid], col[tag]] = True
@@ -776,10 +787,11 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000) 
             S = starter.scores(E, _measures(lib, part), P)
             rows = [(round(float(S[i, j]), 6), pid, t) for j, t in enumerate(tags)
                     for i, pid in enumerate(part) if have[i, j]]
-            with lib.catalog.write() as db:
-                score_store.upgrade_to_starter(db, table, rows, starter.version)
+            if rows:
+                with lib.catalog.write() as db:
+                    score_store.upgrade_to_starter(db, table, rows, starter.version)
             written += len(rows)
-    return written
+    return written, kept
 
 
 def _ordered_prefetch(pool, fn, items, ahead: int):
