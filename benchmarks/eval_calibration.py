@@ -57,7 +57,8 @@ def main() -> int:
     val = [r for r in rows if r["split"] == "val"]
     st = load_starter()
     if st.pooled is None:
-        print("this starter head has no three-view calibration (built before it)")
+        print(f"{st.path}: this starter head has no three-view calibration (built before it); rebuild it with "
+              "`python scripts/build_starter_head.py ../shared/data/everyday`")
         return 1
     plain = replace(st, pooled=None)
     bb = load_backbone()

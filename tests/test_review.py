@@ -231,6 +231,33 @@ def test_new_photos_get_the_active_heads_scores(lib, tmp_path):
     assert row["source"] == "head" and row["score"] is not None
 
 
+def test_a_chain_rescores_its_photos_once_and_skips_those_without_features(lib, monkeypatch):
+    """In a chain with the rescore stage the tag stage leaves rescoring to it (once, not twice), and a photo
+    in scope that the pass could not tag (no features) is passed over rather than stopping the stage."""
+    from photolab.stages import run_chain
+
+    _label_party(lib)
+    assert train.train(lib).activated
+    shutil.copyfile(SAMPLE / "mate_Dune.jpg", lib.root / "camera" / "dune-again.jpg")
+    (lib.root / "camera" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a photo")
+    photolab.index_library(lib, progress=False)
+    new = [ids(lib)["dune-again.jpg"], ids(lib)["broken.jpg"]]
+    calls, real = [], train.rescore
+    monkeypatch.setattr(train, "rescore", lambda *a, **k: calls.append(k.get("photo_ids")) or real(*a, **k))
+    run = run_chain(lib, ["tag", "rescore"], ids=new)
+    assert len(calls) == 1 and set(calls[0]) >= set(new)
+    assert run.results["rescore"] > 0
+    row = lib.catalog.query("SELECT score, source FROM scores WHERE photo_id = ? AND tag = 'party'", (new[0],))[0]
+    assert row["source"] == "head" and row["score"] is not None
+    # a pass of its own (no rescore stage after it) still rescores what it tagged
+    shutil.copyfile(SAMPLE / "kde_Path.jpg", lib.root / "camera" / "path-again.jpg")
+    photolab.index_library(lib, progress=False)
+    photolab.tag_library(lib, progress=False)
+    assert len(calls) == 2
+    pid = ids(lib)["path-again.jpg"]
+    assert lib.catalog.query("SELECT source FROM scores WHERE photo_id = ? AND tag = 'party'", (pid,))[0][0] == "head"
+
+
 def test_review_grid_clicks_are_stored_at_once_and_undo(lib):
     from photolab.ui.widgets import ReviewGrid
 

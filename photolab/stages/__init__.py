@@ -43,6 +43,7 @@ class Run:
     results: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
     stopped: bool = False
+    names: tuple[str, ...] = ()   # the stages this run runs, in chain order
 
     def opt(self, stage: str, key: str, default=None):
         """The option ``key`` given to ``stage`` (``default`` when not given)."""
@@ -99,9 +100,10 @@ def run_chain(lib, names=None, *, ids=None, options: dict | None = None, progres
     """
     from photolab.core.library import open_library
 
+    stages = chain(names)
     run = Run(open_library(lib), None if ids is None else [int(i) for i in ids], dict(options or {}),
-              progress=progress)
-    for item in chain(names):
+              progress=progress, names=tuple(s.name for s in stages))
+    for item in stages:
         if run.ids is not None and not run.ids:
             break   # nothing left in scope
         if should_stop is not None and should_stop():
@@ -146,15 +148,18 @@ def tag_stage(run: Run):
     from photolab.stages.tagging import tag_library
 
     kw = {k: v for k, v in run.options.get("tag", {}).items() if k != "progress"}
+    kw.setdefault("rescore", "rescore" not in run.names)   # the chain's rescore stage does it once, after
     if run.ids is not None:
         kw["photo_ids"] = run.ids + without_features(run.lib.catalog.conn, USABLE)
+        run.options.setdefault("rescore", {}).setdefault("photo_ids", kw["photo_ids"])   # what it may tag
     return tag_library(run.lib, progress=_progress(run, "tag"), **kw)
 
 
 @stage("rescore", after="tag", reads=("features", "heads"), writes=("scores", "scores_stash"))
 def rescore_stage(run: Run):
-    """Scores from the active trained head for the tags it replaces (scoped: those photos, when a head is
-    active; the library: every photo, and the stashed scores of tags no head replaces come back)."""
+    """Scores from the active trained head for the tags it replaces (scoped: those photos and any the tag stage
+    retried, when a head is active; the library: every photo, and the stashed scores of tags no head replaces
+    come back). In a chain with this stage the tag stage leaves rescoring to it, so it is done once."""
     from photolab.store.meta import active_head
     from photolab.stages.train import rescore
 
@@ -162,7 +167,7 @@ def rescore_stage(run: Run):
         return rescore(run.lib)
     if not active_head(run.lib.catalog.conn):
         return 0
-    return rescore(run.lib, photo_ids=run.ids)
+    return rescore(run.lib, photo_ids=run.opt("rescore", "photo_ids", run.ids))
 
 
 @dataclass
@@ -258,7 +263,7 @@ def metadata_stage(run: Run):
 WATCH_PASS = ("gather", "index", "tag", "rescore", "dedupe", "places", "faces", "organize", "metadata")
 MAINTAIN = ("index", "tag", "rescore", "dedupe")
 DEMO = WATCH_PASS
-PREPARE = ("gather", "index", "tag")   # tag_library rescores what it tags; a library-wide rescore is maintain's
+PREPARE = ("gather", "index", "tag")   # without the rescore stage, tag_library rescores what it tags
 
 __all__ = ["Applied", "DEMO", "MAINTAIN", "PREPARE", "Run", "STAGES", "Stage", "WATCH_PASS", "chain", "run_chain",
            "stage"]

@@ -560,7 +560,7 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
                 force: bool = False, counts: bool = True,
                 starter: bool | str | os.PathLike = True, device: str = "auto",
                 cluster=None, worker_root: str | os.PathLike | None = None, photo_ids=None,
-                crops: int | None = None) -> TagReport:
+                crops: int | None = None, rescore: bool = True) -> TagReport:
     """Run the labeling pass over every usable photo not yet done with this model.
 
     Args:
@@ -591,6 +591,8 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
         starter: use the packaged starter head for the tags it knows (``False``: the prior only; a path:
             those starter weights). With another backbone, or a missing or damaged weights file, the
             prior scores those tags and the report's ``note`` says why.
+        rescore: the active trained head, if any, scores the photos this pass tagged (``False``: a later
+            step does, as the chain's ``rescore`` stage).
     """
     from tqdm.auto import tqdm
 
@@ -707,11 +709,11 @@ def tag_library(library, *, model=None, batch_size: int | None = None, progress:
             cat.set_meta(UPGRADED_KEY, done)
     elif report.tagged:   # scores made without the starter head: the next pass with it looks again
         cat.del_meta(UPGRADED_KEY)
-    if report.tagged and head_store.active(cat.conn) is not None:
-        from photolab.stages.train import rescore   # the active trained head scores the newly tagged photos too
+    if rescore and report.tagged and head_store.active(cat.conn) is not None:
+        from photolab.stages.train import rescore as head_rescore   # the active head scores what was tagged
 
         failed = {p for p, _ in report.failed}
-        rescore(lib, photo_ids=[r["id"] for r in todo if r["path"] not in failed])
+        head_rescore(lib, photo_ids=[r["id"] for r in todo if r["path"] not in failed])
     if report.tagged:
         _keep_score_matrix(lib, report.tagged)
     report.tag_counts = tag_counts(lib, tax) if counts else {}
@@ -757,9 +759,12 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000,
     col = {t: j for j, t in enumerate(tags)}
     weights = None
     written = kept = 0
+    which = "prior" if keep_older else "all"
     for table in ("scores", "scores_stash"):
+        if keep_older:
+            kept += score_store.count_stale_starter(conn, table, tags, starter.version, version, "older")
         # 'none': a starter tag no ImageNet class votes for (sunset), left unscored by a pass without the starter
-        ids = score_store.stale_starter_photos(conn, table, tags, starter.version, version)
+        ids = score_store.stale_starter_photos(conn, table, tags, starter.version, version, which)
         for k in range(0, len(ids), chunk):
             part = ids[k:k + chunk]
             pos = {p: i for i, p in enumerate(part)}
@@ -767,10 +772,7 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000,
             have = np.zeros((len(part), len(tags)), dtype=bool)
             older = np.zeros((len(part), len(tags)), dtype=bool)   # scored by an older starter: prior not stored
             for pid, tag, score, source in score_store.stale_starter_rows(conn, table, part, tags, starter.version,
-                                                                          version):
-                if source == "starter" and keep_older:
-                    kept += 1
-                    continue
+                                                                          version, which):
                 have[pos[pid], col[tag]] = True
                 if source == "starter":
                     older[pos[pid], col[tag]] = True
@@ -787,9 +789,8 @@ def upgrade_prior_scores(library, starter, version: str, *, chunk: int = 20000,
             S = starter.scores(E, _measures(lib, part), P)
             rows = [(round(float(S[i, j]), 6), pid, t) for j, t in enumerate(tags)
                     for i, pid in enumerate(part) if have[i, j]]
-            if rows:
-                with lib.catalog.write() as db:
-                    score_store.upgrade_to_starter(db, table, rows, starter.version)
+            with lib.catalog.write() as db:
+                score_store.upgrade_to_starter(db, table, rows, starter.version)
             written += len(rows)
     return written, kept
 

@@ -482,10 +482,7 @@ def rescore(library, *, photo_ids=None, chunk: int = 20000) -> int:
     W, Wm, b, tags = _load_head(lib, active["version"])
     cols = [tags.index(t) for t in replaces]
     W, Wm, b = W[cols], Wm[cols], b[cols]
-    if photo_ids is None:
-        ids = feature_store.photo_ids(lib.catalog.conn)
-    else:
-        ids = sorted(int(i) for i in photo_ids)
+    ids = feature_store.photo_ids(lib.catalog.conn, photo_ids)   # a photo the pass could not tag has no features
     written = 0
     for k in range(0, len(ids), chunk):
         part = ids[k:k + chunk]

@@ -92,9 +92,12 @@ def any_model(conn: sqlite3.Connection) -> str | None:
     return row[0] if row else None
 
 
-def photo_ids(conn: sqlite3.Connection) -> list[int]:
-    """Every photo with features, in id order."""
-    return [r[0] for r in conn.execute("SELECT photo_id FROM features ORDER BY photo_id")]
+def photo_ids(conn: sqlite3.Connection, ids=None) -> list[int]:
+    """Every photo with features (``ids``: those of them that have features), in id order."""
+    if ids is None:
+        return [r[0] for r in conn.execute("SELECT photo_id FROM features ORDER BY photo_id")]
+    return sorted(r[0] for r in rows_in(conn, "SELECT photo_id FROM features WHERE photo_id IN {in}",
+                                         [int(i) for i in ids]))
 
 
 # -- what the labeling pass writes -------------------------------------------------------------------------

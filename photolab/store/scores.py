@@ -330,29 +330,44 @@ def starter_scored_tags(conn: sqlite3.Connection) -> set[str]:
 
 # -- the starter head's upgrade of scores made without it (or by an older one) ---------------------------
 _STASH_TABLES = ("scores", "scores_stash")
-_STALE = "(s.source IN ('prior', 'none') OR (s.source = 'starter' AND s.model != ?))"
+_STALE = {   # which rows a starter head redoes: made without a starter head, by another one, or both
+    "all": "(s.source IN ('prior', 'none') OR (s.source = 'starter' AND s.model != ?))",
+    "prior": "s.source IN ('prior', 'none')",
+    "older": "(s.source = 'starter' AND s.model != ?)",
+}
 
 
-def _stale_where(table: str, tags: list[str]) -> str:
+def _stale(table: str, tags: list[str], starter: str, backbone: str, which: str) -> tuple[str, tuple]:
+    """(FROM ... WHERE clause, its parameters) of the stale rows ``which`` (a key of :data:`_STALE`)."""
     if table not in _STASH_TABLES:
         raise ValueError(table)
-    return (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE {_STALE} "
-            f"AND f.model = ? AND s.tag IN ({', '.join('?' * len(tags))})")
+    sql = (f"FROM {table} s JOIN features f ON f.photo_id = s.photo_id WHERE {_STALE[which]} "
+           f"AND f.model = ? AND s.tag IN ({', '.join('?' * len(tags))})")
+    return sql, ((starter,) if which != "prior" else ()) + (backbone, *tags)
 
 
 def stale_starter_photos(conn: sqlite3.Connection, table: str, tags: list[str], starter: str,
-                         backbone: str) -> list[int]:
+                         backbone: str, which: str = "all") -> list[int]:
     """Photos (with features of ``backbone``) whose ``table`` rows for ``tags`` were scored without the
-    starter head ``starter`` (the prior, 'none') or by another starter head, in id order."""
-    return [r[0] for r in conn.execute(f"SELECT DISTINCT s.photo_id {_stale_where(table, tags)} ORDER BY s.photo_id",
-                                       (starter, backbone, *tags))]
+    starter head ``starter`` (the prior, 'none') or by another starter head (``which``: 'prior' or 'older'
+    for one of the two), in id order."""
+    sql, args = _stale(table, tags, starter, backbone, which)
+    return [r[0] for r in conn.execute(f"SELECT DISTINCT s.photo_id {sql} ORDER BY s.photo_id", args)]
+
+
+def count_stale_starter(conn: sqlite3.Connection, table: str, tags: list[str], starter: str, backbone: str,
+                        which: str = "all") -> int:
+    """How many of those rows there are."""
+    sql, args = _stale(table, tags, starter, backbone, which)
+    return conn.execute(f"SELECT count(*) {sql}", args).fetchone()[0]
 
 
 def stale_starter_rows(conn: sqlite3.Connection, table: str, ids, tags: list[str], starter: str,
-                       backbone: str) -> list[tuple]:
+                       backbone: str, which: str = "all") -> list[tuple]:
     """(photo_id, tag, score, source) of those rows for the photos of ``ids``."""
-    return rows_in(conn, f"SELECT s.photo_id, s.tag, s.score, s.source {_stale_where(table, tags)} "
-                         "AND s.photo_id IN {in}", [int(i) for i in ids], (starter, backbone, *tags))
+    sql, args = _stale(table, tags, starter, backbone, which)
+    return rows_in(conn, f"SELECT s.photo_id, s.tag, s.score, s.source {sql} AND s.photo_id IN {{in}}",
+                   [int(i) for i in ids], args)
 
 
 def upgrade_to_starter(db: sqlite3.Connection, table: str, rows, starter: str) -> None:
