@@ -171,8 +171,9 @@ def rescore_stage(run: Run):
 
 
 @dataclass
-class Applied:
-    """A plan and what applying it did (``report`` None: nothing was applied)."""
+class StageOutcome:
+    """A plan-making stage's result: the plan and what applying it did (``report`` None: nothing was applied);
+    not :class:`photolab.plans.Applied`, the count a plan's apply returns."""
 
     plan: Any
     report: Any = None
@@ -183,7 +184,7 @@ class Applied:
 
 
 @stage("dedupe", after="rescore", reads=("features", "photos"), writes=("files", "photos", "journal"))
-def dedupe_stage(run: Run) -> Applied:
+def dedupe_stage(run: Run) -> StageOutcome:
     """Duplicates grouped (scoped: the photos against the library) and the copies quarantined. Option
     ``apply``: True (when there are copies), False (the plan only) or ``"always"``. Quarantined photos
     leave the scope."""
@@ -192,7 +193,7 @@ def dedupe_stage(run: Run) -> Applied:
 
     plan = dedupe.plan(run.lib) if run.ids is None else dedupe.plan(run.lib, only=run.ids)
     how = run.opt("dedupe", "apply", True)
-    out = Applied(plan)
+    out = StageOutcome(plan)
     if how == "always" or (how and len(plan) and not plan["keep"].all()):
         out.report = dedupe.apply(run.lib, plan, progress=_progress(run, "dedupe"))
     if run.ids is not None:
@@ -231,21 +232,21 @@ def faces_stage(run: Run):
 
 
 @stage("organize", after="faces", reads=("photos", "events", "rules"), writes=("files", "photos", "journal"))
-def organize_stage(run: Run) -> Applied:
+def organize_stage(run: Run) -> StageOutcome:
     """Photos filed by the organize rules (scoped: their folders and events only, and only they move)."""
     from photolab.stages.organize import apply, plan
 
     if run.ids is None:
         df = plan(run.lib)
-        return Applied(df, apply(run.lib, df, progress=_progress(run, "organize")))
+        return StageOutcome(df, apply(run.lib, df, progress=_progress(run, "organize")))
     from photolab.stages.events import apply as store_events
 
     p = plan(run.lib, photo_ids=run.ids)           # their folders and events only, not the library
     p = p.with_rows(p.rows[p.rows["photo_id"].isin(run.ids)])
     if not len(p):
         store_events(p.events)                      # nothing to move: their events are stored all the same
-        return Applied(p, None)
-    return Applied(p, apply(p, progress=_progress(run, "organize")))
+        return StageOutcome(p, None)
+    return StageOutcome(p, apply(p, progress=_progress(run, "organize")))
 
 
 @stage("metadata", after="organize", reads=("scores", "labels", "ratings", "faces", "places"),
@@ -265,5 +266,5 @@ MAINTAIN = ("index", "tag", "rescore", "dedupe")
 DEMO = WATCH_PASS
 PREPARE = ("gather", "index", "tag")   # without the rescore stage, tag_library rescores what it tags
 
-__all__ = ["Applied", "DEMO", "MAINTAIN", "PREPARE", "Run", "STAGES", "Stage", "WATCH_PASS", "chain", "run_chain",
+__all__ = ["DEMO", "MAINTAIN", "PREPARE", "Run", "STAGES", "Stage", "StageOutcome", "WATCH_PASS", "chain", "run_chain",
            "stage"]
